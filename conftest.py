@@ -1,0 +1,1 @@
+# Lets the tests import video_tag from a checkout without installing it.

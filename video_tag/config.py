@@ -1,0 +1,101 @@
+"""YAML configs with the original VideoTag sections and keys, plus ``-o SECTION.key=value`` overrides.
+
+A config is a plain dict of dicts::
+
+    {"MODEL": {"name": "AttentionLSTM", "num_classes": 3396, ...},
+     "TRAIN": {"batch_size": 128, "learning_rate": 0.000125, ...}, "VALID": {...}, "TEST": {...},
+     "INFER": {...}}
+
+Keys missing from a user's file are filled from ``DEFAULTS`` (so configs written for the original
+toolkit still load); an override must name a key that exists after that merge.
+"""
+import yaml
+
+from .errors import UserError
+
+SECTIONS = ("MODEL", "TRAIN", "VALID", "TEST", "INFER")
+
+# Keys this toolkit adds to the original configs, with values that keep the original behaviour.
+DEFAULTS = {
+    "MODEL": {"topk": 20, "fc_sizes": [8192, 4096]},
+    "TRAIN": {"num_workers": 2, "log_interval": 10, "num_gpus": 1, "use_gpu": True,
+              "pretrain_base": None, "num_samples": None, "decay_epochs": [], "decay_gamma": 0.1},
+    "VALID": {"batch_size": 128, "filelist": None, "num_workers": 2},
+    "TEST": {"batch_size": 128, "filelist": None, "num_workers": 2},
+    "INFER": {"batch_size": 1, "filelist": None, "num_workers": 2},
+}
+
+
+def load_config(path, overrides=()):
+    """Read the YAML file at ``path`` and apply ``overrides`` (strings ``SECTION.key=value``)."""
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            raw = yaml.safe_load(f)
+    except OSError as e:
+        raise UserError(f"cannot read config {path}: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise UserError(f"config {path} is not valid YAML: {' '.join(str(e).split())}") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"config {path}: expected sections {', '.join(SECTIONS)}")
+    cfg = {}
+    for section in SECTIONS:
+        body = raw.get(section) or {}
+        if not isinstance(body, dict):
+            raise UserError(f"config {path}: section {section} must be a mapping")
+        cfg[section] = {**DEFAULTS.get(section, {}), **{k: _none(v) for k, v in body.items()}}
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise UserError(f"config {path}: unknown section {unknown[0]} (expected {', '.join(SECTIONS)})")
+    for item in overrides:
+        apply_override(cfg, item)
+    return cfg
+
+
+def _none(value):
+    # The original configs write Python's None; YAML reads that as the string "None".
+    return None if value == "None" else value
+
+
+def apply_override(cfg, item):
+    """Set ``cfg[SECTION][key]`` from ``"SECTION.key=value"``, typed like the value it replaces."""
+    name, sep, text = item.partition("=")
+    section, dot, key = name.strip().partition(".")
+    if not sep or not dot:
+        raise UserError(f"override {item!r}: expected SECTION.key=value, e.g. MODEL.num_classes=12")
+    if section not in cfg or key not in cfg[section]:
+        raise UserError(f"override {item!r}: unknown config key {name.strip()}")
+    old = cfg[section][key]
+    try:
+        value = _none(yaml.safe_load(text)) if text.strip() else ""
+    except yaml.YAMLError:
+        value = text
+    cfg[section][key] = _coerce(value, old, name.strip())
+
+
+def _coerce(value, old, name):
+    if old is None or value is None:
+        return value
+    if isinstance(old, bool):
+        if isinstance(value, bool):
+            return value
+    elif isinstance(old, (int, float)):
+        if isinstance(value, str):
+            try:
+                value = float(value)  # "1e-4": PyYAML reads exponents without a dot as strings
+            except ValueError:
+                pass
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if isinstance(old, float):
+                return float(value)
+            if float(value).is_integer():
+                return int(value)
+    elif isinstance(old, str):
+        return value if isinstance(value, str) else str(value)
+    elif isinstance(old, list):
+        if isinstance(value, list):
+            return value
+        return [value]
+    else:
+        return value
+    raise UserError(f"override {name}={value!r}: expected a value of type {type(old).__name__}")
+

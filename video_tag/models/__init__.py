@@ -1,0 +1,9 @@
+"""The models, by the ``--model_name`` that selects them."""
+from .attention_lstm import AttentionLSTM
+
+MODELS = {"AttentionLSTM": AttentionLSTM}
+
+
+def build_model(model_name, cfg):
+    """Build ``MODELS[model_name]`` from the ``MODEL`` section of a config."""
+    return MODELS[model_name](**cfg["MODEL"])
