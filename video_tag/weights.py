@@ -43,18 +43,23 @@ def resolve(path):
     raise UserError(f"weight file not found: {path} (nor {path + SUFFIX})")
 
 
+def read_pickle(file):
+    """Unpickle ``file`` allowing only plain values, containers and numpy arrays."""
+    try:
+        with open(file, "rb") as f:
+            return _SafeUnpickler(io.BytesIO(f.read()), encoding="latin1").load()
+    except pickle.UnpicklingError as e:
+        raise UserError(f"{file} was refused: {e}") from None
+    except OSError as e:
+        raise UserError(f"cannot read {file}: {e.strerror}") from None
+    except Exception as e:  # truncated or not a pickle at all
+        raise UserError(f"{file} is not a readable pickle ({type(e).__name__}: {e})") from None
+
+
 def read_state(path):
     """Read a release-format weight file. Returns ``{name: ndarray}`` (the path may omit ``.pdparams``)."""
     file = resolve(path)
-    try:
-        with open(file, "rb") as f:
-            state = _SafeUnpickler(io.BytesIO(f.read()), encoding="latin1").load()
-    except pickle.UnpicklingError as e:
-        raise UserError(f"weight file {file} was refused: {e}") from None
-    except OSError as e:
-        raise UserError(f"cannot read weight file {file}: {e.strerror}") from None
-    except Exception as e:  # truncated or not a pickle at all
-        raise UserError(f"weight file {file} is not a readable pickle ({type(e).__name__}: {e})") from None
+    state = read_pickle(file)
     if not isinstance(state, dict):
         raise UserError(f"weight file {file} holds a {type(state).__name__}, expected a dict of arrays")
     # Paddle 2.x's paddle.save adds a dict of structured names; it is not a parameter.

@@ -1,0 +1,25 @@
+"""Predict the top-K tags of every video of a list; print them and save predictions.jsonl.
+
+    python predict.py --model_name=AttentionLSTM --config=./configs/attention_lstm.yaml \
+        --weights=./weights/attention_lstm --label_file=./label_3396.txt
+"""
+from video_tag import cli
+from video_tag.predict import predict
+
+SAVE_DIRS = {"AttentionLSTM": "./data/predict_results/attention_lstm", "TSN": "./data/predict_results/tsn"}
+
+
+def main():
+    p = cli.parser(__doc__)
+    p.add_argument("--weights", required=True, help="weights to predict with (.pdparams suffix optional)")
+    p.add_argument("--label_file", default="./label_3396.txt", help="class names, one per line")
+    p.add_argument("--save_dir", help="where predictions.jsonl goes (default: ./data/predict_results/<model>)")
+    p.add_argument("--topk", "--infer_topk", dest="topk", type=int, help="tags per video (default: MODEL.topk)")
+    args = p.parse_args()
+    cfg = cli.load(args, "INFER")
+    return predict(args.model_name, cfg, args.weights, cfg["INFER"]["filelist"], args.label_file,
+                   args.save_dir or SAVE_DIRS[args.model_name], args.topk, args.use_gpu)
+
+
+if __name__ == "__main__":
+    cli.main(main)

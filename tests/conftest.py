@@ -1,0 +1,64 @@
+"""Shared fixtures: a tiny AttentionLSTM config and generated feature files with labels."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FEATURE_DIM, NUM_CLASSES = 16, 5
+
+
+def run_script(script, *args, cwd=None, env=None):
+    """Run an entry script of the project; returns the CompletedProcess (text, merged output)."""
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT, **(env or {})}
+    return subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=cwd, env=full_env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8",
+                          timeout=300)
+
+
+def write_features(directory, count, rng, lengths=(6, 9), labels_per_video=(1, 3), signal=True):
+    """``count`` feature files [T, FEATURE_DIM] whose content reveals their labels; returns list lines."""
+    os.makedirs(directory, exist_ok=True)
+    lines = []
+    for i in range(count):
+        labels = sorted(rng.choice(NUM_CLASSES, rng.integers(*labels_per_video, endpoint=True), replace=False))
+        steps = int(rng.integers(lengths[0], lengths[1] + 1))
+        x = rng.standard_normal((steps, FEATURE_DIM)).astype(np.float32) * 0.3
+        if signal:
+            x[:, labels] += 2.0
+        path = os.path.join(directory, f"video {i} 视频.npy")  # spaces and non-ASCII in names
+        np.save(path, x)
+        lines.append(path + " " + " ".join(str(l) for l in labels))
+    return lines
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    """A config of a small AttentionLSTM with train/val/test/infer lists of generated features."""
+    rng = np.random.default_rng(0)
+    lists = {}
+    for name, count in (("train", 24), ("val", 10), ("test", 10)):
+        lines = write_features(str(tmp_path / "features" / name), count, rng)
+        lists[name] = str(tmp_path / f"{name}.list")
+        with open(lists[name], "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+    with open(lists["test"], encoding="utf-8") as f:
+        infer = [line.rsplit(" ", 1)[0] for line in f]
+    lists["infer"] = str(tmp_path / "infer.list")
+    with open(lists["infer"], "w", encoding="utf-8") as f:
+        f.write("\n".join(infer) + "\n")
+    with open(os.path.join(ROOT, "configs", "attention_lstm-single.yaml"), encoding="utf-8") as f:
+        cfg = yaml.safe_load(f)
+    cfg["MODEL"].update(feature_dims=[FEATURE_DIM], embedding_size=8, lstm_size=4, num_classes=NUM_CLASSES,
+                        fc_sizes=[16, 8], topk=3)
+    cfg["TRAIN"].update(epoch=2, batch_size=8, learning_rate=0.01, decay_epochs=[1], num_workers=1,
+                        filelist=lists["train"], log_interval=1)
+    for section, name in (("VALID", "val"), ("TEST", "test"), ("INFER", "infer")):
+        cfg[section].update(filelist=lists[name], batch_size=4, num_workers=1)
+    path = str(tmp_path / "tiny.yaml")
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(cfg, f, allow_unicode=True)
+    return path

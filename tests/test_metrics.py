@@ -1,0 +1,181 @@
+import numpy as np
+import pytest
+
+from video_tag.metrics import MultiLabelMetrics, TopkAccuracy, batch_metrics, gap
+
+# Four videos, four classes; worked with top_k=2.
+#   A: top-2 = c0 (0.9, T), c1 (0.65, F); 2 true labels (c2 at 0.1 falls outside the top-2)
+#   B: top-2 = c1 (0.7, T), c2 (0.6, F); 1 true label
+#   C: top-2 = c3 (0.95, F), c0 (0.5, F); no true labels
+#   D: top-2 = c3 (0.6, T), c0 (0.0, T); 2 true labels, c0 scores 0 so PERR does not count it
+SCORES = np.array([
+    [0.9, 0.65, 0.1, 0.0],   # A
+    [0.2, 0.7, 0.6, 0.3],    # B
+    [0.5, 0.4, 0.3, 0.95],   # C
+    [0.0, 0.0, 0.0, 0.6],    # D
+], dtype=np.float32)
+LABELS = np.array([
+    [1, 0, 1, 0],
+    [0, 1, 0, 0],
+    [0, 0, 0, 0],
+    [1, 0, 0, 1],
+])
+LOSSES = np.array([1.0, 2.0, 3.0, 6.0])
+# Hit@1: A yes, B yes, C no, D yes -> 3/4.
+# PERR:  A 1/2 (top-2: T, F), B 1/1, C 0 (no labels), D 1/2 (c0 is true but scores 0) -> 2/4 = 0.5.
+# GAP@2: pooled and sorted, the tie at 0.6 puts B's false item before D's true one:
+#   0.95 F, 0.9 T, 0.7 T, 0.65 F, 0.6 F, 0.6 T, 0.5 F, 0.0 T   -> true at positions 2, 3, 6, 8
+#   (1/2 + 2/3 + 3/6 + 4/8) / 5 true labels = (13/6) / 5 = 13/30
+EXPECTED = {"hit_at_one": 0.75, "perr": 0.5, "gap": 13 / 30, "loss": 3.0, "num_videos": 4}
+
+
+def check(result, expected):
+    assert result.keys() == expected.keys()
+    for key, value in expected.items():
+        assert result[key] == pytest.approx(value, abs=1e-12), key
+        assert type(result[key]) is type(value), key
+
+
+def test_hand_worked_example():
+    m = MultiLabelMetrics(num_classes=4, top_k=2)
+    m.update(SCORES, LABELS, LOSSES)
+    check(m.compute(), EXPECTED)
+
+
+def test_several_updates_and_merges_equal_one_update():
+    m = MultiLabelMetrics(4, top_k=2)
+    m.update(SCORES[:1], LABELS[:1], LOSSES[:1])
+    m.update(SCORES[1:3], LABELS[1:3], LOSSES[1:3])
+    m.compute()  # computing in between changes nothing
+    other = MultiLabelMetrics(4, top_k=2)
+    other.update(SCORES[3:], LABELS[3:], LOSSES[3:])
+    m.merge(other.state())
+    check(m.compute(), EXPECTED)
+
+
+def test_gap_does_not_depend_on_video_order():
+    for order in ([3, 2, 1, 0], [1, 3, 0, 2], [2, 0, 3, 1]):
+        m = MultiLabelMetrics(4, top_k=2)
+        m.update(SCORES[order], LABELS[order], LOSSES[order])
+        check(m.compute(), EXPECTED)
+    # Random data with many ties, split across "ranks" and merged in different orders.
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 5, size=(40, 10)) / 4
+    labels = rng.random((40, 10)) < 0.3
+    ranks = []
+    for part in np.array_split(np.arange(40), 4):
+        r = MultiLabelMetrics(10, top_k=3)
+        r.update(scores[part], labels[part])
+        ranks.append(r.state())
+    results = []
+    for perm in ([0, 1, 2, 3], [3, 1, 0, 2]):
+        m = MultiLabelMetrics(10, top_k=3)
+        for i in perm:
+            m.merge(ranks[i])
+        results.append(m.compute())
+    assert results[0] == results[1]
+
+
+def test_no_losses_gives_none():
+    m = MultiLabelMetrics(4, top_k=2)
+    m.update(SCORES, LABELS)
+    assert m.compute()["loss"] is None
+    assert batch_metrics(SCORES, LABELS, top_k=2) == {k: v for k, v in m.compute().items() if k != "loss"}
+
+
+def test_video_without_positives():
+    # Alone it has hit 0, PERR 0 and there are no positives at all -> GAP 0.
+    check(batch_metrics(SCORES[2:3], LABELS[2:3], top_k=2),
+          {"hit_at_one": 0.0, "perr": 0.0, "gap": 0.0, "num_videos": 1})
+
+
+def test_more_than_20_positives_count_in_gap_denominator():
+    # 30 classes, all true, scores 1.0 > 0.99 > ... > 0.71: the top-20 are all true, each at precision 1,
+    # so GAP = 20 / 30 true labels; PERR takes the top-30 = all true and > 0 -> 1.
+    scores = np.linspace(1.0, 0.71, 30)[None, :]
+    labels = np.ones((1, 30))
+    check(batch_metrics(scores, labels),
+          {"hit_at_one": 1.0, "perr": 1.0, "gap": 2 / 3, "num_videos": 1})
+
+
+def test_hit_at_one_ties_go_to_lower_class_index():
+    scores = np.array([[0.5, 0.5, 0.1], [0.5, 0.5, 0.1]])
+    labels = np.array([[0, 1, 0], [1, 0, 0]])
+    # Both videos pick class 0 (as numpy.argmax does): the first misses, the second hits.
+    assert batch_metrics(scores, labels)["hit_at_one"] == 0.5
+
+
+def test_gap_function_ties_false_first():
+    # (0.5, T) and (0.5, F) tie: F first, so T sits at position 2 -> AP = 1/2 over 1 true label.
+    assert gap([[0.5], [0.5]], [[True], [False]], 1) == 0.5
+    assert gap([[0.5]], [[False]], 0) == 0.0
+
+
+def youtube8m_reference(predictions, actuals, top_k):
+    """Straight transcription of YouTube-8M eval_util / average_precision_calculator (no ties in data)."""
+    pooled, total_positives, hits, perrs = [], 0, [], []
+    for scores, truth in zip(predictions, actuals):
+        total_positives += int(sum(truth))
+        ranked = sorted(range(len(scores)), key=lambda c: scores[c], reverse=True)
+        for c in ranked[:top_k]:
+            pooled.append((scores[c], truth[c]))
+        hits.append(truth[ranked[0]])
+        k = int(sum(truth))
+        perrs.append(sum(truth[c] for c in ranked[:k] if scores[c] > 0) / k if k else 0.0)
+    pooled.sort(key=lambda item: item[0], reverse=True)
+    ap, positives = 0.0, 0
+    for i, (_, is_true) in enumerate(pooled):
+        if is_true:
+            positives += 1
+            ap += positives / (i + 1) / total_positives
+    return {"hit_at_one": np.mean(hits), "perr": np.mean(perrs), "gap": ap if total_positives else 0.0}
+
+
+@pytest.mark.parametrize("num_classes,top_k,density", [(30, 20, 0.3), (50, 5, 0.1), (8, 20, 0.5)])
+def test_against_youtube8m_reference(num_classes, top_k, density):
+    rng = np.random.default_rng(num_classes)
+    scores = rng.random((64, num_classes)) - 0.2  # some scores <= 0, which PERR ignores
+    labels = (rng.random((64, num_classes)) < density).astype(int)
+    labels[:3] = 0  # some videos without positives
+    m = MultiLabelMetrics(num_classes, top_k)
+    for part in np.array_split(np.arange(64), 5):
+        m.update(scores[part], labels[part])
+    result = m.compute()
+    for key, value in youtube8m_reference(scores, labels, top_k).items():
+        assert result[key] == pytest.approx(value, rel=1e-12), key
+
+
+def test_shape_errors():
+    m = MultiLabelMetrics(4)
+    with pytest.raises(ValueError):
+        m.update(SCORES[:, :3], LABELS[:, :3])
+    with pytest.raises(ValueError):
+        m.update(SCORES, LABELS, LOSSES[:2])
+
+
+def test_topk_accuracy():
+    scores = np.array([
+        [0.1, 0.5, 0.2, 0.05, 0.1, 0.05],    # label 1: the top class -> rank 0
+        [0.1, 0.5, 0.2, 0.05, 0.1, 0.05],    # label 0: after 0.5, 0.2; ties c4 but comes first -> rank 2
+        [0.3, 0.25, 0.2, 0.15, 0.1, 0.0],    # label 5: last -> rank 5
+        [1 / 6] * 6,                         # label 3: all tied, c0..c2 come first -> rank 3
+    ])
+    labels = np.array([1, 0, 5, 3])
+    acc = TopkAccuracy()
+    acc.update(scores[:2], labels[:2], [0.5, 1.5])
+    acc.update(scores[2:], labels[2:], [2.5, 3.5])
+    # top-1: rank 0 only -> 1/4; top-5: ranks 0, 2, 3 -> 3/4; loss (0.5+1.5+2.5+3.5)/4 = 2
+    check(acc.compute(), {"top1_acc": 0.25, "top5_acc": 0.75, "loss": 2.0, "num_videos": 4})
+
+    merged = TopkAccuracy()
+    merged.merge(acc.state())
+    assert merged.compute() == acc.compute()
+
+
+def test_topk_accuracy_few_classes_and_no_losses():
+    acc = TopkAccuracy(topk=(1, 5))
+    acc.update(np.array([[0.2, 0.3, 0.5], [0.6, 0.3, 0.1]]), np.array([0, 0]))
+    # 3 classes < 5: top-5 counts all; top-1: only the second video -> 1/2
+    check(acc.compute(), {"top1_acc": 0.5, "top5_acc": 1.0, "loss": None, "num_videos": 2})
+    with pytest.raises(ValueError):
+        acc.update(np.zeros((1, 3)), np.array([3]))

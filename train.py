@@ -1,0 +1,35 @@
+"""Train a VideoTag model (AttentionLSTM on features; TSN on videos) on one device or many.
+
+    python train.py --model_name=AttentionLSTM --config=./configs/attention_lstm-single.yaml \
+        --pretrain=./weights/attention_lstm --save_dir=./data/checkpoints
+    python -m paddle.distributed.launch --nproc_per_node 8 train.py --model_name=AttentionLSTM ...
+"""
+from video_tag import cli, distributed, trainer
+
+
+def main():
+    p = cli.parser(__doc__)
+    p.add_argument("--pretrain", help="weights to start from (.pdparams suffix optional); "
+                                      "parameters of another shape, e.g. the classifier, are skipped")
+    p.add_argument("--save_dir", default="./data/checkpoints", help="where checkpoints go")
+    p.add_argument("--epoch", type=int, help="total number of epochs (default: TRAIN.epoch)")
+    p.add_argument("--learning_rate", type=float, help="initial learning rate (default: TRAIN.learning_rate)")
+    p.add_argument("--resume", help="continue from a saved <Model>_epoch{k}.pdparams")
+    p.add_argument("--valid_interval", type=int, default=1, help="validate every N epochs (0: never)")
+    p.add_argument("--fix_random_seed", type=cli.str2bool, default=False, help="reproducible runs")
+    args = p.parse_args()
+    cfg = cli.load(args, "TRAIN")
+    if args.epoch is not None:
+        cfg["TRAIN"]["epoch"] = args.epoch
+    if args.learning_rate is not None:
+        cfg["TRAIN"]["learning_rate"] = args.learning_rate
+    run_args = (args.model_name, cfg, args.save_dir, None, args.pretrain, args.resume,
+                args.valid_interval, args.fix_random_seed, args.use_gpu)
+    if distributed.will_spawn(args.use_gpu):
+        trainer.check_inputs(args.model_name, cfg, args.pretrain, args.resume)
+    distributed.run(trainer.train_worker, run_args, args.use_gpu)
+    return 0
+
+
+if __name__ == "__main__":
+    cli.main(main)

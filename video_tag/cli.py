@@ -1,0 +1,72 @@
+"""What the entry scripts share: flags in the original scripts' forms, config loading, exit codes."""
+import argparse
+import logging
+import os
+import sys
+
+from .config import load_config
+from .errors import UserError
+from .models import MODELS
+
+DEFAULT_CONFIGS = {"AttentionLSTM": "configs/attention_lstm.yaml", "TSN": "configs/tsn.yaml"}
+
+
+def str2bool(text):
+    """``--use_gpu=False`` / ``True`` / ``0`` / ``1`` / ``yes`` / ``no``."""
+    value = str(text).strip().lower()
+    if value in ("true", "1", "yes", "y", "on"):
+        return True
+    if value in ("false", "0", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
+
+
+def parser(description):
+    """An ArgumentParser with the flags every script has."""
+    p = argparse.ArgumentParser(description=description,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model_name", required=True, choices=sorted(MODELS), help="model to run")
+    p.add_argument("--config", help="YAML config (default: configs/<model>.yaml)")
+    p.add_argument("-o", "--override", action="append", default=[], metavar="SECTION.key=value",
+                   help="override a config value, e.g. -o MODEL.num_classes=12 (repeatable)")
+    p.add_argument("--use_gpu", type=str2bool, default=True,
+                   help="run on GPU (falls back to CPU, with a warning, on a CPU build of Paddle)")
+    p.add_argument("--batch_size", type=int, help="batch size (training: total over all devices)")
+    p.add_argument("--filelist", help="list file (default: the config's filelist of this stage)")
+    p.add_argument("--log_interval", type=int, help="log every N batches")
+    return p
+
+
+def load(args, section):
+    """The config of ``args.config`` with ``-o`` overrides, then the explicit flags of ``section``."""
+    path = args.config or DEFAULT_CONFIGS[args.model_name]
+    cfg = load_config(path, args.override)
+    if args.batch_size is not None:
+        cfg[section]["batch_size"] = args.batch_size
+    if args.filelist is not None:
+        cfg[section]["filelist"] = args.filelist
+    if args.log_interval is not None:
+        cfg["TRAIN"]["log_interval"] = args.log_interval
+    if not cfg[section].get("filelist"):
+        raise UserError(f"no list file: set {section}.filelist in {path} or pass --filelist")
+    return cfg
+
+
+def setup_logging():
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                        datefmt="%H:%M:%S")
+
+
+def main(function):
+    """Run ``function()`` (returning an exit code) with logging set up and bad input reported in one line."""
+    setup_logging()
+    os.environ.setdefault("FLAGS_call_stack_level", "0")
+    try:
+        code = function()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code or 0)

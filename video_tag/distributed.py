@@ -1,0 +1,74 @@
+"""Data parallelism on ``paddle.distributed``: one process per device, rank 0 alone writes.
+
+``python -m paddle.distributed.launch --nproc_per_node N train.py ...`` (or ``--gpus``) starts the
+processes; a plain ``python train.py`` with several visible GPUs spawns one per GPU (``spawn``). On CPU
+the same code runs with the gloo backend.
+"""
+import logging
+import os
+
+import paddle
+import paddle.distributed as dist
+
+
+def world_size():
+    return dist.get_world_size()
+
+
+def rank():
+    return dist.get_rank()
+
+
+def is_main():
+    return dist.get_rank() == 0
+
+
+def launched():
+    """True inside a process started by ``paddle.distributed.launch`` or ``spawn``."""
+    return int(os.environ.get("PADDLE_TRAINERS_NUM", "1")) > 1
+
+
+def init(use_gpu):
+    """Pick this process's device and join the process group when launched with several processes."""
+    if use_gpu and not paddle.is_compiled_with_cuda():
+        logging.getLogger(__name__).warning("use_gpu is set but this Paddle has no CUDA: running on CPU")
+    paddle.set_device("gpu" if use_gpu and paddle.is_compiled_with_cuda() else "cpu")
+    if launched() and not dist.is_initialized():
+        dist.init_parallel_env()
+    if not is_main():
+        logging.getLogger().setLevel(logging.WARNING)  # rank 0 alone logs progress
+
+
+def visible_gpus(use_gpu):
+    """Number of GPUs this process could use (0 without ``use_gpu`` or a CUDA build)."""
+    if not use_gpu or not paddle.is_compiled_with_cuda():
+        return 0
+    return paddle.device.cuda.device_count()
+
+
+def will_spawn(use_gpu):
+    """True when ``run`` will start one process per visible GPU itself."""
+    return visible_gpus(use_gpu) > 1 and not launched()
+
+
+def run(function, args, use_gpu):
+    """Call ``function(*args)``, in one process per visible GPU when there are several."""
+    gpus = visible_gpus(use_gpu)
+    if will_spawn(use_gpu):
+        dist.spawn(function, args=args, nprocs=gpus)
+    else:
+        function(*args)
+
+
+def gather(obj):
+    """List of ``obj`` from every rank, in rank order (picklable objects)."""
+    if world_size() == 1:
+        return [obj]
+    gathered = []
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def barrier():
+    if world_size() > 1:
+        dist.barrier()

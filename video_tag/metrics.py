@@ -1,0 +1,214 @@
+"""Evaluation metrics as small numpy accumulators: ``update()`` per batch, ``compute()`` at the end.
+
+``MultiLabelMetrics`` gives the YouTube-8M figures VideoTag prints for the AttentionLSTM (Hit@1, PERR,
+GAP@20); ``TopkAccuracy`` gives top-1 / top-5 accuracy for TSN. Both keep per-video arrays, never
+per-batch averages, so ``compute()`` returns global figures over every video seen. In multi-process
+evaluation each rank accumulates its own videos, the ``state()`` dicts are gathered (e.g. with
+``paddle.distributed.all_gather_object``) and ``merge()``-d into one accumulator on rank 0, which then
+calls ``compute()`` once. The result does not depend on the order of ranks or batches.
+
+Ties are broken deterministically: within a video, equal scores rank by class index (lower first, as
+``numpy.argmax`` does); across videos, see the GAP note in ``MultiLabelMetrics``.
+"""
+import math
+
+import numpy as np
+
+
+def _rank_of_each_class(scores):
+    """Column order of ``scores [B, C]`` by descending score, ties by lower class index. Returns [B, C]."""
+    return np.argsort(-scores, axis=1, kind="stable")
+
+
+def _check_losses(losses, batch):
+    if losses is None:
+        return None
+    losses = np.asarray(losses, dtype=np.float64).reshape(-1)
+    if losses.shape != (batch,):
+        raise ValueError(f"losses must have shape [{batch}], got {losses.shape}")
+    return losses
+
+
+def _mean(values, empty):
+    """Mean with an exactly rounded sum (math.fsum), so merging parts in any order gives the same float."""
+    return math.fsum(values) / len(values) if len(values) else empty
+
+
+class MultiLabelMetrics:
+    """Hit@1, PERR and GAP@top_k over multi-label predictions (YouTube-8M definitions).
+
+    Per video this keeps O(top_k) numbers: its top-k scores with their is-true flags, its number of true
+    labels, its hit@1 and PERR, and its loss if given. ``compute()`` returns plain Python numbers::
+
+        {"hit_at_one": float, "perr": float, "gap": float,
+         "loss": float or None,   # mean per-video loss over the videos whose update() passed losses;
+                                  # None when no update() passed any
+         "num_videos": int}
+
+    Definitions (B videos per batch, C classes):
+
+    - Hit@1: fraction of videos whose top-scored class is a true label.
+    - PERR: per video with k true labels, the fraction of its top-k classes that are true *and* score
+      > 0; a video without true labels counts 0. Mean over videos.
+    - GAP: pool the top-k (score, is_true) pairs of every video and sort them by score, descending;
+      ``sum over true items at 1-based position i of (true items up to i) / i``, divided by the total
+      number of true labels of all videos (including those outside any top-k). 0 if there are none.
+      This is YouTube-8M's ``ap_at_n(n=None, total_num_positives=...)`` over ``top_k_by_class``, except
+      for ties: YouTube-8M shuffles randomly, here among equal scores false items come first (the
+      pessimistic choice), so the figure is reproducible and independent of the order videos arrive in.
+    """
+
+    main = "gap"  # the figure that picks the best checkpoint
+
+    def __init__(self, num_classes, top_k=20):
+        self.num_classes = int(num_classes)
+        self.top_k = min(int(top_k), self.num_classes)
+        self._parts = []  # one state dict per update() / merge()
+
+    def update(self, probabilities, labels, losses=None):
+        """Add a batch.
+
+        probabilities: [B, C] float scores (sigmoid outputs). labels: [B, C] multi-hot, nonzero = true.
+        losses: [B] per-video loss (sigmoid cross-entropy summed over classes), or None.
+        """
+        scores = np.asarray(probabilities, dtype=np.float64)
+        truth = np.asarray(labels) != 0
+        if scores.ndim != 2 or scores.shape[1] != self.num_classes or truth.shape != scores.shape:
+            raise ValueError(f"expected probabilities and labels of shape [B, {self.num_classes}], "
+                             f"got {scores.shape} and {truth.shape}")
+        batch = scores.shape[0]
+        losses = _check_losses(losses, batch)
+
+        order = _rank_of_each_class(scores)
+        sorted_scores = np.take_along_axis(scores, order, axis=1)
+        sorted_truth = np.take_along_axis(truth, order, axis=1)
+        num_true = truth.sum(axis=1)
+        # PERR: true and positive-scored hits among the first num_true ranked classes.
+        hits_so_far = np.cumsum(sorted_truth & (sorted_scores > 0), axis=1)
+        at_k = hits_so_far[np.arange(batch), np.maximum(num_true - 1, 0)]
+        perr = np.where(num_true > 0, at_k / np.maximum(num_true, 1), 0.0)
+        self._parts.append({
+            "top_scores": sorted_scores[:, :self.top_k],  # [B, top_k]
+            "top_true": sorted_truth[:, :self.top_k],     # [B, top_k] bool
+            "num_true": num_true.astype(np.int64),        # [B]
+            "hit": sorted_truth[:, 0].astype(np.float64),  # [B]
+            "perr": perr,                                  # [B]
+            "losses": np.zeros(0) if losses is None else losses,  # [B] or [0]
+        })
+
+    def state(self):
+        """Everything seen so far as a dict of numpy arrays (small: O(videos * top_k)), for gathering."""
+        if not self._parts:
+            k = self.top_k
+            return {"top_scores": np.zeros((0, k)), "top_true": np.zeros((0, k), bool),
+                    "num_true": np.zeros(0, np.int64), "hit": np.zeros(0), "perr": np.zeros(0),
+                    "losses": np.zeros(0)}
+        state = {key: np.concatenate([p[key] for p in self._parts]) for key in self._parts[0]}
+        self._parts = [state]
+        return state
+
+    def merge(self, other):
+        """Add the videos of another accumulator or of its ``state()`` dict (e.g. gathered from a rank)."""
+        state = other.state() if isinstance(other, MultiLabelMetrics) else other
+        if state["top_scores"].shape[1] != self.top_k:
+            raise ValueError(f"cannot merge top_k={state['top_scores'].shape[1]} into top_k={self.top_k}")
+        self._parts.append({key: np.asarray(value) for key, value in state.items()})
+
+    def compute(self):
+        """Global figures over every video seen (see the class docstring for keys and definitions)."""
+        s = self.state()
+        n = len(s["hit"])
+        return {
+            "hit_at_one": _mean(s["hit"], 0.0),
+            "perr": _mean(s["perr"], 0.0),
+            "gap": gap(s["top_scores"], s["top_true"], int(s["num_true"].sum())),
+            "loss": _mean(s["losses"], None),
+            "num_videos": n,
+        }
+
+
+def gap(top_scores, top_true, total_true):
+    """Global average precision of pooled top-k predictions.
+
+    top_scores: [N, k] scores of each video's top-k classes; top_true: [N, k] whether each is a true label;
+    total_true: number of true labels over all N videos (also those outside the top-k). Among equal
+    scores, false items sort before true ones. Returns a float, 0.0 when total_true is 0.
+    """
+    if total_true <= 0:
+        return 0.0
+    scores = np.asarray(top_scores, dtype=np.float64).reshape(-1)
+    truth = np.asarray(top_true, dtype=bool).reshape(-1)
+    order = np.lexsort((truth, -scores))  # primary: score descending; then false before true
+    truth = truth[order]
+    positions = np.flatnonzero(truth) + 1  # 1-based positions of the true items
+    return float(np.sum(np.arange(1, len(positions) + 1) / positions) / total_true)
+
+
+def batch_metrics(probabilities, labels, top_k=20):
+    """Hit@1, PERR and GAP of one batch alone (for log lines; never average these over batches).
+
+    probabilities, labels: [B, C] as in ``MultiLabelMetrics.update``.
+    Returns ``{"hit_at_one", "perr", "gap", "num_videos"}``.
+    """
+    metrics = MultiLabelMetrics(np.shape(probabilities)[1], top_k)
+    metrics.update(probabilities, labels)
+    result = metrics.compute()
+    del result["loss"]
+    return result
+
+
+class TopkAccuracy:
+    """Top-k accuracy for single-label classification (TSN).
+
+    A video counts as correct at k if its label is among its k highest-scored classes, equal scores
+    ranked by class index (lower first); with fewer than k classes every video is correct.
+    ``compute()`` returns ``{"top1_acc": float, "top5_acc": float, ..., "loss": float or None,
+    "num_videos": int}`` (one ``top{k}_acc`` per entry of ``topk``; loss as in ``MultiLabelMetrics``).
+    """
+
+    main = "top1_acc"
+
+    def __init__(self, topk=(1, 5)):
+        self.topk = tuple(int(k) for k in topk)
+        self._ranks = []   # per batch: [B] 0-based rank of the true label
+        self._losses = []  # per batch: [B] or [0]
+
+    def update(self, probabilities, labels, losses=None):
+        """Add a batch. probabilities: [B, C] scores; labels: [B] int class ids; losses: [B] or None."""
+        scores = np.asarray(probabilities, dtype=np.float64)
+        labels = np.asarray(labels).reshape(-1).astype(np.int64)
+        if scores.ndim != 2 or labels.shape != (scores.shape[0],):
+            raise ValueError(f"expected probabilities [B, C] and labels [B], "
+                             f"got {scores.shape} and {labels.shape}")
+        if labels.size and (labels.min() < 0 or labels.max() >= scores.shape[1]):
+            raise ValueError(f"labels must lie in [0, {scores.shape[1]}), got {labels.min()}..{labels.max()}")
+        losses = _check_losses(losses, len(labels))
+        mine = scores[np.arange(len(labels)), labels][:, None]
+        before = np.arange(scores.shape[1])[None, :] < labels[:, None]
+        self._ranks.append(np.sum((scores > mine) | ((scores == mine) & before), axis=1))
+        self._losses.append(np.zeros(0) if losses is None else losses)
+
+    def state(self):
+        """``{"ranks": [N] int, "losses": [N] or [0] float}``, for gathering across processes."""
+        state = {"ranks": np.concatenate(self._ranks or [np.zeros(0, np.int64)]),
+                 "losses": np.concatenate(self._losses or [np.zeros(0)])}
+        self._ranks, self._losses = [state["ranks"]], [state["losses"]]
+        return state
+
+    def merge(self, other):
+        """Add the videos of another accumulator or of its ``state()`` dict."""
+        state = other.state() if isinstance(other, TopkAccuracy) else other
+        self._ranks.append(np.asarray(state["ranks"]))
+        self._losses.append(np.asarray(state["losses"]))
+
+    def compute(self):
+        s = self.state()
+        n = len(s["ranks"])
+        result = {f"top{k}_acc": _mean(s["ranks"] < k, 0.0) for k in self.topk}
+        result["loss"] = _mean(s["losses"], None)
+        result["num_videos"] = n
+        return result
+
+
+# By --model_name: a fresh accumulator for a config.
+METRICS = {"AttentionLSTM": lambda cfg: MultiLabelMetrics(cfg["MODEL"]["num_classes"], top_k=20)}

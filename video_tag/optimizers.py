@@ -1,0 +1,29 @@
+"""The optimizer and learning-rate schedule of each model, by ``--model_name``, from the TRAIN section."""
+import paddle
+
+
+def piecewise_decay(train_cfg, steps_per_epoch):
+    """lr x ``decay_gamma`` at each of ``decay_epochs``, counted in steps of the real training set."""
+    lr = float(train_cfg["learning_rate"])
+    gamma = float(train_cfg["decay_gamma"])
+    epochs = sorted(train_cfg["decay_epochs"] or [])
+    if not epochs:
+        return paddle.optimizer.lr.PiecewiseDecay([10 ** 15], [lr, lr])
+    return paddle.optimizer.lr.PiecewiseDecay([int(e * steps_per_epoch) for e in epochs],
+                                              [lr * gamma ** i for i in range(len(epochs) + 1)])
+
+
+def attention_lstm_optimizer(parameters, train_cfg, steps_per_epoch):
+    """Centered RMSProp (rho 0.95, epsilon 1e-6: fluid's defaults) with L2 decay ``weight_decay``.
+
+    The biases of rgb_fc, fc1, fc2 and output carry their own zero decay (see the model).
+    Returns ``(optimizer, lr_scheduler)``.
+    """
+    schedule = piecewise_decay(train_cfg, steps_per_epoch)
+    optimizer = paddle.optimizer.RMSProp(
+        learning_rate=schedule, rho=0.95, epsilon=1e-6, momentum=0.0, centered=True,
+        parameters=parameters, weight_decay=paddle.regularizer.L2Decay(float(train_cfg["weight_decay"])))
+    return optimizer, schedule
+
+
+OPTIMIZERS = {"AttentionLSTM": attention_lstm_optimizer}

@@ -1,0 +1,108 @@
+"""List files: one sample per line, validated up front with ``file:line`` in every error.
+
+Feature lists of the AttentionLSTM (labels are the trailing integer fields, so paths may contain
+spaces; infer lists may carry no labels)::
+
+    data/features/cooking video.npy 3 17 204
+    data/features/训练.npy 3110
+
+Lines may end in CRLF, the file may start with a UTF-8 BOM, blank lines are skipped.
+"""
+import os
+from dataclasses import dataclass, field
+
+from ..errors import UserError
+
+
+@dataclass
+class Entry:
+    """One list line: ``path`` exactly as listed, its ``labels`` (class ids) and 1-based ``line``."""
+    path: str
+    labels: list = field(default_factory=list)
+    line: int = 0
+
+
+def read_lines(list_path, keep_blank=False):
+    """Yield ``(line_number, text)`` for the non-blank (or all) lines of a UTF-8 list file."""
+    try:
+        with open(list_path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise UserError(f"cannot read list file {list_path}: {e.strerror}") from None
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    for number, raw in enumerate(data.split(b"\n"), 1):
+        try:
+            text = raw.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError:
+            raise UserError(f"{list_path}:{number}: line is not valid UTF-8") from None
+        if keep_blank or text.strip():
+            yield number, text
+
+
+def split_labels(text):
+    """``"a b.npy 3 17" -> ("a b.npy", [3, 17])``: the trailing integer fields are the labels."""
+    rest, labels = text.rstrip(), []
+    while True:
+        parts = rest.rsplit(None, 1)
+        if len(parts) < 2 or not _is_int(parts[1]):
+            return rest, labels
+        rest = parts[0]
+        labels.insert(0, int(parts[1]))
+
+
+def _is_int(token):
+    return token.lstrip("-").isdigit()
+
+
+def read_list(list_path, num_classes=None, need_labels=True, check_files=True):
+    """Parse and validate a list file. Returns a list of ``Entry`` in file order.
+
+    need_labels: every line must carry at least one label id in ``[0, num_classes)``; when False,
+    labels are ignored (inference lists). check_files: every listed file must exist.
+    """
+    entries = []
+    for number, text in read_lines(list_path):
+        where = f"{list_path}:{number}"
+        if need_labels:
+            path, labels = split_labels(text)
+            if not labels:
+                raise UserError(f"{where}: expected 'path label [label ...]', got {text.strip()!r}")
+            bad = [l for l in labels if not 0 <= l < num_classes]
+            if bad:
+                raise UserError(f"{where}: label id {bad[0]} out of range [0, {num_classes}) "
+                                f"(MODEL.num_classes={num_classes})")
+        else:
+            path, labels = split_labels(text)[0], []
+        if not path.strip():
+            raise UserError(f"{where}: no file path on this line")
+        if check_files and not os.path.isfile(path):
+            raise UserError(f"{where}: file not found: {path}")
+        entries.append(Entry(path, labels, number))
+    if not entries:
+        raise UserError(f"list file {list_path} has no entries")
+    return entries
+
+
+RELEASE_LABELS_HINT = ("the release label file label_3396.txt ships with the VideoTag model in "
+                       "PaddleVideo's applications/VideoTag/ folder; put it in the project root or pass "
+                       "--label_file")
+
+
+def read_label_file(path, num_classes):
+    """Class names of a UTF-8 label file (line index = class id). Returns ``num_classes`` names."""
+    if not os.path.isfile(path):
+        raise UserError(f"label file not found: {path} ({RELEASE_LABELS_HINT})")
+    names = [text.strip() for _, text in _all_lines(path)]
+    if len(names) < num_classes:
+        raise UserError(f"label file {path} has {len(names)} lines, fewer than MODEL.num_classes="
+                        f"{num_classes} ({RELEASE_LABELS_HINT})")
+    return names[:num_classes]
+
+
+def _all_lines(path):
+    """Every line, blank ones included (a label file's line index is the class id)."""
+    lines = list(read_lines(path, keep_blank=True))
+    while lines and not lines[-1][1].strip():
+        lines.pop()  # a trailing newline is not a class
+    return lines

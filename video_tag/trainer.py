@@ -1,0 +1,217 @@
+"""The training loop, shared by every model: data parallel, resumable, rank 0 alone logs and saves.
+
+Outputs in ``save_dir`` (k counts epochs from 0)::
+
+    <Model>_epoch{k}.pdparams   weights after epoch k (release format: fluid names)
+    <Model>_epoch{k}.pdopt      optimizer + schedule state and the epoch, for --resume
+    <Model>_best.pdparams       best validation figure so far (GAP, top-1) when validation runs
+    <Model>.pdparams            the final weights
+    valid_metrics.jsonl         one line of validation metrics per validation
+"""
+import json
+import logging
+import os
+import pickle
+import random
+
+import numpy as np
+import paddle
+from tqdm import tqdm
+
+from . import distributed as dist
+from . import weights
+from .cli import setup_logging
+from .errors import UserError
+from .evaluate import validate
+from .losses import LOSSES, PROBABILITIES
+from .metrics import METRICS
+from .models import build_model
+from .optimizers import OPTIMIZERS
+from .readers import READERS, iterate_batches
+
+log = logging.getLogger(__name__)
+
+
+def train_worker(*args):
+    """``train`` in a process of its own (``paddle.distributed.spawn`` re-imports this module)."""
+    setup_logging()
+    train(*args)
+
+
+def check_inputs(model_name, cfg, pretrain=None, resume=None):
+    """The up-front checks of ``train`` (lists, files, labels, weights), for a parent about to spawn."""
+    READERS[model_name](cfg["TRAIN"]["filelist"], "train", cfg)
+    for path in (pretrain, resume):
+        if path:
+            weights.resolve(path)
+
+
+def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, valid_interval=1,
+          fix_random_seed=False, use_gpu=False):
+    """Train ``model_name`` as configured by ``cfg`` (see config.py). Returns the last validation metrics."""
+    dist.init(use_gpu)
+    world, rank = dist.world_size(), dist.rank()
+    train_cfg = cfg["TRAIN"]
+    epochs = int(train_cfg["epoch"] if epochs is None else epochs)
+    if fix_random_seed:
+        seed = 0
+        paddle.seed(seed + rank)
+        np.random.seed(seed)
+        random.seed(seed)
+
+    total_batch = int(train_cfg["batch_size"])
+    if int(train_cfg.get("num_gpus") or world) != world:
+        log.warning("TRAIN.num_gpus=%s but %d process(es) are running: using %d, with TRAIN.batch_size=%d "
+                    "in total", train_cfg["num_gpus"], world, world, total_batch)
+    if total_batch % world:
+        log.warning("TRAIN.batch_size=%d is not divisible by %d processes: each takes %d", total_batch,
+                    world, total_batch // world)
+    batch_size = max(1, total_batch // world)
+
+    reader = READERS[model_name](train_cfg["filelist"], "train", cfg)
+    if len(reader) < total_batch:
+        raise UserError(f"{train_cfg['filelist']} has {len(reader)} samples, fewer than "
+                        f"TRAIN.batch_size={total_batch}")
+    valid_reader = _valid_reader(model_name, cfg)
+    sampler = paddle.io.DistributedBatchSampler(reader, batch_size, shuffle=True, drop_last=True)
+    steps_per_epoch = len(sampler)
+
+    model = build_model(model_name, cfg)
+    if pretrain and not resume:
+        weights.load_pretrain(model, pretrain)
+    optimizer, schedule = OPTIMIZERS[model_name](model.parameters(), train_cfg, steps_per_epoch)
+    start_epoch = 0
+    if resume:
+        start_epoch = _load_checkpoint(model, optimizer, resume) + 1
+        log.info("resumed from %s: continuing at epoch %d of %d", resume, start_epoch, epochs)
+    net = paddle.DataParallel(model) if world > 1 else model
+    loss_fn = LOSSES[model_name]
+    main_figure = METRICS[model_name](cfg).main
+    log_interval = max(1, int(train_cfg["log_interval"]))
+    best, last_metrics = None, None
+    if dist.is_main():
+        os.makedirs(save_dir, exist_ok=True)
+        best = _restart_history(save_dir, main_figure, start_epoch - 1 if resume else None)
+    log.info("training %s on %d sample(s), %d process(es), batch %d per process, %d step(s) per epoch, "
+             "epochs %d..%d", model_name, len(reader), world, batch_size, steps_per_epoch, start_epoch,
+             epochs - 1)
+
+    for epoch in range(start_epoch, epochs):
+        net.train()
+        sampler.set_epoch(epoch)
+        progress = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}", disable=not dist.is_main(),
+                        dynamic_ncols=True)
+        for step, batch in enumerate(iterate_batches(reader, sampler, int(train_cfg["num_workers"]))):
+            logits = net(*[paddle.to_tensor(x) for x in batch["inputs"]])
+            labels = paddle.to_tensor(batch["labels"])
+            loss, per_video = loss_fn(logits, labels, world)
+            lr = schedule.get_lr()
+            loss.backward()
+            optimizer.step()
+            optimizer.clear_grad()
+            schedule.step()
+            progress.update(1)
+            if step % log_interval == 0 and dist.is_main():
+                figures = METRICS[model_name](cfg)
+                figures.update(PROBABILITIES[model_name](logits).numpy(), batch["labels"])
+                text = " ".join(f"{k}={v:.5f}" for k, v in figures.compute().items() if isinstance(v, float))
+                progress.write(f"epoch {epoch} step {step}/{steps_per_epoch} lr={lr:.3g} "
+                               f"loss={float(per_video.mean()):.5f} {text}")
+        progress.close()
+
+        if dist.is_main():
+            prefix = os.path.join(save_dir, f"{model_name}_epoch{epoch}")
+            _save_checkpoint(model, optimizer, epoch, prefix)
+            log.info("saved %s.pdparams", prefix)
+        if valid_reader is not None and valid_interval > 0 and ((epoch + 1) % valid_interval == 0
+                                                                or epoch == epochs - 1):
+            last_metrics = validate(model_name, model, valid_reader, cfg)
+            if dist.is_main():
+                _append_jsonl(os.path.join(save_dir, "valid_metrics.jsonl"), {"epoch": epoch, **last_metrics})
+                log.info("validation after epoch %d: %s", epoch,
+                         " ".join(f"{k}={v:.5f}" if isinstance(v, float) else f"{k}={v}"
+                                  for k, v in last_metrics.items()))
+                score = last_metrics[main_figure]
+                if best is None or score > best:
+                    best = score
+                    weights.write_state(weights.model_state(model),
+                                        os.path.join(save_dir, f"{model_name}_best.pdparams"))
+                    log.info("new best %s=%.5f: saved %s_best.pdparams", main_figure, score, model_name)
+        dist.barrier()
+
+    if dist.is_main():
+        final = os.path.join(save_dir, f"{model_name}.pdparams")
+        weights.write_state(weights.model_state(model), final)
+        log.info("saved final weights %s", final)
+    return last_metrics
+
+
+def _valid_reader(model_name, cfg):
+    path = cfg["VALID"].get("filelist")
+    if not path or not os.path.isfile(path):
+        log.warning("validation list %s not found: training without validation", path)
+        return None
+    return READERS[model_name](path, "valid", cfg, check_files=False)
+
+
+def _save_checkpoint(model, optimizer, epoch, prefix):
+    """``prefix.pdparams`` (fluid names) and ``prefix.pdopt`` (optimizer state keyed by fluid names)."""
+    weights.write_state(weights.model_state(model), prefix + ".pdparams")
+    renames = _accumulator_renames(model)
+    state = {"epoch": epoch, "optimizer": {}, "lr_scheduler": None}
+    for key, value in optimizer.state_dict().items():
+        if key == "LR_Scheduler":
+            state["lr_scheduler"] = {k: v for k, v in value.items()}
+        elif isinstance(value, paddle.Tensor):
+            state["optimizer"][_rename(key, renames)] = value.numpy()
+    weights.atomic_write(prefix + ".pdopt", lambda f: pickle.dump(state, f, protocol=2))
+
+
+def _load_checkpoint(model, optimizer, path):
+    """Load ``path`` (.pdparams, suffix optional) and the .pdopt beside it. Returns the saved epoch."""
+    file = weights.resolve(path)
+    weights.load_weights(model, file)
+    opt_file = file[:-len(weights.SUFFIX)] + ".pdopt" if file.endswith(weights.SUFFIX) else file + ".pdopt"
+    if not os.path.isfile(opt_file):
+        raise UserError(f"cannot resume from {file}: optimizer state {opt_file} is missing")
+    state = weights.read_pickle(opt_file)
+    if not isinstance(state, dict) or not {"epoch", "optimizer", "lr_scheduler"} <= set(state):
+        raise UserError(f"{opt_file} is not an optimizer state written by this toolkit")
+    back = {fluid: name for name, fluid in _accumulator_renames(model).items()}
+    restored = {_rename(k, back): paddle.to_tensor(v) for k, v in state["optimizer"].items()}
+    if state["lr_scheduler"] is not None:
+        restored["LR_Scheduler"] = state["lr_scheduler"]
+    optimizer.set_state_dict(restored)
+    return int(state["epoch"])
+
+
+def _accumulator_renames(model):
+    """``{parameter.name: fluid name}``: optimizer accumulators are named after the runtime names."""
+    by_key = dict(model.state_dict())
+    return {by_key[key].name: fluid for key, fluid in model.fluid_names().items()}
+
+
+def _rename(key, renames):
+    for old, new in renames.items():
+        if key.startswith(old + "_"):
+            return new + key[len(old):]
+    return key
+
+
+def _restart_history(save_dir, key, resumed_epoch):
+    """Keep the validation lines of epochs up to ``resumed_epoch`` (none for a fresh run); return their best."""
+    path = os.path.join(save_dir, "valid_metrics.jsonl")
+    records = []
+    if resumed_epoch is not None and os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            records = [json.loads(line) for line in f if line.strip()]
+        records = [r for r in records if r.get("epoch", 1 << 30) <= resumed_epoch]
+    weights.atomic_write(path, lambda f: f.write("".join(
+        json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")))
+    scores = [r[key] for r in records if isinstance(r.get(key), (int, float))]
+    return max(scores) if scores else None
+
+
+def _append_jsonl(path, record):
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, ensure_ascii=False) + "\n")
