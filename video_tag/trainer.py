@@ -53,11 +53,6 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
     world, rank = dist.world_size(), dist.rank()
     train_cfg = cfg["TRAIN"]
     epochs = int(train_cfg["epoch"] if epochs is None else epochs)
-    if fix_random_seed:
-        seed = 0
-        paddle.seed(seed + rank)
-        np.random.seed(seed)
-        random.seed(seed)
 
     total_batch = int(train_cfg["batch_size"])
     if int(train_cfg.get("num_gpus") or world) != world:
@@ -76,6 +71,8 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
     sampler = paddle.io.DistributedBatchSampler(reader, batch_size, shuffle=True, drop_last=True)
     steps_per_epoch = len(sampler)
 
+    if fix_random_seed:
+        paddle.seed(0)  # the same initial weights on every rank and every run
     model = build_model(model_name, cfg)
     if pretrain and not resume:
         weights.load_pretrain(model, pretrain)
@@ -97,6 +94,11 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
              epochs - 1)
 
     for epoch in range(start_epoch, epochs):
+        if fix_random_seed:
+            # Seeded per epoch (and rank), so a resumed run draws the same dropout masks as an unbroken one.
+            paddle.seed(1000 * epoch + rank)
+            np.random.seed(epoch)
+            random.seed(epoch)
         net.train()
         sampler.set_epoch(epoch)
         progress = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}", disable=not dist.is_main(),
