@@ -95,3 +95,15 @@ def test_two_processes_data_parallel(tiny_config, tmp_path):
     assert single["num_videos"] == valid[0]["num_videos"] == 10
     for key in ("gap", "hit_at_one", "perr", "loss"):
         assert single[key] == pytest.approx(valid[0][key], abs=1e-6), key
+
+
+def test_unreadable_file_mid_run_is_skipped_with_a_warning(tiny_config, tmp_path):
+    with open(tmp_path / "train.list", encoding="utf-8") as f:
+        first = f.readline().rsplit(" ", 1)[0]
+    while not first.endswith(".npy"):
+        first = first.rsplit(" ", 1)[0]
+    with open(first, "wb") as f:
+        f.write(b"not an npy file")  # exists, so the up-front check passes; unreadable when loaded
+    out = train(tiny_config, tmp_path / "ck", "--epoch", "1")
+    assert f"skipping {first}" in out
+    assert os.path.isfile(tmp_path / "ck" / "AttentionLSTM.pdparams")

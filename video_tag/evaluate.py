@@ -22,6 +22,9 @@ from .readers import READERS, iterate_batches
 
 log = logging.getLogger(__name__)
 
+DISPLAY_NAMES = {"hit_at_one": "Hit@1", "perr": "PERR", "gap": "GAP", "top1_acc": "TOP1_ACC",
+                 "top5_acc": "TOP5_ACC", "loss": "loss", "num_videos": "videos"}
+
 
 def run_model(model_name, model, reader, indices, batch_size, num_workers=2, on_error=None,
               with_loss=True):
@@ -85,7 +88,7 @@ def evaluate(model_name, cfg, weights_path, filelist, save_dir, use_gpu=False, b
     write_text(os.path.join(save_dir, "metrics.json"), json.dumps(result, indent=2) + "\n")
     write_failed_list(save_dir, failed)
     for key, value in result.items():
-        print(f"{key.upper()}: {value}")
+        print(f"{DISPLAY_NAMES.get(key, key)}: {value}")
     log.info("wrote %s", os.path.join(save_dir, "metrics.json"))
     return 1 if failed else 0
 

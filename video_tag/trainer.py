@@ -103,7 +103,8 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
         sampler.set_epoch(epoch)
         progress = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}", disable=not dist.is_main(),
                         dynamic_ncols=True)
-        for step, batch in enumerate(iterate_batches(reader, sampler, int(train_cfg["num_workers"]))):
+        batches = iterate_batches(reader, sampler, int(train_cfg["num_workers"]), refill=True)
+        for step, batch in enumerate(batches):
             logits = net(*[paddle.to_tensor(x) for x in batch["inputs"]])
             labels = paddle.to_tensor(batch["labels"])
             loss, per_video = loss_fn(logits, labels, world)

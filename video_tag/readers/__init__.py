@@ -10,15 +10,22 @@ log = logging.getLogger(__name__)
 READERS = {"AttentionLSTM": FeatureReader}
 
 
-def iterate_batches(reader, batches, num_workers=2, on_error=None, prefetch=2):
+def iterate_batches(reader, batches, num_workers=2, on_error=None, prefetch=2, refill=False):
     """Load and collate batches of sample indices, a few batches ahead, on ``num_workers`` threads.
 
     batches: iterable of index lists (e.g. a ``paddle.io.BatchSampler``). A sample whose ``load``
-    raises ``ValueError`` is left out of its batch and reported through ``on_error(entry, reason)``
-    (default: a warning naming the file); a batch left empty is skipped.
+    raises ``ValueError`` is reported once through ``on_error(entry, reason)`` (default: a warning
+    naming the file) and left out of its batch; a batch left empty is skipped. With ``refill``
+    (training) it is replaced by the next readable sample of the list instead, so every batch keeps
+    its size and every data-parallel process runs the same number of steps.
     Yields the dicts of ``reader.collate``.
     """
-    on_error = on_error or (lambda entry, reason: log.warning("skipping %s: %s", entry.path, reason))
+    bad = set()
+
+    def report(index, reason):
+        if index not in bad:
+            bad.add(index)
+            (on_error or _warn)(reader.entries[index], reason)
 
     def load(index):
         try:
@@ -41,9 +48,17 @@ def iterate_batches(reader, batches, num_workers=2, on_error=None, prefetch=2):
             samples = []
             for index, future in zip(indices, futures):
                 result = future.result()
-                if isinstance(result, ValueError):
-                    on_error(reader.entries[index], str(result))
+                while isinstance(result, ValueError):
+                    report(index, str(result))
+                    if not refill or len(bad) >= len(reader):
+                        break
+                    index = (index + 1) % len(reader)
+                    result = ValueError("known bad") if index in bad else load(index)
                 else:
                     samples.append(result)
             if samples:
                 yield reader.collate(samples)
+
+
+def _warn(entry, reason):
+    log.warning("skipping %s (list line %d): %s", entry.path, entry.line, reason)
