@@ -9,6 +9,8 @@ A config is a plain dict of dicts::
 Keys missing from a user's file are filled from ``DEFAULTS`` (so configs written for the original
 toolkit still load); an override must name a key that exists after that merge.
 """
+import re
+
 import yaml
 
 from .errors import UserError
@@ -35,6 +37,8 @@ def load_config(path, overrides=()):
         raise UserError(f"cannot read config {path}: {e.strerror}") from None
     except yaml.YAMLError as e:
         raise UserError(f"config {path} is not valid YAML: {' '.join(str(e).split())}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"config {path} is not valid UTF-8") from None
     if not isinstance(raw, dict):
         raise UserError(f"config {path}: expected sections {', '.join(SECTIONS)}")
     cfg = {}
@@ -51,8 +55,14 @@ def load_config(path, overrides=()):
     return cfg
 
 
+# YAML 1.2 floats that PyYAML (YAML 1.1) leaves as strings: an exponent without a dot, e.g. 1e-4.
+_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def _none(value):
     # The original configs write Python's None; YAML reads that as the string "None".
+    if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+        return float(value)
     return None if value == "None" else value
 
 
@@ -69,6 +79,8 @@ def apply_override(cfg, item):
         value = _none(yaml.safe_load(text)) if text.strip() else ""
     except yaml.YAMLError:
         value = text
+    if isinstance(old, str) and value is not None:
+        value = text.strip() if not isinstance(value, str) else value  # "yes", "0123", "1.10" as written
     cfg[section][key] = _coerce(value, old, name.strip())
 
 
@@ -92,9 +104,10 @@ def _coerce(value, old, name):
     elif isinstance(old, str):
         return value if isinstance(value, str) else str(value)
     elif isinstance(old, list):
-        if isinstance(value, list):
-            return value
-        return [value]
+        value = value if isinstance(value, list) else [value]
+        if old and old[0] is not None:  # elements typed like the ones they replace, e.g. [5] -> ints
+            value = [_coerce(v, old[0], name) for v in value]
+        return value
     else:
         return value
     raise UserError(f"override {name}={value!r}: expected a value of type {type(old).__name__}")

@@ -25,14 +25,19 @@ _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
     ("_codecs", "encode"), ("collections", "OrderedDict"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),  # protocol 5
 }
+
+
+class _Refused(pickle.UnpicklingError):
+    """The pickle references something other than plain containers and numpy arrays."""
 
 
 class _SafeUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in _ALLOWED:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays are allowed")
+        raise _Refused(f"refusing to load {module}.{name}: only numpy arrays are allowed")
 
 
 def resolve(path):
@@ -48,12 +53,14 @@ def read_pickle(file):
     try:
         with open(file, "rb") as f:
             return _SafeUnpickler(io.BytesIO(f.read()), encoding="latin1").load()
-    except pickle.UnpicklingError as e:
+    except _Refused as e:
         raise UserError(f"{file} was refused: {e}") from None
     except OSError as e:
         raise UserError(f"cannot read {file}: {e.strerror}") from None
     except Exception as e:  # truncated or not a pickle at all
-        raise UserError(f"{file} is not a readable pickle ({type(e).__name__}: {e})") from None
+        reason = " ".join(str(e).split())  # one line: some pickle errors span two
+        raise UserError(f"{file} is not a readable pickle, truncated or not a weight file "
+                        f"({type(e).__name__}: {reason})") from None
 
 
 def read_state(path):
@@ -67,6 +74,9 @@ def read_state(path):
     bad = [k for k, v in state.items() if not isinstance(v, np.ndarray)]
     if bad:
         raise UserError(f"weight file {file}: entry {bad[0]} is not an array")
+    bad = [k for k, v in state.items() if v.dtype.kind not in "biuf"]
+    if bad:
+        raise UserError(f"weight file {file}: entry {bad[0]} is an array of {state[bad[0]].dtype}, not numbers")
     return state
 
 

@@ -36,11 +36,17 @@ class FeatureReader:
         """Sample ``index``: {"features": [T, F] float32, "labels": [C] float32 multi-hot, "index": int}."""
         entry = self.entries[index]
         try:
-            features = np.load(entry.path, allow_pickle=False)
+            with open(entry.path, "rb") as f:
+                magic = f.read(6)
+                f.seek(0)
+                # np.load would take other formats (.npz, pickle) and report them confusingly
+                features = np.load(f, allow_pickle=False) if magic == b"\x93NUMPY" else None
         except FileNotFoundError:
             raise ValueError("file not found") from None
         except (OSError, ValueError, EOFError) as e:
             raise ValueError(f"not a readable .npy file ({' '.join(str(e).split()) or type(e).__name__})") from None
+        if features is None:
+            raise ValueError("not a .npy file (no NPY header)")
         if features.ndim != 2 or features.shape[0] < 1 or features.shape[1] != self.feature_dim:
             raise ValueError(f"features of shape {list(features.shape)}, expected [T, {self.feature_dim}]")
         if not np.issubdtype(features.dtype, np.floating):

@@ -9,6 +9,7 @@ spaces; infer lists may carry no labels)::
 Lines may end in CRLF, the file may start with a UTF-8 BOM, blank lines are skipped.
 """
 import os
+import re
 from dataclasses import dataclass, field
 
 from ..errors import UserError
@@ -52,7 +53,7 @@ def split_labels(text):
 
 
 def _is_int(token):
-    return token.lstrip("-").isdigit()
+    return re.fullmatch(r"-?[0-9]+", token) is not None  # not str.isdigit: "²" and "--3" are no ints
 
 
 def read_list(list_path, num_classes=None, need_labels=True, check_files=True):
@@ -68,7 +69,7 @@ def read_list(list_path, num_classes=None, need_labels=True, check_files=True):
             path, labels = split_labels(text)
             if not labels:
                 raise UserError(f"{where}: expected 'path label [label ...]', got {text.strip()!r}")
-            bad = [l for l in labels if not 0 <= l < num_classes]
+            bad = [l for l in labels if l < 0 or (num_classes is not None and l >= num_classes)]
             if bad:
                 raise UserError(f"{where}: label id {bad[0]} out of range [0, {num_classes}) "
                                 f"(MODEL.num_classes={num_classes})")

@@ -1,0 +1,281 @@
+"""Bad input at the command line: one ``error:`` line naming the file (and line), a non-zero exit, no traceback.
+
+Weights for eval/predict are built with the package (untrained; only their format and shapes matter here).
+"""
+import json
+import os
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import FEATURE_DIM, NUM_CLASSES, run_script
+from video_tag import weights
+from video_tag.config import load_config
+from video_tag.models import build_model
+from video_tag.readers.lists import split_labels
+
+ARGS = ["--model_name=AttentionLSTM", "--use_gpu=False"]
+
+
+class Setup:
+    """Paths of one test: the tiny config, its lists, a weight file, a label file, output dirs."""
+
+    def __init__(self, config, tmp_path):
+        self.config, self.tmp = config, tmp_path
+        with open(config, encoding="utf-8") as f:
+            cfg = yaml.safe_load(f)
+        self.lists = {s: cfg[s]["filelist"] for s in ("TRAIN", "VALID", "TEST", "INFER")}
+        self.weights = str(tmp_path / "w" / "AttentionLSTM.pdparams")
+        make_weights(config, self.weights)
+        self.labels = str(tmp_path / "labels.txt")
+        with open(self.labels, "w", encoding="utf-8") as f:
+            f.write("".join(f"类别 {i}\n" for i in range(NUM_CLASSES)))
+        self.out = str(tmp_path / "out")
+
+    def lines(self, section):
+        with open(self.lists[section], encoding="utf-8") as f:
+            return f.read().splitlines()
+
+    def write_list(self, lines, name="bad list.list"):
+        path = str(self.tmp / name)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        return path
+
+    def run(self, script, *extra, config=None):
+        args = [*ARGS, f"--config={config or self.config}"]
+        if script == "train.py":
+            args += ["--epoch", "1", f"--save_dir={self.out}"]
+        else:
+            args += [f"--save_dir={self.out}"]
+            if not any(a.startswith("--weights") for a in extra):
+                args.append(f"--weights={self.weights}")
+        if script == "predict.py" and not any(a.startswith("--label_file") for a in extra):
+            args.append(f"--label_file={self.labels}")
+        return run_script(script, *args, *extra)
+
+
+def make_weights(config, path, num_classes=None):
+    cfg = load_config(config)
+    if num_classes is not None:
+        cfg["MODEL"]["num_classes"] = num_classes
+    weights.write_state(weights.model_state(build_model("AttentionLSTM", cfg)), path)
+
+
+@pytest.fixture
+def setup(tiny_config, tmp_path):
+    return Setup(tiny_config, tmp_path)
+
+
+def assert_one_error(result, *names):
+    """Non-zero exit, exactly one line starting with ``error:``, naming each of ``names``; no traceback."""
+    out = result.stdout
+    assert result.returncode != 0, out
+    assert "Traceback" not in out, out
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, out
+    for name in names:
+        assert name in errors[0], errors[0]
+    return errors[0]
+
+
+# --- cases shared by the three scripts ----------------------------------------------------------
+SECTION = {"train.py": "TRAIN", "eval.py": "TEST", "predict.py": "INFER"}
+
+
+def missing_config(s, script):
+    path = str(s.tmp / "no such config.yaml")
+    return s.run(script, config=path), [path]
+
+
+def invalid_config(s, script):
+    path = s.tmp / "broken.yaml"
+    path.write_text("MODEL: [\n", encoding="utf-8")
+    return s.run(script, config=str(path)), [str(path)]
+
+
+def unknown_key(s, script):
+    return s.run(script, "-o", "TRAIN.no_such_key=3"), ["TRAIN.no_such_key"]
+
+
+def malformed_override(s, script):
+    return s.run(script, "-o", "MODEL.num_classes"), ["MODEL.num_classes"]
+
+
+def missing_list(s, script):
+    path = str(s.tmp / "missing.list")
+    return s.run(script, f"--filelist={path}"), [path]
+
+
+def empty_list(s, script):
+    path = s.write_list(["", "  "])
+    return s.run(script, f"--filelist={path}"), [path]
+
+
+def malformed_line(s, script):
+    lines = s.lines(SECTION[script])
+    if script == "predict.py":   # infer lines need no labels: an undecodable line is what breaks them
+        path = str(s.tmp / "bad.list")
+        with open(path, "wb") as f:
+            f.write(("\n".join(lines[:2]) + "\n").encode("utf-8") + b"caf\xe9.npy\n")
+        return s.run(script, f"--filelist={path}"), [f"{path}:3:"]
+    path = s.write_list(lines[:2] + ["data/only a path.npy"] + lines[2:])
+    return s.run(script, f"--filelist={path}"), [f"{path}:3:"]
+
+
+def label_out_of_range(s, script):
+    lines = s.lines(SECTION[script])
+    path = s.write_list(lines[:3] + [lines[3].rsplit(" ", 1)[0] + f" {NUM_CLASSES}"] + lines[4:])
+    return s.run(script, f"--filelist={path}"), [f"{path}:4:", str(NUM_CLASSES)]
+
+
+def label_on_the_command_line_override(s, script):
+    # the list is fine for 5 classes, not for 2: the check uses the overridden MODEL.num_classes
+    path = s.write_list([f"{s.lines(SECTION[script])[0].rsplit(' ', 1)[0]} 4"])
+    return s.run(script, f"--filelist={path}", "-o", "MODEL.num_classes=2"), [f"{path}:1:"]
+
+
+COMMON = [missing_config, unknown_key, missing_list, malformed_line]
+# the same code path for every script (config.py, lists.py, cli.py): checked through train.py only
+TRAIN_ONLY = [invalid_config, malformed_override, empty_list, label_on_the_command_line_override]
+
+
+# --- train.py -----------------------------------------------------------------------------------
+
+def train_missing_feature(s, script):
+    missing = str(s.tmp / "gone" / "视频 x.npy")
+    path = s.write_list(s.lines("TRAIN") + [f"{missing} 1"])
+    return s.run(script, f"--filelist={path}"), [f"{path}:25:", missing]
+
+
+def train_missing_pretrain(s, script):
+    path = str(s.tmp / "no such weights")
+    return s.run(script, f"--pretrain={path}"), [path]
+
+
+def train_unreadable_pretrain(s, script):
+    path = s.tmp / "junk.pdparams"
+    path.write_bytes(b"this is not a weight file")
+    return s.run(script, f"--pretrain={s.tmp / 'junk'}"), [str(path)]
+
+
+def train_resume_other_num_classes(s, script):
+    path = str(s.tmp / "other" / "AttentionLSTM_epoch0.pdparams")
+    make_weights(s.config, path, num_classes=NUM_CLASSES + 2)
+    return s.run(script, f"--resume={path}"), [path, "output"]
+
+
+def train_fewer_samples_than_batch(s, script):
+    path = s.write_list(s.lines("TRAIN")[:5])   # TRAIN.batch_size is 8
+    return s.run(script, f"--filelist={path}"), [path, "batch_size"]
+
+
+TRAIN_CASES = COMMON + TRAIN_ONLY + [label_out_of_range, train_missing_feature,
+                        train_missing_pretrain, train_unreadable_pretrain, train_resume_other_num_classes,
+                        train_fewer_samples_than_batch]
+
+
+# --- eval.py and predict.py ---------------------------------------------------------------------
+
+def missing_weights(s, script):
+    path = str(s.tmp / "no such dir" / "AttentionLSTM")
+    return s.run(script, f"--weights={path}"), [path]
+
+
+def unreadable_weights(s, script):
+    path = s.tmp / "truncated.pdparams"
+    with open(s.weights, "rb") as f:
+        data = f.read()
+    path.write_bytes(data[: len(data) // 2])
+    return s.run(script, f"--weights={s.tmp / 'truncated'}"), [str(path)]
+
+
+def weights_of_other_num_classes(s, script):
+    path = str(s.tmp / "other.pdparams")
+    make_weights(s.config, path, num_classes=NUM_CLASSES + 2)
+    return s.run(script, f"--weights={path}"), [path, "output"]
+
+
+def missing_label_file(s, script):
+    path = str(s.tmp / "label_3396.txt")
+    result = s.run(script, f"--label_file={path}")
+    assert "PaddleVideo" in result.stdout
+    return result, [path]
+
+
+def short_label_file(s, script):
+    path = s.tmp / "short labels.txt"
+    path.write_text("a\nb\n", encoding="utf-8")
+    return s.run(script, f"--label_file={path}"), [str(path)]
+
+
+EVAL_CASES = COMMON + [label_out_of_range, missing_weights,
+                       unreadable_weights, weights_of_other_num_classes]
+PREDICT_CASES = COMMON + [missing_weights, unreadable_weights, weights_of_other_num_classes,
+                          missing_label_file, short_label_file]
+
+ALL = ([("train.py", c) for c in TRAIN_CASES] + [("eval.py", c) for c in EVAL_CASES]
+       + [("predict.py", c) for c in PREDICT_CASES])
+
+
+@pytest.mark.parametrize("script, case", ALL, ids=[f"{s[:-3]}-{c.__name__}" for s, c in ALL])
+def test_one_error_line(setup, script, case):
+    result, names = case(setup, script)
+    assert_one_error(result, *names)
+    assert result.returncode == 2
+    if script == "train.py":
+        assert not os.path.exists(os.path.join(setup.out, "AttentionLSTM.pdparams"))
+
+
+# --- a bad feature file among good ones: the others are processed, failed.list names it --------
+
+def mixed_list(s, section, bad_kind):
+    lines = s.lines(section)
+    bad = str(s.tmp / "bad features" / f"{bad_kind} 视频.npy")
+    os.makedirs(os.path.dirname(bad))
+    if bad_kind == "wide":
+        np.save(bad, np.ones((4, FEATURE_DIM + 1), np.float32))
+    elif bad_kind == "corrupt":
+        with open(bad, "wb") as f:
+            f.write(b"not numpy")
+    label = " 1" if section == "TEST" else ""
+    return s.write_list(lines[:3] + [bad + label] + lines[3:]), bad, len(lines)
+
+
+def read_failed(out):
+    with open(os.path.join(out, "failed.list"), encoding="utf-8") as f:
+        return [line.split("\t") for line in f.read().splitlines()]
+
+
+@pytest.mark.parametrize("bad_kind, reason", [("wide", "shape"), ("missing", "not found")])
+def test_eval_skips_a_bad_feature_file(setup, bad_kind, reason):
+    path, bad, good = mixed_list(setup, "TEST", bad_kind)
+    result = setup.run("eval.py", f"--filelist={path}")
+    assert result.returncode != 0 and "Traceback" not in result.stdout, result.stdout
+    assert bad in result.stdout
+    failed = read_failed(setup.out)
+    assert len(failed) == 1 and failed[0][0] == bad and reason in failed[0][1], failed
+    with open(os.path.join(setup.out, "metrics.json"), encoding="utf-8") as f:
+        assert json.load(f)["num_videos"] == good
+
+
+@pytest.mark.parametrize("bad_kind, reason", [("wide", "shape"), ("corrupt", "npy")])
+def test_predict_skips_a_bad_feature_file(setup, bad_kind, reason):
+    path, bad, good = mixed_list(setup, "INFER", bad_kind)
+    result = setup.run("predict.py", f"--filelist={path}")
+    assert result.returncode != 0 and "Traceback" not in result.stdout, result.stdout
+    assert bad in result.stdout
+    failed = read_failed(setup.out)
+    assert len(failed) == 1 and failed[0][0] == bad and reason in failed[0][1], failed
+    with open(os.path.join(setup.out, "predictions.jsonl"), encoding="utf-8") as f:
+        videos = [json.loads(line)["video"] for line in f]
+    assert len(videos) == good and bad not in videos
+    assert videos == [split_labels(line)[0] for line in setup.lines("INFER")]   # infer ignores labels
+
+
+def test_good_input_exits_zero_with_empty_failed_list(setup):
+    # the counterpart of the cases above: the same setup without a bad file succeeds
+    result = setup.run("predict.py")
+    assert result.returncode == 0 and "error:" not in result.stdout, result.stdout
+    assert read_failed(setup.out) == []

@@ -1,0 +1,189 @@
+"""load_config: the shipped configs, configs of the original toolkit, typed -o overrides, bad files."""
+import os
+
+import pytest
+
+from conftest import ROOT
+from video_tag.config import load_config
+from video_tag.errors import UserError
+
+CONFIGS = [os.path.join(ROOT, "configs", name) for name in ("attention_lstm.yaml", "attention_lstm-single.yaml")]
+SINGLE = CONFIGS[1]
+
+# The shape of VideoTag's original configs (Paddle 1.8): Python's None written as a bare word.
+ORIGINAL = """\
+MODEL:
+    name: "AttentionLSTM"
+    dataset: "YouTube-8M"
+    bone_nework: None
+    drop_rate: 0.5
+    feature_num: 2
+    feature_names: ['rgb']
+    feature_dims: [2048]
+    embedding_size: 1024
+    lstm_size: 512
+    num_classes: 3396
+    topk: 20
+
+TRAIN:
+    epoch: 10
+    learning_rate: 0.000125
+    decay_epochs: [5]
+    decay_gamma: 0.1
+    weight_decay: 0.0008
+    num_samples: 5000
+    pretrain_base: None
+    batch_size: 128
+    use_gpu: True
+    num_gpus: 1
+    filelist: "data/dataset/attention_lstm/train.list"
+
+VALID:
+    batch_size: 128
+    filelist: "data/dataset/attention_lstm/val.list"
+
+TEST:
+    batch_size: 128
+    filelist: "data/dataset/attention_lstm/test.list"
+
+INFER:
+    batch_size: 1
+    filelist: "data/dataset/attention_lstm/infer.list"
+"""
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=os.path.basename)
+def test_shipped_configs_load_with_their_types(path):
+    cfg = load_config(path)
+    assert set(cfg) == {"MODEL", "TRAIN", "VALID", "TEST", "INFER"}
+    train, model = cfg["TRAIN"], cfg["MODEL"]
+    assert type(train["learning_rate"]) is float and 0 < train["learning_rate"] < 0.01
+    assert type(train["batch_size"]) is int and train["batch_size"] in (128, 1024)
+    assert type(train["weight_decay"]) is float and train["weight_decay"] == pytest.approx(8e-4)
+    assert train["decay_epochs"] == [5] and type(train["decay_epochs"][0]) is int
+    assert model["bone_nework"] is None and train["pretrain_base"] is None
+    assert type(model["num_classes"]) is int and model["num_classes"] == 3396
+    assert model["feature_dims"] == [2048]
+    assert type(train["use_gpu"]) is bool
+    assert all(isinstance(cfg[s]["filelist"], str) for s in ("TRAIN", "VALID", "TEST", "INFER"))
+
+
+def test_single_card_learning_rate_is_the_original_one():
+    assert load_config(SINGLE)["TRAIN"]["learning_rate"] == 1.25e-4
+    assert load_config(CONFIGS[0])["TRAIN"]["learning_rate"] == 1e-3
+
+
+def test_original_toolkit_config_with_None_values(tmp_path):
+    path = tmp_path / "attention_lstm.yaml"
+    path.write_text(ORIGINAL, encoding="utf-8")
+    cfg = load_config(str(path))
+    assert cfg["MODEL"]["bone_nework"] is None and cfg["TRAIN"]["pretrain_base"] is None
+    assert cfg["TRAIN"]["num_samples"] == 5000 and cfg["TRAIN"]["use_gpu"] is True
+    assert cfg["TRAIN"]["learning_rate"] == 0.000125
+    # keys this toolkit added are filled with defaults
+    assert cfg["MODEL"]["fc_sizes"] == [8192, 4096] and cfg["TRAIN"]["num_workers"] >= 1
+    # an override still works on a key whose value was None
+    cfg = load_config(str(path), ["TRAIN.pretrain_base=weights/attention_lstm"])
+    assert cfg["TRAIN"]["pretrain_base"] == "weights/attention_lstm"
+
+
+def test_exponent_without_dot_in_file_is_a_float(tmp_path):
+    # PyYAML (YAML 1.1) reads "1e-4" as a string
+    path = tmp_path / "c.yaml"
+    path.write_text("TRAIN:\n    learning_rate: 1e-4\n    weight_decay: 8E-4\n", encoding="utf-8")
+    cfg = load_config(str(path))
+    assert cfg["TRAIN"]["learning_rate"] == 1e-4 and type(cfg["TRAIN"]["learning_rate"]) is float
+    assert cfg["TRAIN"]["weight_decay"] == 8e-4
+
+
+@pytest.mark.parametrize("override, section, key, expected, kind", [
+    ("TRAIN.learning_rate=1", "TRAIN", "learning_rate", 1.0, float),
+    ("TRAIN.learning_rate=1e-4", "TRAIN", "learning_rate", 1e-4, float),
+    ("TRAIN.learning_rate=2.5E-3", "TRAIN", "learning_rate", 2.5e-3, float),
+    ("TRAIN.learning_rate=0.01", "TRAIN", "learning_rate", 0.01, float),
+    ("MODEL.num_classes=12", "MODEL", "num_classes", 12, int),
+    ("TRAIN.batch_size=1e2", "TRAIN", "batch_size", 100, int),
+    ("TRAIN.filelist=my/train.list", "TRAIN", "filelist", "my/train.list", str),
+    ("TRAIN.filelist=my dir/训练.list", "TRAIN", "filelist", "my dir/训练.list", str),
+    ("TRAIN.filelist=123", "TRAIN", "filelist", "123", str),
+    ("TRAIN.filelist=yes", "TRAIN", "filelist", "yes", str),      # YAML 1.1 would read True
+    ("TRAIN.filelist=0123", "TRAIN", "filelist", "0123", str),    # YAML 1.1 would read octal 83
+    ("MODEL.dataset=2.10", "MODEL", "dataset", "2.10", str),      # not 2.1
+    ("TRAIN.decay_epochs=[3, 6]", "TRAIN", "decay_epochs", [3, 6], list),
+    ("TRAIN.decay_epochs=7", "TRAIN", "decay_epochs", [7], list),
+    ("TRAIN.decay_epochs=[]", "TRAIN", "decay_epochs", [], list),
+    ("MODEL.feature_dims=[16]", "MODEL", "feature_dims", [16], list),
+    ("TRAIN.use_gpu=False", "TRAIN", "use_gpu", False, bool),
+    ("TRAIN.pretrain_base=None", "TRAIN", "pretrain_base", None, type(None)),
+    (" TRAIN.epoch = 3 ", "TRAIN", "epoch", 3, int),
+])
+def test_override_takes_the_type_of_the_key(override, section, key, expected, kind):
+    cfg = load_config(SINGLE, [override])
+    assert cfg[section][key] == expected
+    assert type(cfg[section][key]) is kind
+    if kind is list:
+        assert all(type(v) is type(e) for v, e in zip(cfg[section][key], expected))
+
+
+def test_overrides_apply_in_order_and_leave_the_rest():
+    cfg = load_config(SINGLE, ["MODEL.num_classes=12", "MODEL.num_classes=7", "TRAIN.epoch=2"])
+    assert cfg["MODEL"]["num_classes"] == 7 and cfg["TRAIN"]["epoch"] == 2
+    assert cfg["TRAIN"]["batch_size"] == 128 and cfg["TEST"]["batch_size"] == 128
+
+
+@pytest.mark.parametrize("override, words", [
+    ("TRAIN.no_such_key=3", ["TRAIN.no_such_key"]),
+    ("NOSECTION.batch_size=3", ["NOSECTION.batch_size"]),
+    ("train.batch_size=3", ["train.batch_size"]),
+])
+def test_unknown_key_is_named(override, words):
+    with pytest.raises(UserError, match="unknown") as e:
+        load_config(SINGLE, [override])
+    assert all(w in str(e.value) for w in words)
+
+
+@pytest.mark.parametrize("override", [
+    "TRAIN.batch_size", "TRAIN=3", "batch_size=3", "=3", "", "TRAIN.learning_rate=",
+])
+def test_malformed_override(override):
+    with pytest.raises(UserError):
+        load_config(SINGLE, [override])
+
+
+@pytest.mark.parametrize("override", [
+    "TRAIN.learning_rate=fast", "MODEL.num_classes=1.5", "MODEL.num_classes=twelve", "MODEL.num_classes=True",
+    "TRAIN.use_gpu=maybe", "TRAIN.decay_epochs=[a, b]", "TRAIN.decay_epochs=3,6",
+])
+def test_value_of_the_wrong_type_names_the_key(override):
+    with pytest.raises(UserError) as e:
+        load_config(SINGLE, [override])
+    assert override.split("=")[0] in str(e.value)
+
+
+def test_missing_config_names_the_file(tmp_path):
+    path = str(tmp_path / "nope.yaml")
+    with pytest.raises(UserError) as e:
+        load_config(path)
+    assert path in str(e.value)
+
+
+@pytest.mark.parametrize("content", [
+    b"MODEL: [\n",                              # invalid YAML
+    b"MODEL:\n  name: x\n   bad: indent\n",     # invalid YAML
+    b"MODEL:\n  name: \"\xff\xfe\"\n",          # invalid UTF-8
+    b"- a\n- b\n",                              # not a mapping
+    b"MODEL: 3\n",                              # section not a mapping
+    b"MODLE:\n  num_classes: 3\n",              # unknown section
+])
+def test_bad_config_file_names_the_file(tmp_path, content):
+    path = tmp_path / "bad config.yaml"
+    path.write_bytes(content)
+    with pytest.raises(UserError) as e:
+        load_config(str(path))
+    assert str(path) in str(e.value)
+
+
+def test_config_with_bom_and_crlf(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(b"\xef\xbb\xbfMODEL:\r\n    num_classes: 12\r\n")
+    assert load_config(str(path))["MODEL"]["num_classes"] == 12
