@@ -22,5 +22,5 @@ def softmax_cross_entropy_mean(logits, labels, nranks=1):
     return per_video.mean(), per_video
 
 
-LOSSES = {"AttentionLSTM": sigmoid_cross_entropy_sum}
-PROBABILITIES = {"AttentionLSTM": F.sigmoid}
+LOSSES = {"AttentionLSTM": sigmoid_cross_entropy_sum, "TSN": softmax_cross_entropy_mean}
+PROBABILITIES = {"AttentionLSTM": F.sigmoid, "TSN": lambda logits: F.softmax(logits, axis=-1)}

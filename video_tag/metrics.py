@@ -211,4 +211,5 @@ class TopkAccuracy:
 
 
 # By --model_name: a fresh accumulator for a config.
-METRICS = {"AttentionLSTM": lambda cfg: MultiLabelMetrics(cfg["MODEL"]["num_classes"], top_k=20)}
+METRICS = {"AttentionLSTM": lambda cfg: MultiLabelMetrics(cfg["MODEL"]["num_classes"], top_k=20),
+           "TSN": lambda cfg: TopkAccuracy(topk=(1, 5))}

@@ -26,4 +26,20 @@ def attention_lstm_optimizer(parameters, train_cfg, steps_per_epoch):
     return optimizer, schedule
 
 
-OPTIMIZERS = {"AttentionLSTM": attention_lstm_optimizer}
+def tsn_optimizer(parameters, train_cfg, steps_per_epoch):
+    """Momentum with L2 decay ``l2_weight_decay``; lr x ``learning_rate_decay`` at epoch/3 and 2*epoch/3.
+
+    Returns ``(optimizer, lr_scheduler)``.
+    """
+    lr = float(train_cfg["learning_rate"])
+    gamma = float(train_cfg.get("learning_rate_decay", 0.1))
+    epochs = float(train_cfg["epoch"])
+    boundaries = [int(epochs / 3 * steps_per_epoch), int(epochs * 2 / 3 * steps_per_epoch)]
+    schedule = paddle.optimizer.lr.PiecewiseDecay(boundaries, [lr, lr * gamma, lr * gamma ** 2])
+    optimizer = paddle.optimizer.Momentum(
+        learning_rate=schedule, momentum=float(train_cfg.get("momentum", 0.9)), parameters=parameters,
+        weight_decay=paddle.regularizer.L2Decay(float(train_cfg.get("l2_weight_decay", 1e-4))))
+    return optimizer, schedule
+
+
+OPTIMIZERS = {"AttentionLSTM": attention_lstm_optimizer, "TSN": tsn_optimizer}

@@ -113,11 +113,16 @@ def model_state(model):
     return {name: p.numpy() for name, p in fluid_params(model).items()}
 
 
-def load_weights(model, path):
-    """Load every parameter of ``model`` from ``path``; any missing or mis-shaped one is an error."""
+def load_weights(model, path, skip=()):
+    """Load every parameter of ``model`` from ``path``; any missing or mis-shaped one is an error.
+
+    skip: name prefixes left out (e.g. ``("fc_0.",)``: the extractor needs no classifier).
+    """
     state = read_state(path)
     file = resolve(path)
     for name, param in fluid_params(model).items():
+        if name.startswith(tuple(skip)):
+            continue
         if name not in state:
             raise UserError(f"weight file {file} has no parameter {name}: is it a weight file of this model?")
         if tuple(state[name].shape) != tuple(param.shape):
@@ -134,6 +139,8 @@ def load_pretrain(model, path):
     """
     state = read_state(path)
     file = resolve(path)
+    if hasattr(model, "translate_state"):  # e.g. TSN from a paddle.vision ImageNet checkpoint
+        state = model.translate_state(state)
     params = fluid_params(model)
     loaded, skipped = [], []
     for name, array in state.items():

@@ -1,7 +1,8 @@
 """The models, by the ``--model_name`` that selects them."""
 from .attention_lstm import AttentionLSTM
+from .tsn import TSN
 
-MODELS = {"AttentionLSTM": AttentionLSTM}
+MODELS = {"AttentionLSTM": AttentionLSTM, "TSN": TSN}
 
 
 def build_model(model_name, cfg):
