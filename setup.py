@@ -10,7 +10,7 @@ setup(
     python_requires=">=3.8",
     # Paddle is not required here: GPU users install paddlepaddle-gpu, CPU users paddlepaddle
     # (or the extras below), and pip must not replace one with the other.
-    install_requires=["numpy", "opencv-python-headless", "pyyaml", "tqdm"],
+    install_requires=["numpy", "opencv-python-headless", "Pillow", "pyyaml", "tqdm"],
     extras_require={
         "cpu": ["paddlepaddle>=3.0"],
         "gpu": ["paddlepaddle-gpu>=3.0"],

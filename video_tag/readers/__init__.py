@@ -4,10 +4,11 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from .feature_reader import FeatureReader
+from .video_reader import VideoReader
 
 log = logging.getLogger(__name__)
 
-READERS = {"AttentionLSTM": FeatureReader}
+READERS = {"AttentionLSTM": FeatureReader, "TSN": VideoReader}
 
 
 def iterate_batches(reader, batches, num_workers=2, on_error=None, prefetch=2, refill=False):

@@ -8,6 +8,7 @@ spaces; infer lists may carry no labels)::
 
 Lines may end in CRLF, the file may start with a UTF-8 BOM, blank lines are skipped.
 """
+import hashlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -107,3 +108,14 @@ def _all_lines(path):
     while lines and not lines[-1][1].strip():
         lines.pop()  # a trailing newline is not a class
     return lines
+
+
+def unique_stems(paths):
+    """``{path: stem}`` for output files named after inputs: the file's stem, unchanged, except where
+    two listed paths share a stem: those get ``<stem>_<first 8 hex digits of sha1(path as listed)>``."""
+    stems = {p: os.path.splitext(os.path.basename(p))[0] for p in dict.fromkeys(paths)}
+    counts = {}
+    for stem in stems.values():
+        counts[stem] = counts.get(stem, 0) + 1
+    return {p: s if counts[s] == 1 else f"{s}_{hashlib.sha1(p.encode('utf-8')).hexdigest()[:8]}"
+            for p, s in stems.items()}
