@@ -1,0 +1,27 @@
+"""Decode the videos of a TSN list into img_00001.jpg frame folders and write the matching frames list.
+
+    python tools/video2frames.py --filelist data/dataset/tsn/train.list --out_dir data/frames/train
+    # then train in frames mode:
+    python train.py --model_name=TSN --config=./configs/tsn-single.yaml -o MODEL.format=frames \
+        --filelist data/frames/train/frames.list
+"""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from video_tag import cli  # noqa: E402
+from video_tag.frames import video_to_frames  # noqa: E402
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--filelist", required=True, help="TSN video list: 'path label' per line")
+    p.add_argument("--out_dir", required=True, help="where the frame folders and frames.list go")
+    p.add_argument("--num_workers", type=int, default=4, help="videos decoded in parallel")
+    args = p.parse_args()
+    return video_to_frames(args.filelist, args.out_dir, args.num_workers)
+
+
+if __name__ == "__main__":
+    cli.main(main)
