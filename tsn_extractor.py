@@ -1,0 +1,31 @@
+"""Extract TSN features (float32 [INFER.seg_num, 2048] per video) for every video of a list.
+
+    python tsn_extractor.py --model_name=TSN --config=./configs/tsn.yaml --weights=./weights/tsn.pdparams \
+        --filelist=./data/TsnExtractor.list --save_dir=./data/tsn_features
+"""
+from video_tag import cli
+from video_tag.extractor import extract
+from video_tag.inference import PRECISIONS
+
+
+def main():
+    p = cli.parser(__doc__)
+    p.set_defaults(filelist="./data/TsnExtractor.list")
+    p.add_argument("--weights", required=True, help="TSN weights (.pdparams suffix optional)")
+    p.add_argument("--save_dir", default="./data/tsn_features", help="where the features go")
+    p.add_argument("--overwrite", action="store_true", help="extract again videos whose features exist")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="bf16: CPUs with native bf16 or GPUs; fp16: GPUs (features differ slightly from fp32)")
+    p.add_argument("--frame_batch", type=int, default=8, help="frames per network batch")
+    p.add_argument("--num_workers", type=int, help="videos decoded in parallel (default: INFER.num_workers)")
+    args = p.parse_args()
+    if args.model_name != "TSN":
+        raise cli.UserError(f"tsn_extractor.py runs the TSN model, not {args.model_name}: use --model_name=TSN")
+    cfg = cli.load(args, "INFER")
+    return extract(cfg, args.weights, cfg["INFER"]["filelist"], args.save_dir, overwrite=args.overwrite,
+                   use_gpu=args.use_gpu, precision=args.precision, batch_size=args.frame_batch,
+                   num_workers=args.num_workers or int(cfg["INFER"]["num_workers"]))
+
+
+if __name__ == "__main__":
+    cli.main(main)

@@ -1,0 +1,206 @@
+"""Feature extraction: the TSN features of every video of a list, fast and in bounded memory.
+
+The list has one video path per line (the whole line is the path)::
+
+    data/mp4/cooking class.mp4
+    data/mp4/海边 日落.mp4
+
+Outputs in ``save_dir``::
+
+    <stem>.npy       float32 [INFER.seg_num, 2048] per video; the video's file stem, unchanged, except
+                     where two listed videos share a stem: those get ``<stem>_<8 hex digits of sha1(path)>``
+    features.list    one feature path per line, in list order, for every video extracted (this run or before)
+    manifest.tsv     video<TAB>feature for the same videos
+    failed.list      video<TAB>reason for every video that could not be read (rewritten each run)
+
+Re-running skips videos whose feature file exists with the expected shape and dtype (``overwrite``
+redoes them). Every file is written under a temporary name and renamed, so a killed run leaves no
+truncated output. Videos are decoded on worker threads (only the sampled frames are kept, resized and
+cropped as uint8) while the backbone runs in Paddle Inference on the main thread; frames of consecutive
+videos share batches.
+"""
+import collections
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import paddle
+from tqdm import tqdm
+
+from . import weights
+from .errors import UserError
+from .inference import InferenceEngine
+from .models.tsn import FEATURE_DIM, TSN
+from .readers.lists import read_lines, unique_stems
+from .readers.video_reader import crop_normalize, decode_sampled, resize_frame
+
+log = logging.getLogger(__name__)
+
+
+def read_video_list(list_path):
+    """The videos of an extractor list, in order, duplicates removed: ``[path, ...]``."""
+    paths = [text for _, text in read_lines(list_path)]
+    if not paths:
+        raise UserError(f"list file {list_path} has no entries")
+    return list(dict.fromkeys(paths))
+
+
+def feature_ok(path, seg_num):
+    """True when ``path`` is a complete float32 [seg_num, 2048] ``.npy`` file (only the header is read)."""
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return False
+    return array.dtype == np.float32 and array.shape == (seg_num, FEATURE_DIM)
+
+
+def build_engine(cfg, weights_path, precision="fp32", use_gpu=False, batch_size=8, device_id=0):
+    """The TSN backbone of ``weights_path`` (release ``tsn.pdparams`` or our own) in Paddle Inference."""
+    if use_gpu and not paddle.is_compiled_with_cuda():
+        log.warning("use_gpu is set but this Paddle has no CUDA: running on CPU")
+        use_gpu = False
+    model = TSN(num_classes=cfg["MODEL"]["num_classes"], num_layers=cfg["MODEL"]["num_layers"])
+    weights.load_weights(model, weights_path, skip=("fc_0.",))  # the extractor needs no classifier
+    target = int(cfg["INFER"]["target_size"])
+    try:
+        return InferenceEngine(model.backbone, (None, 3, target, target), precision=precision,
+                               use_gpu=use_gpu, batch_size=batch_size, device_id=device_id)
+    except (RuntimeError, ValueError) as e:  # precision or device not available here
+        raise UserError(str(e)) from None
+
+
+def extract(cfg, weights_path, list_path, save_dir, overwrite=False, use_gpu=False, precision="fp32",
+            batch_size=8, num_workers=2):
+    """``tsn_extractor.py``: extract every video of ``list_path``. Returns the exit code (1 if any failed)."""
+    seg_num = int(cfg["INFER"]["seg_num"])
+    short_size, target = int(cfg["INFER"]["short_size"]), int(cfg["INFER"]["target_size"])
+    videos = read_video_list(list_path)
+    os.makedirs(save_dir, exist_ok=True)
+    stems = unique_stems(videos)
+    outputs = {v: os.path.join(save_dir, stems[v] + ".npy") for v in videos}
+    todo = [v for v in videos if overwrite or not feature_ok(outputs[v], seg_num)]
+    log.info("%d video(s) in %s: %d to extract, %d already done", len(videos), list_path, len(todo),
+             len(videos) - len(todo))
+    failed = {}
+    try:
+        if todo:
+            engine = build_engine(cfg, weights_path, precision, use_gpu, batch_size)
+
+            def decode(video):
+                frames, _, _ = decode_sampled(video, seg_num, "infer",
+                                              transform=lambda f: _centre(resize_frame(f, short_size), target))
+                return frames
+
+            _run(engine, todo, decode, outputs, failed, seg_num, target, num_workers)
+    finally:
+        _write_lists(save_dir, videos, outputs, failed, seg_num)
+    return 1 if failed else 0
+
+
+def _centre(frame, target):
+    """Centre crop of a resized uint8 frame (the offsets of ``crop_normalize`` in infer mode)."""
+    y = int(round((frame.shape[0] - target) / 2))
+    x = int(round((frame.shape[1] - target) / 2))
+    if y < 0 or x < 0:
+        raise ValueError(f"frame of {frame.shape[1]}x{frame.shape[0]} is smaller than the crop size {target}")
+    return np.ascontiguousarray(frame[y:y + target, x:x + target])
+
+
+class _Video:
+    """A video whose frames are in flight: features [seg_num, 2048] filled batch by batch."""
+
+    def __init__(self, path, output, seg_num):
+        self.path, self.output = path, output
+        self.features = np.empty((seg_num, FEATURE_DIM), np.float32)
+        self.missing = seg_num
+
+
+def _run(engine, todo, decode, outputs, failed, seg_num, target, num_workers):
+    batch_size = engine.batch_size
+    batch = np.empty((batch_size, 3, target, target), np.float32)
+    slots = []  # (video, first frame, count) for the rows of `batch`, in order
+    fill = 0
+    frames_done, start = 0, time.time()
+    progress = tqdm(total=len(todo), unit="video", desc="extract", dynamic_ncols=True)
+
+    def flush():
+        nonlocal fill, frames_done
+        if not fill:
+            return
+        features = engine.run(batch[:fill])
+        row = 0
+        for video, first, count in slots:
+            video.features[first:first + count] = features[row:row + count]
+            row += count
+            video.missing -= count
+            if video.missing == 0:
+                _save(video.output, video.features)
+                progress.update(1)
+        frames_done += fill
+        progress.set_postfix(frames_per_s=f"{frames_done / (time.time() - start):.1f}")
+        slots.clear()
+        fill = 0
+
+    # Decoding runs a few videos ahead; each in-flight video holds seg_num cropped uint8 frames.
+    with ThreadPoolExecutor(max(1, num_workers)) as pool:
+        pending = collections.deque()
+        queue = iter(todo)
+        try:
+            while True:
+                while len(pending) < num_workers + 1:
+                    video = next(queue, None)
+                    if video is None:
+                        break
+                    pending.append((video, pool.submit(decode, video)))
+                if not pending:
+                    break
+                path, future = pending.popleft()
+                try:
+                    frames = future.result()
+                except (ValueError, OSError) as e:
+                    log.warning("cannot read %s: %s", path, e)
+                    failed[path] = str(e)
+                    progress.update(1)
+                    continue
+                video = _Video(path, outputs[path], seg_num)
+                k = 0
+                while k < seg_num:
+                    count = min(batch_size - fill, seg_num - k)
+                    batch[fill:fill + count] = crop_normalize(frames[k:k + count], "infer", target)
+                    slots.append((video, k, count))
+                    fill += count
+                    k += count
+                    if fill == batch_size:
+                        flush()
+                del frames
+            flush()
+        except BaseException:
+            for _, future in pending:
+                future.cancel()
+            raise
+        finally:
+            progress.close()
+    elapsed = time.time() - start
+    log.info("extracted %d frame(s) in %.1f s: %.1f frames/s", frames_done, elapsed,
+             frames_done / max(elapsed, 1e-9))
+
+
+def _save(path, features):
+    weights.atomic_write(path, lambda f: np.save(f, features))
+
+
+def _write_lists(save_dir, videos, outputs, failed, seg_num):
+    done = [v for v in videos if v not in failed and feature_ok(outputs[v], seg_num)]
+    _write(os.path.join(save_dir, "features.list"), "".join(outputs[v] + "\n" for v in done))
+    _write(os.path.join(save_dir, "manifest.tsv"), "".join(f"{v}\t{outputs[v]}\n" for v in done))
+    _write(os.path.join(save_dir, "failed.list"), "".join(f"{v}\t{r}\n" for v, r in failed.items()))
+    log.info("%d feature file(s) listed in %s; %d failed", len(done), os.path.join(save_dir, "features.list"),
+             len(failed))
+    if failed:
+        log.warning("%d video(s) could not be read: see %s", len(failed), os.path.join(save_dir, "failed.list"))
+
+
+def _write(path, text):
+    weights.atomic_write(path, lambda f: f.write(text.encode("utf-8")))
