@@ -122,3 +122,22 @@ def test_bad_weights_and_list(setup):
     result = run_script("tsn_extractor.py", *[a for a in args if not a.startswith("--filelist")],
                         f"--filelist={tmp_path}/nope.list")
     assert result.returncode == 2 and "nope.list" in result.stdout and "Traceback" not in result.stdout
+
+
+def test_two_processes_share_the_list(setup):
+    import subprocess
+    import sys
+    tmp_path, videos, broken, model, args = setup
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
+    result = subprocess.run([sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
+                             "--log_dir", str(tmp_path / "log"), os.path.join(ROOT, "tsn_extractor.py"), *args],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    logs = "".join((tmp_path / "log" / f"workerlog.{r}").read_text(encoding="utf-8") for r in (0, 1))
+    assert result.returncode != 0, logs  # the broken video makes the run fail, after the others are done
+    out = tmp_path / "out"
+    listed = (out / "features.list").read_text(encoding="utf-8").splitlines()
+    assert len(listed) == 3
+    assert (out / "failed.list").read_text(encoding="utf-8").startswith(f"{broken}\t")
+    for video, feature in zip(videos, listed):
+        ref = reference_features(model, video)
+        assert np.abs(np.load(feature) - ref).max() <= 1e-4 * np.abs(ref).max()

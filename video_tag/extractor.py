@@ -29,6 +29,7 @@ import numpy as np
 import paddle
 from tqdm import tqdm
 
+from . import distributed as dist
 from . import weights
 from .errors import UserError
 from .inference import InferenceEngine
@@ -58,9 +59,6 @@ def feature_ok(path, seg_num):
 
 def build_engine(cfg, weights_path, precision="fp32", use_gpu=False, batch_size=8, device_id=0):
     """The TSN backbone of ``weights_path`` (release ``tsn.pdparams`` or our own) in Paddle Inference."""
-    if use_gpu and not paddle.is_compiled_with_cuda():
-        log.warning("use_gpu is set but this Paddle has no CUDA: running on CPU")
-        use_gpu = False
     model = TSN(num_classes=cfg["MODEL"]["num_classes"], num_layers=cfg["MODEL"]["num_layers"])
     weights.load_weights(model, weights_path, skip=("fc_0.",))  # the extractor needs no classifier
     target = int(cfg["INFER"]["target_size"])
@@ -73,7 +71,16 @@ def build_engine(cfg, weights_path, precision="fp32", use_gpu=False, batch_size=
 
 def extract(cfg, weights_path, list_path, save_dir, overwrite=False, use_gpu=False, precision="fp32",
             batch_size=8, num_workers=2):
-    """``tsn_extractor.py``: extract every video of ``list_path``. Returns the exit code (1 if any failed)."""
+    """``tsn_extractor.py``: extract every video of ``list_path``. Returns the exit code (1 if any failed).
+
+    Under ``paddle.distributed.launch`` (one process per GPU, or several nodes) each process takes every
+    world_size-th video still to do; rank 0 writes the lists once all are done.
+    """
+    if use_gpu and not paddle.is_compiled_with_cuda():
+        log.warning("use_gpu is set but this Paddle has no CUDA: running on CPU")
+        use_gpu = False
+    dist.init(use_gpu)
+    world, rank = dist.world_size(), dist.rank()
     seg_num = int(cfg["INFER"]["seg_num"])
     short_size, target = int(cfg["INFER"]["short_size"]), int(cfg["INFER"]["target_size"])
     videos = read_video_list(list_path)
@@ -83,10 +90,12 @@ def extract(cfg, weights_path, list_path, save_dir, overwrite=False, use_gpu=Fal
     todo = [v for v in videos if overwrite or not feature_ok(outputs[v], seg_num)]
     log.info("%d video(s) in %s: %d to extract, %d already done", len(videos), list_path, len(todo),
              len(videos) - len(todo))
+    todo = todo[rank::world]
     failed = {}
     try:
         if todo:
-            engine = build_engine(cfg, weights_path, precision, use_gpu, batch_size)
+            engine = build_engine(cfg, weights_path, precision, use_gpu, batch_size,
+                                  paddle.distributed.ParallelEnv().device_id if use_gpu else 0)
 
             def decode(video):
                 frames, _, _ = decode_sampled(video, seg_num, "infer",
@@ -94,7 +103,13 @@ def extract(cfg, weights_path, list_path, save_dir, overwrite=False, use_gpu=Fal
                 return frames
 
             _run(engine, todo, decode, outputs, failed, seg_num, target, num_workers)
-    finally:
+    except BaseException:
+        if world == 1:  # interrupted: list what is complete (with several processes, the rerun will)
+            _write_lists(save_dir, videos, outputs, failed, seg_num)
+        raise
+    for part in dist.gather(failed):
+        failed.update(part)
+    if dist.is_main():
         _write_lists(save_dir, videos, outputs, failed, seg_num)
     return 1 if failed else 0
 

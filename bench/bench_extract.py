@@ -1,0 +1,163 @@
+"""Speed and memory of tsn_extractor.py against the model alone.
+
+    python bench/bench_extract.py [--videos 8] [--precision fp32] [--skip_long]
+
+Prints, in one run:
+  1. model-only frames/s: the extractor's backbone (ResNet101, Paddle Inference, same precision and
+     batch) on random input;
+  2. end-to-end frames/s of the whole ``tsn_extractor.py`` command, from start to exit, over
+     ``videos`` x 300 sampled frames of generated 640x360 videos, and the ratio to (1);
+  3. bf16 (where the CPU has it): model-only frames/s and the per-frame cosine of its features
+     against fp32 on real (decoded) frames;
+  4. peak RSS summed over the extractor's processes while extracting a 1-minute and a 10-minute video.
+Weights are random, in the release format (the speed does not depend on their values).
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import cv2
+import numpy as np
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from video_tag import weights  # noqa: E402
+from video_tag.extractor import build_engine  # noqa: E402
+from video_tag.inference import cpu_supports_bf16  # noqa: E402
+from video_tag.models.tsn import TSN  # noqa: E402
+
+
+def write_video(path, seconds, fps=25, w=640, h=360, seed=0):
+    """A 640x360 MPEG-4 video with moving content (every frame differs)."""
+    rng = np.random.default_rng(seed)
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    background = cv2.resize(rng.integers(0, 256, (h // 8, w // 8, 3), dtype=np.uint8), (w, h))
+    for i in range(int(seconds * fps)):
+        frame = np.roll(background, 4 * i, axis=1)
+        cv2.circle(frame, ((7 * i) % w, h // 2), 40, (255, 255 - i % 256, i % 256), -1)
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def model_only(cfg, weights_path, precision, batch, seconds=20):
+    """frames/s of the extractor's engine on random input."""
+    engine = build_engine(cfg, weights_path, precision, batch_size=batch)
+    x = np.random.default_rng(0).standard_normal((batch, 3, 224, 224)).astype(np.float32)
+    for _ in range(2):
+        engine.run(x)
+    frames, start = 0, time.time()
+    while time.time() - start < seconds:
+        engine.run(x)
+        frames += batch
+    return frames / (time.time() - start), engine
+
+
+def process_tree_rss(pid):
+    """Resident memory (bytes) of ``pid`` and all its descendants."""
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            with open(f"/proc/{p}/status") as f:
+                total += next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                stack += [int(c) for c in f.read().split()]
+        except (OSError, StopIteration):
+            pass
+    return total
+
+
+def run_extractor(args, env=None):
+    """Run tsn_extractor.py; returns (seconds from start to exit, peak summed RSS in bytes, output)."""
+    start = time.time()
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tsn_extractor.py"), *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak = [0]
+
+    def watch():
+        while proc.poll() is None:
+            peak[0] = max(peak[0], process_tree_rss(proc.pid))
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    output = proc.communicate()[0]
+    elapsed = time.time() - start
+    watcher.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"tsn_extractor.py failed ({proc.returncode}):\n{output[-3000:]}")
+    return elapsed, peak[0], output
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--videos", type=int, default=8, help="videos of 300 sampled frames for the end-to-end run")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--batch", type=int, default=8, help="frames per network batch")
+    p.add_argument("--skip_long", action="store_true", help="skip the 10-minute memory run")
+    args = p.parse_args()
+    work = tempfile.mkdtemp(prefix="bench_extract_")
+    with open(os.path.join(ROOT, "configs", "tsn.yaml"), encoding="utf-8") as f:
+        cfg = yaml.safe_load(f)
+    config = os.path.join(work, "tsn.yaml")
+    with open(config, "w", encoding="utf-8") as f:
+        yaml.safe_dump(cfg, f)
+    weights_path = os.path.join(work, "tsn.pdparams")
+    weights.write_state(weights.model_state(TSN(num_classes=cfg["MODEL"]["num_classes"], num_layers=101)),
+                        weights_path)
+    print(f"machine: {os.cpu_count()} CPU(s); OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; "
+          f"precision {args.precision}, batch {args.batch}", flush=True)
+
+    videos = [write_video(os.path.join(work, f"video{i}.mp4"), 20, seed=i) for i in range(args.videos)]
+    listing = os.path.join(work, "videos.list")
+    with open(listing, "w", encoding="utf-8") as f:
+        f.write("\n".join(videos) + "\n")
+
+    fps_model, engine = model_only(cfg, weights_path, args.precision, args.batch)
+    del engine
+    print(f"model only        : {fps_model:6.1f} frames/s (ResNet101, Paddle Inference {args.precision}, "
+          f"batch {args.batch})", flush=True)
+
+    common = ["--model_name=TSN", f"--config={config}", f"--weights={weights_path}", "--use_gpu=False",
+              f"--precision={args.precision}", f"--frame_batch={args.batch}"]
+    frames = 300 * len(videos)
+    seconds, rss, _ = run_extractor(common + [f"--filelist={listing}", f"--save_dir={work}/features"])
+    fps_e2e = frames / seconds
+    print(f"end to end        : {fps_e2e:6.1f} frames/s ({frames} frames of {len(videos)} 640x360 videos in "
+          f"{seconds:.1f} s, start to exit)", flush=True)
+    print(f"ratio             : {fps_e2e / fps_model:6.3f} (target >= 0.85)", flush=True)
+    print(f"peak RSS          : {rss / 2 ** 20:6.0f} MiB during that run", flush=True)
+
+    if cpu_supports_bf16() and args.precision == "fp32":
+        fps_bf16, engine = model_only(cfg, weights_path, "bf16", args.batch, seconds=10)
+        fp32 = np.load(os.path.join(work, "features", "video0.npy"))
+        run_extractor(common[:-2] + ["--precision=bf16", f"--frame_batch={args.batch}",
+                                      f"--filelist={listing}", f"--save_dir={work}/bf16"])
+        bf16 = np.load(os.path.join(work, "bf16", "video0.npy"))
+        cos = (fp32 * bf16).sum(1) / (np.linalg.norm(fp32, axis=1) * np.linalg.norm(bf16, axis=1))
+        print(f"bf16 model only   : {fps_bf16:6.1f} frames/s ({fps_bf16 / fps_model:.2f}x fp32); per-frame "
+              f"cosine to fp32 on decoded frames: min {cos.min():.5f}, mean {cos.mean():.5f}", flush=True)
+    else:
+        print("bf16              : not measured (no native bf16 on this CPU, or --precision=bf16)")
+
+    for minutes in ([1] if args.skip_long else [1, 10]):
+        video = write_video(os.path.join(work, f"long{minutes}.mp4"), 60 * minutes, seed=99)
+        one = os.path.join(work, f"long{minutes}.list")
+        with open(one, "w", encoding="utf-8") as f:
+            f.write(video + "\n")
+        seconds, rss, _ = run_extractor(common + [f"--filelist={one}", f"--save_dir={work}/long{minutes}"])
+        print(f"{minutes:2d}-minute video  : peak RSS {rss / 2 ** 20:6.0f} MiB summed over the extractor's "
+              f"processes ({seconds:.1f} s; target < 2048 MiB)", flush=True)
+        os.remove(video)
+    print(f"(work files in {work})")
+
+
+if __name__ == "__main__":
+    main()
