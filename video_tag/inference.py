@@ -1,7 +1,10 @@
 """Run a dygraph feature backbone through Paddle Inference, the fastest path Paddle offers.
 
-On CPU this is the oneDNN predictor: ~6x dygraph fp32 speed on ResNet101, ~2x that again in bf16 on a CPU
+On CPU this is the oneDNN predictor: ~7x dygraph fp32 speed on ResNet101, ~2x that again in bf16 on a CPU
 with native bf16 (avx512_bf16 / AMX). See GUIDE section 5 and ``bench/bench_backbone.py``.
+
+``predictor.run()`` holds the GIL for the whole batch (Paddle 3.3's binding releases it only in
+custom-device builds): Python threads stall meanwhile, so decode in other *processes* to overlap.
 
     engine = InferenceEngine(backbone, input_shape=(None, 3, 224, 224), precision="bf16")
     features = engine.run(frames)          # float32 [N, 3, 224, 224] -> float32 [N, 2048]
@@ -9,6 +12,7 @@ with native bf16 (avx512_bf16 / AMX). See GUIDE section 5 and ``bench/bench_back
 import os
 import shutil
 import tempfile
+import threading
 
 import numpy as np
 import paddle
@@ -86,12 +90,14 @@ class InferenceEngine:
         batch_size: ``run`` feeds the predictor at most this many samples at a time.
         cache_dir: keep the exported model there (``backbone.json`` / ``backbone.pdiparams``);
             by default it goes to a temporary directory removed once the predictor is built.
+
+    ``run`` may be called from any thread; calls are serialised (one predictor, shared handles).
     """
 
     def __init__(self, layer, input_shape=(None, 3, 224, 224), precision="fp32", use_gpu=False,
                  cpu_threads=None, batch_size=8, cache_dir=None, device_id=0, gpu_memory_mb=256):
         if paddle_infer is None:
-            raise RuntimeError("this Paddle build has no paddle.inference; install the official paddlepaddle wheel")
+            raise RuntimeError("this Paddle build has no paddle.inference; install the paddlepaddle wheel")
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if batch_size < 1:
@@ -117,6 +123,7 @@ class InferenceEngine:
         finally:
             if cache_dir is None:
                 shutil.rmtree(workdir, ignore_errors=True)
+        self._lock = threading.Lock()
         self._input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
         self._output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
 
@@ -148,8 +155,9 @@ class InferenceEngine:
                 e is not None and e != -1 and e != s for e, s in zip(expected, batch.shape[1:])):
             raise ValueError(f"expected input [N, {', '.join(str(e) for e in expected)}], "
                              f"got {list(batch.shape)}")
-        outputs = [self._run_chunk(batch[i:i + self.batch_size])
-                   for i in range(0, batch.shape[0], self.batch_size)]
+        with self._lock:
+            outputs = [self._run_chunk(batch[i:i + self.batch_size])
+                       for i in range(0, batch.shape[0], self.batch_size)]
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
     __call__ = run
