@@ -4,11 +4,13 @@
         --filelist=./data/TsnExtractor.list --save_dir=./data/tsn_features
 """
 from video_tag import cli
-from video_tag.extractor import extract
-from video_tag.inference import PRECISIONS
 
 
 def main():
+    # Imported here: the decode worker processes import this script and need no Paddle.
+    from video_tag.extractor import extract
+    from video_tag.inference import PRECISIONS
+
     p = cli.parser(__doc__)
     p.set_defaults(filelist="./data/TsnExtractor.list")
     p.add_argument("--weights", required=True, help="TSN weights (.pdparams suffix optional)")

@@ -29,7 +29,7 @@ sys.path.insert(0, ROOT)
 
 from video_tag import weights  # noqa: E402
 from video_tag.extractor import build_engine  # noqa: E402
-from video_tag.inference import cpu_supports_bf16  # noqa: E402
+from video_tag.inference import launch_env, cpu_supports_bf16  # noqa: E402
 from video_tag.models.tsn import TSN  # noqa: E402
 
 
@@ -76,6 +76,12 @@ def process_tree_rss(pid):
 
 def run_extractor(args, env=None):
     """Run tsn_extractor.py; returns (seconds from start to exit, peak summed RSS in bytes, output)."""
+    if env is None:
+        # `import paddle` put OMP_NUM_THREADS=1 into this process's environment; the extractor must start
+        # with the environment this bench was started with, as a user's command would.
+        env = dict(os.environ)
+        if launch_env("OMP_NUM_THREADS") is None:
+            env.pop("OMP_NUM_THREADS", None)
     start = time.time()
     proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tsn_extractor.py"), *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -112,7 +118,7 @@ def main():
     weights_path = os.path.join(work, "tsn.pdparams")
     weights.write_state(weights.model_state(TSN(num_classes=cfg["MODEL"]["num_classes"], num_layers=101)),
                         weights_path)
-    print(f"machine: {os.cpu_count()} CPU(s); OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; "
+    print(f"machine: {os.cpu_count()} CPU(s); OMP_NUM_THREADS={launch_env('OMP_NUM_THREADS') or 'unset'}; "
           f"precision {args.precision}, batch {args.batch}", flush=True)
 
     videos = [write_video(os.path.join(work, f"video{i}.mp4"), 20, seed=i) for i in range(args.videos)]

@@ -144,7 +144,7 @@ def test_exports_the_eval_branch():
 def test_default_threads_ignore_paddles_own_omp_setting(monkeypatch):
     # import paddle put OMP_NUM_THREADS=1 into os.environ; only a value the process started with counts.
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.setattr(inference, "_launch_env", lambda name: None)
+    monkeypatch.setattr(inference, "launch_env", lambda name: None)
     assert inference.default_cpu_threads() == len(os.sched_getaffinity(0))
-    monkeypatch.setattr(inference, "_launch_env", lambda name: "3")
+    monkeypatch.setattr(inference, "launch_env", lambda name: "3")
     assert inference.default_cpu_threads() == 3

@@ -40,13 +40,14 @@ def test_train_eval_predict_tsn_from_scratch(tmp_path):
     with open(os.path.join(ROOT, "configs", "tsn-single.yaml"), encoding="utf-8") as f:
         cfg = yaml.safe_load(f)
     cfg["MODEL"].update(num_layers=50, num_classes=3, topk=2)
-    # A small lr: from scratch with batches of 6, 0.01 overshoots before batch-norm statistics settle.
-    cfg["TRAIN"].update(epoch=8, batch_size=6, learning_rate=0.002, filelist=lists["train"], num_workers=2,
+    # A small lr and enough steps: from scratch with batches of 6, the batch-norm running statistics used
+    # at evaluation lag far behind the training batches until the weights settle (lr decays at 1/3, 2/3).
+    cfg["TRAIN"].update(epoch=12, batch_size=6, learning_rate=0.002, filelist=lists["train"], num_workers=2,
                         log_interval=4)
     for section, name in (("VALID", "val"), ("TEST", "test"), ("INFER", "test")):
         cfg[section].update(filelist=lists[name], batch_size=6, num_workers=2)
     for section in ("TRAIN", "VALID", "TEST", "INFER"):
-        cfg[section].update(seg_num=3, short_size=40, target_size=32)
+        cfg[section].update(seg_num=3, short_size=72, target_size=64)
     config = tmp_path / "tsn.yaml"
     config.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     common = ["--model_name=TSN", f"--config={config}", "--use_gpu=False"]
@@ -57,7 +58,7 @@ def test_train_eval_predict_tsn_from_scratch(tmp_path):
     elapsed = time.time() - start
     assert result.returncode == 0, result.stdout
     assert sorted(n for n in os.listdir(tmp_path / "ck") if n.endswith(".pdparams")) == \
-        ["TSN.pdparams", "TSN_best.pdparams"] + [f"TSN_epoch{k}.pdparams" for k in range(8)]
+        sorted(["TSN.pdparams", "TSN_best.pdparams"] + [f"TSN_epoch{k}.pdparams" for k in range(12)])
     print(f"TSN training took {elapsed:.1f} s")  # the budget is 2 minutes; see pytest --durations
 
     result = run_script("eval.py", *common, f"--weights={tmp_path}/ck/TSN", f"--save_dir={tmp_path}/ev")

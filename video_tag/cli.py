@@ -6,7 +6,6 @@ import sys
 
 from .config import load_config
 from .errors import UserError
-from .models import MODELS
 
 DEFAULT_CONFIGS = {"AttentionLSTM": "configs/attention_lstm.yaml", "TSN": "configs/tsn.yaml"}
 
@@ -23,6 +22,7 @@ def str2bool(text):
 
 def parser(description):
     """An ArgumentParser with the flags every script has."""
+    from .models import MODELS  # here, not above: decode workers import the entry script without Paddle
     p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model_name", required=True, choices=sorted(MODELS), help="model to run")

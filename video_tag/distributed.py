@@ -10,6 +10,8 @@ import os
 import paddle
 import paddle.distributed as dist
 
+from .inference import launch_env
+
 
 def world_size():
     return dist.get_world_size()
@@ -33,6 +35,10 @@ def init(use_gpu):
     if use_gpu and not paddle.is_compiled_with_cuda():
         logging.getLogger(__name__).warning("use_gpu is set but this Paddle has no CUDA: running on CPU")
     paddle.set_device("gpu" if use_gpu and paddle.is_compiled_with_cuda() else "cpu")
+    threads = launch_env("OMP_NUM_THREADS")
+    if threads and threads.strip().isdigit() and int(threads) > 0:
+        # `import paddle` keeps its math library on one thread whatever OMP_NUM_THREADS says; honour it.
+        paddle.base.core.set_num_threads(int(threads))
     if launched() and not dist.is_initialized():
         dist.init_parallel_env()
     if not is_main():

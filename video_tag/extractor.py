@@ -15,15 +15,18 @@ Outputs in ``save_dir``::
 
 Re-running skips videos whose feature file exists with the expected shape and dtype (``overwrite``
 redoes them). Every file is written under a temporary name and renamed, so a killed run leaves no
-truncated output. Videos are decoded on worker threads (only the sampled frames are kept, resized and
-cropped as uint8) while the backbone runs in Paddle Inference on the main thread; frames of consecutive
-videos share batches.
+truncated output. Videos are decoded in worker processes (only the sampled frames are kept, resized and
+cropped as uint8) while the backbone runs in Paddle Inference in the main process; frames of consecutive
+videos share batches. Processes, not threads: the predictor holds the GIL while it runs, and a decoder
+that crashes on a broken file takes down only its worker (the video is reported, the run goes on).
 """
 import collections
 import logging
+import multiprocessing
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 import paddle
@@ -35,7 +38,7 @@ from .errors import UserError
 from .inference import InferenceEngine
 from .models.tsn import FEATURE_DIM, TSN
 from .readers.lists import read_lines, unique_stems
-from .readers.video_reader import crop_normalize, decode_sampled, resize_frame
+from .readers.video_reader import crop_normalize, decode_cropped
 
 log = logging.getLogger(__name__)
 
@@ -96,12 +99,7 @@ def extract(cfg, weights_path, list_path, save_dir, overwrite=False, use_gpu=Fal
         if todo:
             engine = build_engine(cfg, weights_path, precision, use_gpu, batch_size,
                                   paddle.distributed.ParallelEnv().device_id if use_gpu else 0)
-
-            def decode(video):
-                frames, _, _ = decode_sampled(video, seg_num, "infer",
-                                              transform=lambda f: _centre(resize_frame(f, short_size), target))
-                return frames
-
+            decode = (decode_cropped, seg_num, short_size, target)
             _run(engine, todo, decode, outputs, failed, seg_num, target, num_workers)
     except BaseException:
         if world == 1:  # interrupted: list what is complete (with several processes, the rerun will)
@@ -112,15 +110,6 @@ def extract(cfg, weights_path, list_path, save_dir, overwrite=False, use_gpu=Fal
     if dist.is_main():
         _write_lists(save_dir, videos, outputs, failed, seg_num)
     return 1 if failed else 0
-
-
-def _centre(frame, target):
-    """Centre crop of a resized uint8 frame (the offsets of ``crop_normalize`` in infer mode)."""
-    y = int(round((frame.shape[0] - target) / 2))
-    x = int(round((frame.shape[1] - target) / 2))
-    if y < 0 or x < 0:
-        raise ValueError(f"frame of {frame.shape[1]}x{frame.shape[0]} is smaller than the crop size {target}")
-    return np.ascontiguousarray(frame[y:y + target, x:x + target])
 
 
 class _Video:
@@ -159,44 +148,48 @@ def _run(engine, todo, decode, outputs, failed, seg_num, target, num_workers):
         fill = 0
 
     # Decoding runs a few videos ahead; each in-flight video holds seg_num cropped uint8 frames.
-    with ThreadPoolExecutor(max(1, num_workers)) as pool:
-        pending = collections.deque()
-        queue = iter(todo)
-        try:
-            while True:
-                while len(pending) < num_workers + 1:
-                    video = next(queue, None)
-                    if video is None:
-                        break
-                    pending.append((video, pool.submit(decode, video)))
-                if not pending:
+    function, *decode_args = decode
+    context = multiprocessing.get_context("spawn")  # workers import no Paddle and inherit no threads
+    pool = ProcessPoolExecutor(max(1, num_workers), mp_context=context)
+    pending = collections.deque()
+    queue = iter(todo)
+    try:
+        while True:
+            while len(pending) < num_workers + 1:
+                video = next(queue, None)
+                if video is None:
                     break
-                path, future = pending.popleft()
-                try:
-                    frames = future.result()
-                except (ValueError, OSError) as e:
-                    log.warning("cannot read %s: %s", path, e)
-                    failed[path] = str(e)
-                    progress.update(1)
-                    continue
-                video = _Video(path, outputs[path], seg_num)
-                k = 0
-                while k < seg_num:
-                    count = min(batch_size - fill, seg_num - k)
-                    batch[fill:fill + count] = crop_normalize(frames[k:k + count], "infer", target)
-                    slots.append((video, k, count))
-                    fill += count
-                    k += count
-                    if fill == batch_size:
-                        flush()
-                del frames
-            flush()
-        except BaseException:
-            for _, future in pending:
-                future.cancel()
-            raise
-        finally:
-            progress.close()
+                pending.append((video, pool.submit(function, video, *decode_args)))
+            if not pending:
+                break
+            path, future = pending.popleft()
+            try:
+                frames = future.result()
+            except (ValueError, OSError, BrokenProcessPool) as e:
+                reason = str(e) if not isinstance(e, BrokenProcessPool) else "the decoder crashed on this video"
+                log.warning("cannot read %s: %s", path, reason)
+                failed[path] = reason
+                progress.update(1)
+                if isinstance(e, BrokenProcessPool):  # start a fresh pool; resubmit what was in flight
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    pool = ProcessPoolExecutor(max(1, num_workers), mp_context=context)
+                    pending = collections.deque((v, pool.submit(function, v, *decode_args)) for v, _ in pending)
+                continue
+            video = _Video(path, outputs[path], seg_num)
+            k = 0
+            while k < seg_num:
+                count = min(batch_size - fill, seg_num - k)
+                batch[fill:fill + count] = crop_normalize(frames[k:k + count], "infer", target)
+                slots.append((video, k, count))
+                fill += count
+                k += count
+                if fill == batch_size:
+                    flush()
+            del frames
+        flush()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        progress.close()
     elapsed = time.time() - start
     log.info("extracted %d frame(s) in %.1f s: %.1f frames/s", frames_done, elapsed,
              frames_done / max(elapsed, 1e-9))

@@ -34,7 +34,7 @@ def cpu_supports_bf16():
     return bool(core.supports_bfloat16() and core.supports_bfloat16_fast_performance())
 
 
-def _launch_env(name):
+def launch_env(name):
     """``name`` from the environment the process started with, or None (also where that is unknowable).
 
     ``import paddle`` writes OMP_NUM_THREADS=1 into ``os.environ`` when it is unset, so ``os.environ``
@@ -51,7 +51,7 @@ def _launch_env(name):
 
 def default_cpu_threads():
     """OMP_NUM_THREADS when the process was started with it, else the cores this process may run on."""
-    env = (_launch_env("OMP_NUM_THREADS") or "").strip()
+    env = (launch_env("OMP_NUM_THREADS") or "").strip()
     if env.isdigit() and int(env) > 0:
         return int(env)
     if hasattr(os, "sched_getaffinity"):

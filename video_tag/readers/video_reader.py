@@ -165,6 +165,23 @@ def resize_frame(frame, short_size=256):
     return np.asarray(Image.fromarray(frame).resize(size, Image.BILINEAR))
 
 
+def centre_crop(frame, target_size=224):
+    """The infer-mode crop of one resized uint8 frame (the offsets of ``crop_normalize``): [t, t, 3]."""
+    y = int(round((frame.shape[0] - target_size) / 2))
+    x = int(round((frame.shape[1] - target_size) / 2))
+    if y < 0 or x < 0:
+        raise ValueError(f"frame of {frame.shape[1]}x{frame.shape[0]} is smaller than the crop size {target_size}")
+    return np.ascontiguousarray(frame[y:y + target_size, x:x + target_size])
+
+
+def decode_cropped(path, seg_num, short_size=256, target_size=224):
+    """The extractor's decode step: the infer-mode frames of a video, resized and centre-cropped as they
+    are decoded. Returns uint8 [seg_num, t, t, 3]; raises ``ValueError`` with the reason."""
+    frames, _, _ = decode_sampled(path, seg_num, "infer",
+                                  transform=lambda f: centre_crop(resize_frame(f, short_size), target_size))
+    return np.stack(frames)
+
+
 def crop_normalize(frames, mode, target_size=224, rng=None):
     """Crop and normalise resized RGB uint8 frames ([H, W, 3] each) into a float32
     ``[len(frames), 3, target_size, target_size]`` array: ``(x / 255 - mean) / std``.
