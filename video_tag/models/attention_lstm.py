@@ -6,6 +6,8 @@ peepholes (gate order candidate, input, forget, output), dropout in fluid's ``do
 over each video's own valid steps, so padded batches of videos of different lengths give the same
 result as one video at a time.
 """
+import threading
+
 import numpy as np
 import paddle
 import paddle.nn as nn
@@ -68,6 +70,9 @@ class AttentionLSTM(nn.Layer):
         self.fc1 = nn.Linear(2 * lstm_size, fc_sizes[0], bias_attr=_NO_DECAY)
         self.fc2 = nn.Linear(fc_sizes[0], fc_sizes[1], bias_attr=_NO_DECAY)
         self.output = nn.Linear(fc_sizes[1], num_classes, bias_attr=_NO_DECAY)
+        # On CPU the two directions run on two threads: Paddle keeps its math library on one thread
+        # unless told otherwise, so the recurrences (sequential by nature) would leave a core idle.
+        self.parallel_directions = True
 
     def fluid_names(self):
         """``{state_dict key: fluid parameter name}``, e.g. ``rgb_fc.weight -> rgb_fc.w_0``."""
@@ -88,8 +93,10 @@ class AttentionLSTM(nn.Layer):
         if rows is not None:
             x = paddle.gather(x, rows)
         x = paddle.tanh(self.rgb_fc(x))                                        # [N, E]
-        h_fwd = self.rgb_lstm_forward(self.rgb_fc_forward(x), offsets)         # [N, D]
-        h_bwd = self.rgb_lstm_backward(self.rgb_fc_backward(x), offsets)       # [N, D]
+        h_fwd, h_bwd = _both(                                                  # [N, D] each
+            lambda: self.rgb_lstm_forward(self.rgb_fc_forward(x), offsets),
+            lambda: self.rgb_lstm_backward(self.rgb_fc_backward(x), offsets),
+            parallel=self.parallel_directions and x.place.is_cpu_place())
         z = paddle.concat([h_fwd, h_bwd], axis=1)                              # [N, 2D]
         z = F.dropout(z, p=self.drop_rate, training=self.training, mode="downscale_in_infer")
         score = self.rgb_weight(z)                                             # [N, 1]
@@ -107,6 +114,31 @@ class AttentionLSTM(nn.Layer):
         hidden = F.relu(self.fc1(pooled))
         hidden = paddle.tanh(self.fc2(hidden))
         return self.output(hidden)                                             # [B, C]
+
+
+def _both(first, second, parallel):
+    """``(first(), second())``, the second on another thread when ``parallel`` (same results either way:
+    each builds its own part of the autograd graph; the kernels release the GIL)."""
+    if not parallel:
+        return first(), second()
+    result, grad_enabled = {}, paddle.is_grad_enabled()
+
+    def run():
+        try:
+            with paddle.set_grad_enabled(grad_enabled):  # grad mode is per thread
+                result["value"] = second()
+        except BaseException as e:  # re-raised in the calling thread
+            result["error"] = e
+
+    thread = threading.Thread(target=run, name="attention_lstm_backward_direction")
+    thread.start()
+    try:
+        value = first()
+    finally:
+        thread.join()
+    if "error" in result:
+        raise result["error"]
+    return value, result["value"]
 
 
 def _valid_rows(lengths, steps):
