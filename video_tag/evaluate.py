@@ -85,7 +85,7 @@ def evaluate(model_name, cfg, weights_path, filelist, save_dir, use_gpu=False, b
             progress.update(len(probabilities))
     result = metrics.compute()
     os.makedirs(save_dir, exist_ok=True)
-    write_text(os.path.join(save_dir, "metrics.json"), json.dumps(result, indent=2) + "\n")
+    weights.write_text(os.path.join(save_dir, "metrics.json"), json.dumps(result, indent=2) + "\n")
     write_failed_list(save_dir, failed)
     for key, value in result.items():
         print(f"{DISPLAY_NAMES.get(key, key)}: {value}")
@@ -103,10 +103,6 @@ def failure_recorder(failed):
 
 def write_failed_list(save_dir, failed):
     """``<save_dir>/failed.list``: ``path<TAB>reason`` per line (empty when nothing failed)."""
-    write_text(os.path.join(save_dir, "failed.list"), "".join(f"{p}\t{r}\n" for p, r in failed))
+    weights.write_text(os.path.join(save_dir, "failed.list"), "".join(f"{p}\t{r}\n" for p, r in failed))
     if failed:
         log.warning("%d file(s) could not be read: see %s", len(failed), os.path.join(save_dir, "failed.list"))
-
-
-def write_text(path, text):
-    weights.atomic_write(path, lambda f: f.write(text.encode("utf-8")))

@@ -201,14 +201,14 @@ def _save(path, features):
 
 def _write_lists(save_dir, videos, outputs, failed, seg_num):
     done = [v for v in videos if v not in failed and feature_ok(outputs[v], seg_num)]
-    _write(os.path.join(save_dir, "features.list"), "".join(outputs[v] + "\n" for v in done))
-    _write(os.path.join(save_dir, "manifest.tsv"), "".join(f"{v}\t{outputs[v]}\n" for v in done))
-    _write(os.path.join(save_dir, "failed.list"), "".join(f"{v}\t{r}\n" for v, r in failed.items()))
+
+    def write(name, lines):
+        weights.write_text(os.path.join(save_dir, name), "".join(lines))
+
+    write("features.list", (outputs[v] + "\n" for v in done))
+    write("manifest.tsv", (f"{v}\t{outputs[v]}\n" for v in done))
+    write("failed.list", (f"{v}\t{r}\n" for v, r in failed.items()))
     log.info("%d feature file(s) listed in %s; %d failed", len(done), os.path.join(save_dir, "features.list"),
              len(failed))
     if failed:
         log.warning("%d video(s) could not be read: see %s", len(failed), os.path.join(save_dir, "failed.list"))
-
-
-def _write(path, text):
-    weights.atomic_write(path, lambda f: f.write(text.encode("utf-8")))

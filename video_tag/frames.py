@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from .errors import UserError
 from .readers.lists import read_lines, split_labels, unique_stems
-from .weights import atomic_write
+from .weights import write_text
 
 log = logging.getLogger(__name__)
 
@@ -93,12 +93,8 @@ def video_to_frames(list_path, out_dir, num_workers=4):
         if path in counts:
             folder = os.path.join(out_dir, stems[path])
             lines.append(" ".join([folder, str(counts[path])] + [str(l) for l in labels]) + "\n")
-    _write(os.path.join(out_dir, "frames.list"), "".join(lines))
-    _write(os.path.join(out_dir, "failed.list"), "".join(f"{p}\t{r}\n" for p, r in failed))
+    write_text(os.path.join(out_dir, "frames.list"), "".join(lines))
+    write_text(os.path.join(out_dir, "failed.list"), "".join(f"{p}\t{r}\n" for p, r in failed))
     log.info("%d video(s) decoded into %s, %d failed; list: %s", len(counts), out_dir, len(failed),
              os.path.join(out_dir, "frames.list"))
     return 1 if failed else 0
-
-
-def _write(path, text):
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))

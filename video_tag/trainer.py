@@ -209,8 +209,7 @@ def _restart_history(save_dir, key, resumed_epoch):
         with open(path, encoding="utf-8") as f:
             records = [json.loads(line) for line in f if line.strip()]
         records = [r for r in records if r.get("epoch", 1 << 30) <= resumed_epoch]
-    weights.atomic_write(path, lambda f: f.write("".join(
-        json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")))
+    weights.write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     scores = [r[key] for r in records if isinstance(r.get(key), (int, float))]
     return max(scores) if scores else None
 

@@ -102,6 +102,11 @@ def atomic_write(path, write):
             os.remove(tmp)
 
 
+def write_text(path, text):
+    """Write ``text`` as UTF-8, atomically."""
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
 def fluid_params(model):
     """``{fluid_name: parameter}`` for a model whose ``fluid_names()`` maps state-dict keys to fluid names."""
     params = model.state_dict()
