@@ -46,7 +46,7 @@ def load_config(path, overrides=()):
         body = raw.get(section) or {}
         if not isinstance(body, dict):
             raise UserError(f"config {path}: section {section} must be a mapping")
-        cfg[section] = {**DEFAULTS.get(section, {}), **{k: _none(v) for k, v in body.items()}}
+        cfg[section] = {**DEFAULTS.get(section, {}), **{k: _fix_scalar(v) for k, v in body.items()}}
     unknown = sorted(set(raw) - set(SECTIONS))
     if unknown:
         raise UserError(f"config {path}: unknown section {unknown[0]} (expected {', '.join(SECTIONS)})")
@@ -59,8 +59,8 @@ def load_config(path, overrides=()):
 _EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
-def _none(value):
-    # The original configs write Python's None; YAML reads that as the string "None".
+def _fix_scalar(value):
+    """What PyYAML leaves as strings: Python's ``None`` (the original configs write it) and ``1e-4``."""
     if isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
         return float(value)
     return None if value == "None" else value
@@ -76,7 +76,7 @@ def apply_override(cfg, item):
         raise UserError(f"override {item!r}: unknown config key {name.strip()}")
     old = cfg[section][key]
     try:
-        value = _none(yaml.safe_load(text)) if text.strip() else ""
+        value = _fix_scalar(yaml.safe_load(text)) if text.strip() else ""
     except yaml.YAMLError:
         value = text
     if isinstance(old, str) and value is not None:
