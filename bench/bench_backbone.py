@@ -121,7 +121,7 @@ def main():
                       f"  (start-up {startup:.1f} s, first batch {first:.2f} s)", flush=True)
                 if args.gil:
                     idle, _ = python_progress(2.0)
-                    busy, runs = python_progress(2.0, lambda: engine.run(x))
+                    busy, runs = python_progress(2.0, lambda run=engine.run: run(x))
                     print(f"  python thread: {idle / 1e6:.2f} M it/s idle, {busy / 1e6:.2f} M it/s during "
                           f"{runs} predictor runs ({100 * busy / idle:.0f}%)", flush=True)
                 del engine

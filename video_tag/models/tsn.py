@@ -5,7 +5,6 @@ Structure and parameter names follow the Paddle 1.8 original (GUIDE section 1), 
 ``bn4b22_branch2c_variance``, ..., ``fc_0.w_0``. Bottleneck blocks put the stride on the 3x3 conv and on
 the projection shortcut; ReLU follows branch2a, branch2b and the residual add; BN epsilon 1e-5.
 """
-import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
