@@ -20,6 +20,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from video_tag.cpu import set_math_threads  # noqa: E402
 from video_tag.models.attention_lstm import AttentionLSTM  # noqa: E402
 
 T, FEATURE, CLASSES = 300, 2048, 3396
@@ -96,7 +97,7 @@ def main():
                         help="paddle.base.core.set_num_threads(N) before anything runs (0: Paddle's default, 1)")
     args = parser.parse_args()
     if args.threads:
-        paddle.base.core.set_num_threads(args.threads)  # must precede the first matmul to take effect
+        set_math_threads(args.threads)  # must precede the first matmul to take effect
 
     env = {k: os.environ.get(k, "unset") for k in ("OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE")}
     print(f"paddle {paddle.__version__}, {os.cpu_count()} CPUs, threads={args.threads or 'default'}, "

@@ -29,7 +29,8 @@ sys.path.insert(0, ROOT)
 
 from video_tag import weights  # noqa: E402
 from video_tag.extractor import build_engine  # noqa: E402
-from video_tag.inference import launch_env, cpu_supports_bf16  # noqa: E402
+from video_tag.cpu import launch_env  # noqa: E402
+from video_tag.inference import cpu_supports_bf16  # noqa: E402
 from video_tag.models.tsn import TSN  # noqa: E402
 
 

@@ -139,12 +139,3 @@ def test_exports_the_eval_branch():
     y = InferenceEngine(layer, input_shape=(None, 2), cpu_threads=1).run(np.ones((2, 2), np.float32))
     np.testing.assert_array_equal(y, np.full((2, 2), 3, np.float32))
     assert layer.training
-
-
-def test_default_threads_ignore_paddles_own_omp_setting(monkeypatch):
-    # import paddle put OMP_NUM_THREADS=1 into os.environ; only a value the process started with counts.
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.setattr(inference, "launch_env", lambda name: None)
-    assert inference.default_cpu_threads() == len(os.sched_getaffinity(0))
-    monkeypatch.setattr(inference, "launch_env", lambda name: "3")
-    assert inference.default_cpu_threads() == 3

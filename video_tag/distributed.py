@@ -10,7 +10,7 @@ import os
 import paddle
 import paddle.distributed as dist
 
-from .inference import launch_env
+from .cpu import launch_env, set_math_threads
 
 
 def world_size():
@@ -38,7 +38,7 @@ def init(use_gpu):
     threads = launch_env("OMP_NUM_THREADS")
     if threads and threads.strip().isdigit() and int(threads) > 0:
         # `import paddle` keeps its math library on one thread whatever OMP_NUM_THREADS says; honour it.
-        paddle.base.core.set_num_threads(int(threads))
+        set_math_threads(int(threads))
     if launched() and not dist.is_initialized():
         dist.init_parallel_env()
     if not is_main():

@@ -17,6 +17,8 @@ import threading
 import numpy as np
 import paddle
 
+from .cpu import default_cpu_threads
+
 try:
     import paddle.inference as paddle_infer
 except ImportError:  # some minimal/custom builds ship without the inference library
@@ -32,31 +34,6 @@ def cpu_supports_bf16():
     """
     core = paddle.base.core
     return bool(core.supports_bfloat16() and core.supports_bfloat16_fast_performance())
-
-
-def launch_env(name):
-    """``name`` from the environment the process started with, or None (also where that is unknowable).
-
-    ``import paddle`` writes OMP_NUM_THREADS=1 into ``os.environ`` when it is unset, so ``os.environ``
-    cannot tell a user's setting from Paddle's; /proc/self/environ (Linux) still can.
-    """
-    try:
-        with open("/proc/self/environ", "rb") as f:
-            entries = f.read().split(b"\0")
-    except OSError:
-        return None
-    prefix = name.encode() + b"="
-    return next((e[len(prefix):].decode(errors="replace") for e in entries if e.startswith(prefix)), None)
-
-
-def default_cpu_threads():
-    """OMP_NUM_THREADS when the process was started with it, else the cores this process may run on."""
-    env = (launch_env("OMP_NUM_THREADS") or "").strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def export_layer(layer, input_shape, prefix):
