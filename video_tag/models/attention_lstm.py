@@ -6,41 +6,15 @@ peepholes (gate order candidate, input, forget, output), dropout in fluid's ``do
 over each video's own valid steps, so padded batches of videos of different lengths give the same
 result as one video at a time.
 """
-import threading
-
 import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
-from paddle import _C_ops
+
+from ..cpu import math_threads
+from .peephole_lstm import PeepholeLSTM, bidirectional
 
 _NO_DECAY = paddle.ParamAttr(regularizer=paddle.regularizer.L2Decay(0.0))
-
-
-class PeepholeLSTM(nn.Layer):
-    """One direction of fluid's ``dynamic_lstm`` (peepholes on, h0 = c0 = 0), on packed sequences.
-
-    Parameters: ``weight`` [D, 4D] (recurrent, gate blocks [candidate, input, forget, output]) and
-    ``bias`` [1, 7D] (4D gate biases, then the peepholes W_ic, W_fc, W_oc).
-    """
-
-    def __init__(self, hidden_size, is_reverse=False):
-        super().__init__()
-        self.hidden_size = hidden_size
-        self.is_reverse = is_reverse
-        self.weight = self.create_parameter([hidden_size, 4 * hidden_size])
-        self.bias = self.create_parameter([1, 7 * hidden_size], is_bias=True)
-
-    def forward(self, xproj, offsets):
-        """xproj: [N, 4D] input projections of all videos packed back to back; offsets: [0, T1, T1+T2, ..., N].
-
-        Returns h: [N, D], aligned with xproj (the reverse direction runs t = T-1 .. 0 within each video).
-        """
-        # The fused fluid kernel reads sequence boundaries from the tensor's LoD.
-        xproj.value().get_tensor().set_lod([offsets])
-        hidden, _ = _C_ops.lstm(xproj, None, None, self.weight, self.bias, True, self.is_reverse,
-                                not self.training, "sigmoid", "tanh", "tanh")
-        return hidden
 
 
 class AttentionLSTM(nn.Layer):
@@ -70,8 +44,9 @@ class AttentionLSTM(nn.Layer):
         self.fc1 = nn.Linear(2 * lstm_size, fc_sizes[0], bias_attr=_NO_DECAY)
         self.fc2 = nn.Linear(fc_sizes[0], fc_sizes[1], bias_attr=_NO_DECAY)
         self.output = nn.Linear(fc_sizes[1], num_classes, bias_attr=_NO_DECAY)
-        # On CPU the two directions run on two threads: Paddle keeps its math library on one thread
-        # unless told otherwise, so the recurrences (sequential by nature) would leave a core idle.
+        # With one math thread (Paddle's default) the two directions run on two threads on CPU: the
+        # recurrences are sequential by nature and would leave a core idle. With more math threads the
+        # GEMMs use the cores themselves, and two directions on top oversubscribe them (measured slower).
         self.parallel_directions = True
 
     def fluid_names(self):
@@ -93,10 +68,9 @@ class AttentionLSTM(nn.Layer):
         if rows is not None:
             x = paddle.gather(x, rows)
         x = paddle.tanh(self.rgb_fc(x))                                        # [N, E]
-        h_fwd, h_bwd = _both(                                                  # [N, D] each
-            lambda: self.rgb_lstm_forward(self.rgb_fc_forward(x), offsets),
-            lambda: self.rgb_lstm_backward(self.rgb_fc_backward(x), offsets),
-            parallel=self.parallel_directions and x.place.is_cpu_place())
+        parallel = self.parallel_directions and x.place.is_cpu_place() and math_threads() == 1
+        h_fwd, h_bwd = bidirectional(x, (self.rgb_fc_forward, self.rgb_fc_backward),   # [N, D] each
+                                     (self.rgb_lstm_forward, self.rgb_lstm_backward), offsets, parallel)
         z = paddle.concat([h_fwd, h_bwd], axis=1)                              # [N, 2D]
         z = F.dropout(z, p=self.drop_rate, training=self.training, mode="downscale_in_infer")
         score = self.rgb_weight(z)                                             # [N, 1]
@@ -114,31 +88,6 @@ class AttentionLSTM(nn.Layer):
         hidden = F.relu(self.fc1(pooled))
         hidden = paddle.tanh(self.fc2(hidden))
         return self.output(hidden)                                             # [B, C]
-
-
-def _both(first, second, parallel):
-    """``(first(), second())``, the second on another thread when ``parallel`` (same results either way:
-    each builds its own part of the autograd graph; the kernels release the GIL)."""
-    if not parallel:
-        return first(), second()
-    result, grad_enabled = {}, paddle.is_grad_enabled()
-
-    def run():
-        try:
-            with paddle.set_grad_enabled(grad_enabled):  # grad mode is per thread
-                result["value"] = second()
-        except BaseException as e:  # re-raised in the calling thread
-            result["error"] = e
-
-    thread = threading.Thread(target=run, name="attention_lstm_backward_direction")
-    thread.start()
-    try:
-        value = first()
-    finally:
-        thread.join()
-    if "error" in result:
-        raise result["error"]
-    return value, result["value"]
 
 
 def _valid_rows(lengths, steps):
