@@ -20,7 +20,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from video_tag.cpu import set_math_threads  # noqa: E402
+from video_tag.cpu import reuse_freed_memory, set_math_threads  # noqa: E402
 from video_tag.models.attention_lstm import AttentionLSTM  # noqa: E402
 
 T, FEATURE, CLASSES = 300, 2048, 3396
@@ -96,6 +96,7 @@ def main():
     parser.add_argument("--threads", type=int, default=0,
                         help="paddle.base.core.set_num_threads(N) before anything runs (0: Paddle's default, 1)")
     args = parser.parse_args()
+    reuse_freed_memory()  # as train.py does
     if args.threads:
         set_math_threads(args.threads)  # must precede the first matmul to take effect
 

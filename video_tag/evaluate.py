@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from . import distributed as dist
 from . import weights
+from .cpu import reuse_freed_memory
 from .losses import LOSSES, PROBABILITIES
 from .metrics import METRICS
 from .models import build_model
@@ -70,6 +71,7 @@ def validate(model_name, model, reader, cfg, section="VALID"):
 def evaluate(model_name, cfg, weights_path, filelist, save_dir, use_gpu=False, batch_size=None):
     """``eval.py``: metrics of ``weights_path`` over every video of ``filelist``. Returns the exit code."""
     dist.init(use_gpu)
+    reuse_freed_memory()
     reader = READERS[model_name](filelist, "test", cfg, check_files=False)
     model = build_model(model_name, cfg)
     weights.load_weights(model, weights_path)

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from . import distributed as dist
 from . import weights
+from .cpu import reuse_freed_memory
 from .evaluate import failure_recorder, run_model, write_failed_list
 from .models import build_model
 from .readers import READERS
@@ -35,6 +36,7 @@ def predict(model_name, cfg, weights_path, filelist, label_file, save_dir, topk=
             batch_size=None):
     """Predict every video of ``filelist``; print and save the top-``topk`` tags. Returns the exit code."""
     dist.init(use_gpu)
+    reuse_freed_memory()
     num_classes = int(cfg["MODEL"]["num_classes"])
     names = read_label_file(label_file, num_classes)
     topk = int(topk or cfg["MODEL"]["topk"])

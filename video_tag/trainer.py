@@ -21,6 +21,7 @@ from tqdm import tqdm
 from . import distributed as dist
 from . import weights
 from .cli import setup_logging
+from .cpu import reuse_freed_memory
 from .errors import UserError
 from .evaluate import validate
 from .losses import LOSSES, PROBABILITIES
@@ -50,6 +51,7 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
           fix_random_seed=False, use_gpu=False):
     """Train ``model_name`` as configured by ``cfg`` (see config.py). Returns the last validation metrics."""
     dist.init(use_gpu)
+    reuse_freed_memory()
     world, rank = dist.world_size(), dist.rank()
     train_cfg = cfg["TRAIN"]
     epochs = int(train_cfg["epoch"] if epochs is None else epochs)
