@@ -38,7 +38,7 @@ from .errors import UserError
 from .inference import InferenceEngine
 from .models.tsn import FEATURE_DIM, TSN
 from .readers.lists import read_lines, unique_stems
-from .readers.video_reader import crop_normalize, decode_cropped
+from .readers.video_reader import crop_normalize, decode_cropped, init_decode_worker
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def _run(engine, todo, decode, outputs, failed, seg_num, target, num_workers):
     # Decoding runs a few videos ahead; each in-flight video holds seg_num cropped uint8 frames.
     function, *decode_args = decode
     context = multiprocessing.get_context("spawn")  # workers import no Paddle and inherit no threads
-    pool = ProcessPoolExecutor(max(1, num_workers), mp_context=context)
+    pool = ProcessPoolExecutor(max(1, num_workers), mp_context=context, initializer=init_decode_worker)
     pending = collections.deque()
     queue = iter(todo)
     try:
@@ -172,7 +172,8 @@ def _run(engine, todo, decode, outputs, failed, seg_num, target, num_workers):
                 progress.update(1)
                 if isinstance(e, BrokenProcessPool):  # start a fresh pool; resubmit what was in flight
                     pool.shutdown(wait=False, cancel_futures=True)
-                    pool = ProcessPoolExecutor(max(1, num_workers), mp_context=context)
+                    pool = ProcessPoolExecutor(max(1, num_workers), mp_context=context,
+                                               initializer=init_decode_worker)
                     pending = collections.deque((v, pool.submit(function, v, *decode_args)) for v, _ in pending)
                 continue
             video = _Video(path, outputs[path], seg_num)

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from .errors import UserError
 from .readers.lists import read_lines, split_labels, unique_stems
+from .readers.video_reader import open_capture
 from .weights import write_text
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ def decode_to_folder(video, folder, jpeg_quality=95):
     tmp = folder + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    cap = cv2.VideoCapture(video)
+    cap = open_capture(video)
     try:
         if not cap.isOpened():
             raise ValueError("cannot open video")

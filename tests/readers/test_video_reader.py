@@ -182,8 +182,8 @@ class CountingCapture:
     """cv2.VideoCapture that counts retrieve() calls and the frames passed through it."""
     retrieved = 0
 
-    def __init__(self, path):
-        self.cap = REAL_CAPTURE(path)
+    def __init__(self, path, *args):
+        self.cap = REAL_CAPTURE(path, *args)
 
     def retrieve(self):
         CountingCapture.retrieved += 1
@@ -216,6 +216,24 @@ def test_lying_frame_count_samples_the_decoded_frames(tmp_path, monkeypatch, cla
     assert_close_to_reference(preprocess(sampled, "test"), expected)
     sample = VideoReader(write_list(tmp_path, [f"{path} 0"]), "infer", cfg(seg_num=7)).load(0)
     assert_close_to_reference(sample["frames"], expected)
+
+
+def _decode_worker_settings():
+    vr.init_decode_worker()
+    return os.getpriority(os.PRIO_PROCESS, 0), cv2.getNumThreads()
+
+
+def test_decoding_takes_one_thread_and_yields_to_the_network(tmp_path):
+    path = write_video(tmp_path / "v.avi", 5, 64, 48)
+    cap = vr.open_capture(path)
+    assert cap.isOpened() and cap.get(cv2.CAP_PROP_N_THREADS) == 1
+    cap.release()
+    # a decode worker: one OpenCV thread, the lowest priority (here in a process of its own)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        priority, threads = pool.submit(_decode_worker_settings).result()
+    assert priority == 19 and threads == 1
 
 
 def test_memory_stays_bounded_on_a_long_video(tmp_path, monkeypatch):
