@@ -1,15 +1,21 @@
 """Speed and memory of tsn_extractor.py against the model alone.
 
-    python bench/bench_extract.py [--videos 8] [--precision fp32] [--skip_long]
+    python bench/bench_extract.py [--videos 8] [--seconds 20] [--fps 30] [--size 640x360] [--precision fp32]
+                                  [--skip_long] [--skip_bf16] [--skip_contention]
 
 Prints, in one run:
   1. model-only frames/s: the extractor's backbone (ResNet101, Paddle Inference, same precision and
      batch) on random input;
   2. end-to-end frames/s of the whole ``tsn_extractor.py`` command, from start to exit, over
-     ``videos`` x 300 sampled frames of generated 640x360 videos, and the ratio to (1);
+     ``videos`` x 300 sampled frames of generated videos (default 8 of 600 frames, 640x360), and the
+     ratio to (1), which is measured before and after and averaged; also the ratio while extracting
+     (the extractor's own frames/s, start-up and exit left out: a list long enough to make them
+     negligible);
   3. bf16 (where the CPU has it): model-only frames/s and the per-frame cosine of its features
      against fp32 on real (decoded) frames;
-  4. peak RSS summed over the extractor's processes while extracting a 1-minute and a 10-minute video.
+  4. the network's speed (model only) beside one decoder process that decodes without pause, at equal
+     priority and set up as the extractor's decode workers are (lowest priority, one thread);
+  5. peak RSS summed over the extractor's processes while extracting a 1-minute and a 10-minute video.
 Weights are random, in the release format (the speed does not depend on their values).
 """
 import argparse
@@ -48,17 +54,21 @@ def write_video(path, seconds, fps=25, w=640, h=360, seed=0):
     return path
 
 
-def model_only(cfg, weights_path, precision, batch, seconds=20):
-    """frames/s of the extractor's engine on random input."""
-    engine = build_engine(cfg, weights_path, precision, batch_size=batch)
+def frames_per_second(engine, batch, seconds):
+    """frames/s of ``engine`` on random input over ``seconds``."""
     x = np.random.default_rng(0).standard_normal((batch, 3, 224, 224)).astype(np.float32)
-    for _ in range(2):
-        engine.run(x)
     frames, start = 0, time.time()
     while time.time() - start < seconds:
         engine.run(x)
         frames += batch
-    return frames / (time.time() - start), engine
+    return frames / (time.time() - start)
+
+
+def model_only(cfg, weights_path, precision, batch, seconds=20):
+    """frames/s of the extractor's engine on random input, and the engine."""
+    engine = build_engine(cfg, weights_path, precision, batch_size=batch)
+    frames_per_second(engine, batch, 1)  # warm-up
+    return frames_per_second(engine, batch, seconds), engine
 
 
 def process_tree_rss(pid):
@@ -104,6 +114,32 @@ def run_extractor(args, env=None):
     return elapsed, peak[0], output
 
 
+DECODE_LOOP = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from video_tag.readers.video_reader import decode_cropped, init_decode_worker
+if sys.argv[3] == "worker":
+    init_decode_worker()
+while True:
+    decode_cropped(sys.argv[2], 300)
+"""
+
+
+def contention(engine_fps, video, seconds=15):
+    """Model-only frames/s while one decoder process decodes ``video`` over and over beside it: as an
+    ordinary process, and set up as the extractor's decode workers are (``init_decode_worker``)."""
+    results = {}
+    for label, mode in (("equal priority", "plain"), ("as a decode worker", "worker")):
+        decoder = subprocess.Popen([sys.executable, "-c", DECODE_LOOP, ROOT, video, mode])
+        try:
+            time.sleep(2)
+            results[label] = engine_fps(seconds)
+        finally:
+            decoder.kill()
+            decoder.wait()
+    return results
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--videos", type=int, default=8, help="videos of 300 sampled frames for the end-to-end run")
@@ -111,6 +147,8 @@ def main():
     p.add_argument("--fps", type=int, default=30)
     p.add_argument("--size", default="640x360", help="video width x height")
     p.add_argument("--skip_bf16", action="store_true", help="skip the bf16 figures")
+    p.add_argument("--skip_contention", action="store_true",
+                   help="skip the network's speed beside a busy decoder")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--batch", type=int, default=8, help="frames per network batch")
     p.add_argument("--skip_long", action="store_true", help="skip the 10-minute memory run")
@@ -134,16 +172,22 @@ def main():
     with open(listing, "w", encoding="utf-8") as f:
         f.write("\n".join(videos) + "\n")
 
-    fps_model, engine = model_only(cfg, weights_path, args.precision, args.batch)
+    # The model-only figure is taken before and after the end-to-end run and averaged: these VMs drift by
+    # several % over minutes, and both halves of the ratio should see the same machine.
+    before, engine = model_only(cfg, weights_path, args.precision, args.batch)
     del engine
-    print(f"model only        : {fps_model:6.1f} frames/s (ResNet101, Paddle Inference {args.precision}, "
-          f"batch {args.batch})", flush=True)
+    print(f"model only        : {before:6.1f} frames/s (ResNet101, Paddle Inference {args.precision}, "
+          f"batch {args.batch}; before the end-to-end run)", flush=True)
 
     common = ["--model_name=TSN", f"--config={config}", f"--weights={weights_path}", "--use_gpu=False",
               f"--precision={args.precision}", f"--frame_batch={args.batch}"]
     frames = 300 * len(videos)
     seconds, rss, output = run_extractor(common + [f"--filelist={listing}", f"--save_dir={work}/features"])
     fps_e2e = frames / seconds
+    after, engine = model_only(cfg, weights_path, args.precision, args.batch)
+    del engine
+    fps_model = (before + after) / 2
+    print(f"model only        : {after:6.1f} frames/s after it; mean {fps_model:.1f}", flush=True)
     steady = re.search(r"extracted (\d+) frame\(s\) in ([\d.]+) s", output)
     print(f"end to end        : {fps_e2e:6.1f} frames/s ({frames} frames of {len(videos)} {args.size} videos of "
           f"{int(args.seconds * args.fps)} frames in "
@@ -158,14 +202,23 @@ def main():
     if cpu_supports_bf16() and args.precision == "fp32" and not args.skip_bf16:
         fps_bf16, engine = model_only(cfg, weights_path, "bf16", args.batch, seconds=10)
         fp32 = np.load(os.path.join(work, "features", "video0.npy"))
-        run_extractor(common[:-2] + ["--precision=bf16", f"--frame_batch={args.batch}",
-                                      f"--filelist={listing}", f"--save_dir={work}/bf16"])
+        seconds, _, _ = run_extractor(common[:-2] + ["--precision=bf16", f"--frame_batch={args.batch}",
+                                                     f"--filelist={listing}", f"--save_dir={work}/bf16"])
         bf16 = np.load(os.path.join(work, "bf16", "video0.npy"))
         cos = (fp32 * bf16).sum(1) / (np.linalg.norm(fp32, axis=1) * np.linalg.norm(bf16, axis=1))
         print(f"bf16 model only   : {fps_bf16:6.1f} frames/s ({fps_bf16 / fps_model:.2f}x fp32); per-frame "
               f"cosine to fp32 on decoded frames: min {cos.min():.5f}, mean {cos.mean():.5f}", flush=True)
+        print(f"bf16 end to end   : {frames / seconds:6.1f} frames/s, ratio {frames / seconds / fps_bf16:.3f} to bf16 "
+              f"model only (same videos, start to exit)", flush=True)
     else:
         print("bf16              : not measured (no native bf16 on this CPU, or --precision=bf16)")
+
+    if not args.skip_contention:
+        alone, engine = model_only(cfg, weights_path, args.precision, args.batch, seconds=15)
+        shared = contention(lambda seconds: frames_per_second(engine, args.batch, seconds), videos[0])
+        del engine
+        print(f"one busy decoder  : model only {alone:.1f} frames/s alone; beside a decoder at "
+              + "; ".join(f"{k}: {v:.1f} ({v / alone:.2f}x)" for k, v in shared.items()), flush=True)
 
     for minutes in ([1] if args.skip_long else [1, 10]):
         video = write_video(os.path.join(work, f"long{minutes}.mp4"), 60 * minutes, seed=99)

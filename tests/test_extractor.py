@@ -141,3 +141,18 @@ def test_two_processes_share_the_list(setup):
     for video, feature in zip(videos, listed):
         ref = reference_features(model, video)
         assert np.abs(np.load(feature) - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+def test_decode_queue_blames_only_the_videos_that_crash():
+    from fussy_decoder import fussy_decode  # a module without Paddle: the workers import it
+    from video_tag.extractor import _DecodeQueue
+    videos = ["slow1", "crash1", "a", "bb", "zero", "slow22", "crash2", "ccc"]
+    with _DecodeQueue(videos, (fussy_decode,), num_workers=2) as decoded:
+        results = list(decoded)
+    assert [path for path, _, _ in results] == videos
+    failed = {path: reason for path, _, reason in results if reason}
+    assert failed == {"crash1": "the decoder crashed on this video", "zero": "ZeroDivisionError: integer "
+                      "division or modulo by zero", "crash2": "the decoder crashed on this video"}
+    for path, frames, reason in results:
+        if reason is None:
+            assert frames[0, 0] == len(path), path

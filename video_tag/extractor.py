@@ -16,9 +16,11 @@ Outputs in ``save_dir``::
 Re-running skips videos whose feature file exists with the expected shape and dtype (``overwrite``
 redoes them). Every file is written under a temporary name and renamed, so a killed run leaves no
 truncated output. Videos are decoded in worker processes (only the sampled frames are kept, resized and
-cropped as uint8) while the backbone runs in Paddle Inference in the main process; frames of consecutive
-videos share batches. Processes, not threads: the predictor holds the GIL while it runs, and a decoder
-that crashes on a broken file takes down only its worker (the video is reported, the run goes on).
+cropped as uint8; one thread each, at the lowest CPU priority, so that they take the cycles the network
+leaves instead of slowing it) while the backbone runs in Paddle Inference in the main process; frames
+of consecutive videos share batches. Processes, not threads: the predictor holds the GIL while it runs,
+and a decoder that crashes on a broken file takes down only its worker (the video is reported, the run
+goes on).
 """
 import collections
 import logging
@@ -97,10 +99,11 @@ def extract(cfg, weights_path, list_path, save_dir, overwrite=False, use_gpu=Fal
     failed = {}
     try:
         if todo:
-            engine = build_engine(cfg, weights_path, precision, use_gpu, batch_size,
-                                  paddle.distributed.ParallelEnv().device_id if use_gpu else 0)
-            decode = (decode_cropped, seg_num, short_size, target)
-            _run(engine, todo, decode, outputs, failed, seg_num, target, num_workers)
+            # Decoding starts first: the first videos decode while the network is built (seconds).
+            with _DecodeQueue(todo, (decode_cropped, seg_num, short_size, target), num_workers) as decoded:
+                engine = build_engine(cfg, weights_path, precision, use_gpu, batch_size,
+                                      paddle.distributed.ParallelEnv().device_id if use_gpu else 0)
+                _run(engine, decoded, len(todo), outputs, failed, seg_num, target)
     except BaseException:
         if world == 1:  # interrupted: list what is complete (with several processes, the rerun will)
             _write_lists(save_dir, videos, outputs, failed, seg_num)
@@ -121,13 +124,97 @@ class _Video:
         self.missing = seg_num
 
 
-def _run(engine, todo, decode, outputs, failed, seg_num, target, num_workers):
+class _DecodeQueue:
+    """Videos decoded in worker processes, in list order, up to ``num_workers + 1`` ahead of the network.
+
+    ``decode``: ``(function, *args)``, run as ``function(path, *args)`` in a worker. Iterating yields
+    ``(path, frames, None)``, or ``(path, None, reason)`` for a video that could not be decoded. Decoding
+    starts at construction. Processes, not threads: the predictor holds the GIL while it runs, and a
+    decoder that crashes takes down only its worker (the video is reported; a fresh pool takes over).
+    """
+
+    def __init__(self, videos, decode, num_workers):
+        self.function, self.args = decode[0], decode[1:]
+        self.num_workers = max(1, num_workers)
+        self.queue = iter(videos)
+        self.pending = collections.deque()
+        self.pool = self._new_pool()
+        self._fill()
+
+    def _new_pool(self):
+        # spawn: workers import no Paddle and inherit no threads; init_decode_worker: one thread, low priority
+        return ProcessPoolExecutor(self.num_workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=init_decode_worker)
+
+    def _fill(self):
+        while len(self.pending) < self.num_workers + 1:
+            video = next(self.queue, None)
+            if video is None:
+                return
+            try:
+                future = self.pool.submit(self.function, video, *self.args)
+            except BrokenProcessPool:  # a worker died since the last look
+                self._restart()
+                future = self.pool.submit(self.function, video, *self.args)
+            self.pending.append((video, future))
+
+    def _restart(self):
+        """A fresh pool; the videos in flight whose decoding did not complete go to it again."""
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool = self._new_pool()
+        self.pending = collections.deque(
+            (v, f if f.done() and not f.cancelled() and f.exception() is None
+             else self.pool.submit(self.function, v, *self.args)) for v, f in self.pending)
+
+    def __iter__(self):
+        while self.pending:
+            path, future = self.pending.popleft()
+            try:
+                frames, reason = future.result(), None
+            except BrokenProcessPool:
+                # A worker died: every future in flight fails with it, whichever video killed it. Start a
+                # fresh pool for the others and try this one alone: only a video that crashes its
+                # decoder on its own is blamed.
+                self._restart()
+                frames, reason = self._alone(path)
+            except Exception as e:  # cv2.error, MemoryError, a PIL error...: this video's problem
+                frames, reason = None, _reason(e)
+            self._fill()  # keep the workers busy while the network takes this video
+            yield path, frames, reason
+
+    def _alone(self, path):
+        """Decode ``path`` in a worker of its own: ``(frames, None)`` or ``(None, reason)``."""
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=init_decode_worker) as solo:
+            try:
+                return solo.submit(self.function, path, *self.args).result(), None
+            except BrokenProcessPool:
+                return None, "the decoder crashed on this video"
+            except Exception as e:
+                return None, _reason(e)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _reason(error):
+    """One line for ``failed.list``: the message of a ValueError/OSError, else the type and message."""
+    text = " ".join(str(error).split())
+    return text if isinstance(error, (ValueError, OSError)) and text else f"{type(error).__name__}: {text}"
+
+
+def _run(engine, decoded, total, outputs, failed, seg_num, target):
+    """Run the network over the frames of ``decoded`` (a ``_DecodeQueue``), frames of consecutive videos
+    sharing batches; save each video's features as soon as they are complete."""
     batch_size = engine.batch_size
     batch = np.empty((batch_size, 3, target, target), np.float32)
     slots = []  # (video, first frame, count) for the rows of `batch`, in order
     fill = 0
     frames_done, start = 0, time.time()
-    progress = tqdm(total=len(todo), unit="video", desc="extract", dynamic_ncols=True)
+    progress = tqdm(total=total, unit="video", desc="extract", dynamic_ncols=True)
 
     def flush():
         nonlocal fill, frames_done
@@ -147,34 +234,12 @@ def _run(engine, todo, decode, outputs, failed, seg_num, target, num_workers):
         slots.clear()
         fill = 0
 
-    # Decoding runs a few videos ahead; each in-flight video holds seg_num cropped uint8 frames.
-    function, *decode_args = decode
-    context = multiprocessing.get_context("spawn")  # workers import no Paddle and inherit no threads
-    pool = ProcessPoolExecutor(max(1, num_workers), mp_context=context, initializer=init_decode_worker)
-    pending = collections.deque()
-    queue = iter(todo)
     try:
-        while True:
-            while len(pending) < num_workers + 1:
-                video = next(queue, None)
-                if video is None:
-                    break
-                pending.append((video, pool.submit(function, video, *decode_args)))
-            if not pending:
-                break
-            path, future = pending.popleft()
-            try:
-                frames = future.result()
-            except (ValueError, OSError, BrokenProcessPool) as e:
-                reason = str(e) if not isinstance(e, BrokenProcessPool) else "the decoder crashed on this video"
+        for path, frames, reason in decoded:
+            if reason is not None:
                 log.warning("cannot read %s: %s", path, reason)
                 failed[path] = reason
                 progress.update(1)
-                if isinstance(e, BrokenProcessPool):  # start a fresh pool; resubmit what was in flight
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    pool = ProcessPoolExecutor(max(1, num_workers), mp_context=context,
-                                               initializer=init_decode_worker)
-                    pending = collections.deque((v, pool.submit(function, v, *decode_args)) for v, _ in pending)
                 continue
             video = _Video(path, outputs[path], seg_num)
             k = 0
@@ -189,7 +254,6 @@ def _run(engine, todo, decode, outputs, failed, seg_num, target, num_workers):
             del frames
         flush()
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
         progress.close()
     elapsed = time.time() - start
     log.info("extracted %d frame(s) in %.1f s: %.1f frames/s", frames_done, elapsed,
