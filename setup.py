@@ -2,7 +2,7 @@ from setuptools import find_packages, setup
 
 setup(
     name="videotag",
-    version="0.1.0",
+    version="0.2.0",
     description="Tag videos with Baidu's VideoTag models (TSN + AttentionLSTM) on PaddlePaddle",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",

@@ -19,4 +19,4 @@ def _mkl_fast_path_on_amd():
 
 _mkl_fast_path_on_amd()
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
