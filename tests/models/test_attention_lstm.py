@@ -90,11 +90,6 @@ def ref_logits(p, x, keep=0.5, clamp=True, peaks=None):
     h1 = np.maximum(v @ p["fc1.w_0"] + p["fc1.b_0"], 0)
     h2 = np.tanh(h1 @ p["fc2.w_0"] + p["fc2.b_0"])
     return h2 @ p["output.w_0"] + p["output.b_0"]
-
-
-def ref_probabilities(p, x):
-    """Inference on one video x [T, F] -> sigmoid probabilities [C]."""
-    return 1.0 / (1.0 + np.exp(-ref_logits(p, x)))
 # -------------------------------------------------------------------------------------------------
 
 
