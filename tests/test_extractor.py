@@ -1,17 +1,17 @@
 """tsn_extractor.py end to end: outputs, names, failures, resume, and features equal to a reference
-pipeline (every frame decoded as the original did, GUIDE sampling, PIL resize, crop, dygraph TSN)."""
+pipeline (every frame decoded as the original did, GUIDE sampling, PIL resize, crop) followed by the
+independent functional ResNet of tests/models/test_tsn.py on release-format weights."""
+import pickle
 import os
 
 import cv2
 import numpy as np
-import paddle
 import pytest
 import yaml
 from PIL import Image
 
 from conftest import ROOT, run_script
-from video_tag import weights
-from video_tag.models.tsn import TSN
+from models.test_tsn import ref_features, release_weights
 
 SEG, SHORT, TARGET = 5, 40, 32
 
@@ -25,7 +25,7 @@ def write_video(path, count, w, h, seed):
     return str(path)
 
 
-def reference_features(model, video):
+def reference_features(params, video):
     """The original pipeline: decode all frames, sample, PIL resize to the 4:3 box, centre crop, normalise."""
     cap = cv2.VideoCapture(video)
     frames = []
@@ -47,8 +47,15 @@ def reference_features(model, video):
         y, x = int(round((a.shape[0] - TARGET) / 2)), int(round((a.shape[1] - TARGET) / 2))
         a = a[y:y + TARGET, x:x + TARGET] / 255.0
         out.append(((a - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]).transpose(2, 0, 1))
-    with paddle.no_grad():
-        return model.features(paddle.to_tensor(np.stack(out)[None].astype(np.float32))).numpy()[0]
+    return ref_features(params, 50, np.stack(out).astype(np.float32))
+
+
+def write_release(path, seed):
+    """Release-format ResNet50 TSN weights (protocol-2 pickle of {fluid name: array}); returns the dict."""
+    params = release_weights(50, 4, np.random.default_rng(seed))
+    with open(path, "wb") as f:
+        pickle.dump(params, f, protocol=2)
+    return params
 
 
 @pytest.fixture
@@ -62,9 +69,7 @@ def setup(tmp_path):
     broken.write_bytes(b"\x00" * 100)
     listing = tmp_path / "videos.list"
     listing.write_text("\n".join([videos[0], videos[1], str(broken), videos[2], videos[0]]) + "\n", encoding="utf-8")
-    model = TSN(num_classes=4, num_layers=50)
-    model.eval()
-    weights.write_state(weights.model_state(model), str(tmp_path / "tsn.pdparams"))
+    model = write_release(tmp_path / "tsn.pdparams", 0)
     with open(os.path.join(ROOT, "configs", "tsn.yaml"), encoding="utf-8") as f:
         cfg = yaml.safe_load(f)
     cfg["MODEL"].update(num_layers=50, num_classes=4)
@@ -192,13 +197,11 @@ def test_provenance_decides_what_resume_skips(setup, caplog):
     assert os.stat(feature).st_mtime_ns == stamp  # same inputs: skipped
 
     # Other weights under the same file name: extracted again, with the new weights' features.
-    other = TSN(num_classes=4, num_layers=50)
-    weights.write_state(weights.model_state(other), str(tmp_path / "tsn.pdparams"))
+    other = write_release(tmp_path / "tsn.pdparams", 1)
     caplog.clear()
     caplog.set_level("INFO")
     assert extract_in_process(tmp_path, listing, out, tmp_path / "tsn.pdparams") == 0
     assert "another weights_sha256" in caplog.text
-    other.eval()
     ref = reference_features(other, videos[2])
     assert np.abs(np.load(feature) - ref).max() <= 1e-4 * np.abs(ref).max()
     assert np.abs(np.load(feature) - first).max() > 1e-3
