@@ -37,7 +37,7 @@ def test_outputs_of_a_run(tiny_config, tmp_path):
 
 
 def test_learns_the_signal(tiny_config, tmp_path):
-    train(tiny_config, tmp_path / "ck", "--epoch", "8", "-o", "TRAIN.decay_epochs=[100]", "--fix_random_seed=True")
+    train(tiny_config, tmp_path / "ck", "--epoch", "12", "-o", "TRAIN.decay_epochs=[100]", "--fix_random_seed=True")
     result = run_script("eval.py", *ARGS, f"--config={tiny_config}", f"--weights={tmp_path}/ck/AttentionLSTM",
                         f"--save_dir={tmp_path}/ev")
     assert result.returncode == 0, result.stdout
