@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from video_tag import weights
+from video_tag import files, weights
 from video_tag.errors import UserError
 from video_tag.models.attention_lstm import AttentionLSTM
 
@@ -269,7 +269,7 @@ def test_write_state_failure_keeps_old_file(tmp_path):
     path = str(tmp_path / "w.pdparams")
     weights.write_state({"a": np.zeros(2, np.float32)}, path)
     with pytest.raises(Exception):
-        weights.atomic_write(path, lambda f: (f.write(b"partial"), 1 / 0))
+        files.atomic_write(path, lambda f: (f.write(b"partial"), 1 / 0))
     assert_same(weights.read_state(path), {"a": np.zeros(2, np.float32)})
     assert os.listdir(tmp_path) == ["w.pdparams"]
 

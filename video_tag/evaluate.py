@@ -14,12 +14,10 @@ import paddle
 from tqdm import tqdm
 
 from . import distributed as dist
-from . import weights
+from . import files, weights
 from .cpu import reuse_freed_memory
-from .losses import LOSSES, PROBABILITIES
-from .metrics import METRICS
-from .models import build_model
-from .readers import READERS, iterate_batches
+from .models import MODELS, build_model
+from .readers import iterate_batches
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +41,8 @@ def run_model(model_name, model, reader, indices, batch_size, num_workers=2, on_
                 logits = model(*[paddle.to_tensor(x) for x in batch["inputs"]])
                 losses = None
                 if with_loss:
-                    losses = LOSSES[model_name](logits, paddle.to_tensor(batch["labels"]))[1].numpy()
-                yield batch, PROBABILITIES[model_name](logits).numpy(), losses
+                    losses = MODELS[model_name].loss(logits, paddle.to_tensor(batch["labels"]))[1].numpy()
+                yield batch, MODELS[model_name].probabilities(logits).numpy(), losses
     finally:
         model.train(was_training)
 
@@ -57,12 +55,12 @@ def validate(model_name, model, reader, cfg, section="VALID"):
     """
     world, rank = dist.world_size(), dist.rank()
     batch_size = max(1, int(cfg[section]["batch_size"]) // world)
-    metrics = METRICS[model_name](cfg)
+    metrics = MODELS[model_name].metrics(cfg)
     indices = list(range(len(reader)))[rank::world]
     for batch, probabilities, losses in run_model(model_name, model, reader, indices, batch_size,
                                                   int(cfg[section]["num_workers"])):
         metrics.update(probabilities, batch["labels"], losses)
-    total = METRICS[model_name](cfg)
+    total = MODELS[model_name].metrics(cfg)
     for state in dist.gather(metrics.state()):
         total.merge(state)
     return total.compute()
@@ -78,13 +76,13 @@ def evaluate(model_name, cfg, weights_path, filelist, save_dir, use_gpu=False, b
     dist.init(use_gpu)
     reuse_freed_memory()
     world, rank = dist.world_size(), dist.rank()
-    reader = READERS[model_name](filelist, "test", cfg, check_files=False)
+    reader = MODELS[model_name].reader(filelist, "test", cfg, check_files=False)
     model = build_model(model_name, cfg)
     weights.load_weights(model, weights_path)
     failed = []
     batch_size = int(batch_size or cfg["TEST"]["batch_size"])
     log.info("evaluating %s on %d video(s) of %s", weights_path, len(reader), filelist)
-    metrics = METRICS[model_name](cfg)
+    metrics = MODELS[model_name].metrics(cfg)
     mine = list(range(len(reader)))[rank::world]
     with tqdm(total=len(mine), desc="eval", unit="video", dynamic_ncols=True,
               disable=not dist.is_main()) as progress:
@@ -93,14 +91,14 @@ def evaluate(model_name, cfg, weights_path, filelist, save_dir, use_gpu=False, b
                                                       on_error=failure_recorder(failed)):
             metrics.update(probabilities, batch["labels"], losses)
             progress.update(len(probabilities))
-    total = METRICS[model_name](cfg)
+    total = MODELS[model_name].metrics(cfg)
     for state in dist.gather(metrics.state()):
         total.merge(state)
     failed = sorted(sum(dist.gather(failed), []))
     if dist.is_main():
         result = total.compute()
         os.makedirs(save_dir, exist_ok=True)
-        weights.write_text(os.path.join(save_dir, "metrics.json"), json.dumps(result, indent=2) + "\n")
+        files.write_text(os.path.join(save_dir, "metrics.json"), json.dumps(result, indent=2) + "\n")
         write_failed_list(save_dir, failed)
         for key, value in result.items():
             print(f"{DISPLAY_NAMES.get(key, key)}: {value}")
@@ -120,7 +118,7 @@ def failure_recorder(failed):
 def write_failed_list(save_dir, failed):
     """``<save_dir>/failed.list``: ``path<TAB>reason`` per line for ``failed`` ``(line, path, reason)``,
     in list order (empty when nothing failed)."""
-    weights.write_text(os.path.join(save_dir, "failed.list"),
+    files.write_text(os.path.join(save_dir, "failed.list"),
                        "".join(f"{p}\t{r}\n" for _, p, r in sorted(failed)))
     if failed:
         log.warning("%d file(s) could not be read: see %s", len(failed), os.path.join(save_dir, "failed.list"))

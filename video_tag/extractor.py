@@ -48,7 +48,7 @@ from tqdm import tqdm
 
 from . import __version__
 from . import distributed as dist
-from . import weights
+from . import files, weights
 from .errors import RunError, UserError
 from .inference import InferenceEngine
 from .models.tsn import FEATURE_DIM, TSN
@@ -356,8 +356,8 @@ def _save(video):
     record = provenance_path(video.output)
     if os.path.exists(record):
         os.remove(record)
-    weights.atomic_write(video.output, lambda f: np.save(f, video.features))
-    weights.write_text(record, json.dumps(video.provenance, ensure_ascii=False, indent=1) + "\n")
+    files.atomic_write(video.output, lambda f: np.save(f, video.features))
+    files.write_text(record, json.dumps(video.provenance, ensure_ascii=False, indent=1) + "\n")
 
 
 def _write_lists(save_dir, videos, outputs, failed, done):
@@ -382,7 +382,7 @@ def _write_lists(save_dir, videos, outputs, failed, done):
         failures = {**old_failed, **failed}
 
         def write(name, lines):
-            weights.write_text(os.path.join(save_dir, name), "".join(lines))
+            files.write_text(os.path.join(save_dir, name), "".join(lines))
 
         write("features.list", (f + "\n" for f in manifest.values()))
         write("manifest.tsv", (f"{v}\t{f}\n" for v, f in manifest.items()))

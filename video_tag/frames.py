@@ -22,7 +22,7 @@ from tqdm import tqdm
 from .errors import UserError
 from .readers.lists import read_lines, split_labels, unique_stems
 from .readers.video_reader import open_capture
-from .weights import write_text
+from .files import write_text
 
 log = logging.getLogger(__name__)
 

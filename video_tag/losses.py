@@ -1,4 +1,4 @@
-"""The training loss and the output activation of each model, by ``--model_name``.
+"""The training losses (each model's ``ModelSpec`` names its own).
 
 A loss takes logits [B, C], labels (multi-hot [B, C] float32 or class ids [B] int64) and the number of
 data-parallel processes; it returns ``(loss to minimise, per-video loss [B])``.
@@ -21,6 +21,3 @@ def softmax_cross_entropy_mean(logits, labels, nranks=1):
     per_video = F.cross_entropy(logits, labels.reshape([-1, 1]), reduction="none").reshape([-1])
     return per_video.mean(), per_video
 
-
-LOSSES = {"AttentionLSTM": sigmoid_cross_entropy_sum, "TSN": softmax_cross_entropy_mean}
-PROBABILITIES = {"AttentionLSTM": F.sigmoid, "TSN": lambda logits: F.softmax(logits, axis=-1)}

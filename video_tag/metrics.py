@@ -209,7 +209,3 @@ class TopkAccuracy:
         result["num_videos"] = n
         return result
 
-
-# By --model_name: a fresh accumulator for a config.
-METRICS = {"AttentionLSTM": lambda cfg: MultiLabelMetrics(cfg["MODEL"]["num_classes"], top_k=20),
-           "TSN": lambda cfg: TopkAccuracy(topk=(1, 5))}

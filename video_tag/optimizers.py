@@ -1,4 +1,4 @@
-"""The optimizer and learning-rate schedule of each model, by ``--model_name``, from the TRAIN section."""
+"""The optimizers and learning-rate schedules, from the TRAIN section (each model's ``ModelSpec`` names its own)."""
 import paddle
 
 
@@ -41,5 +41,3 @@ def tsn_optimizer(parameters, train_cfg, steps_per_epoch):
         weight_decay=paddle.regularizer.L2Decay(float(train_cfg.get("l2_weight_decay", 1e-4))))
     return optimizer, schedule
 
-
-OPTIMIZERS = {"AttentionLSTM": attention_lstm_optimizer, "TSN": tsn_optimizer}

@@ -25,12 +25,11 @@ from tqdm import tqdm
 
 from . import __version__
 from . import distributed as dist
-from . import weights
+from . import files, weights
 from .cpu import reuse_freed_memory
 from .errors import RunError
 from .evaluate import failure_recorder, run_model, write_failed_list
-from .models import build_model
-from .readers import READERS
+from .models import MODELS, build_model
 from .readers.lists import read_label_file
 
 log = logging.getLogger(__name__)
@@ -58,7 +57,7 @@ def predict(model_name, cfg, weights_path, filelist, label_file, save_dir, topk=
     num_classes = int(cfg["MODEL"]["num_classes"])
     names = read_label_file(label_file, num_classes)
     topk = int(topk or cfg["MODEL"]["topk"])
-    reader = READERS[model_name](filelist, "infer", cfg, check_files=False)
+    reader = MODELS[model_name].reader(filelist, "infer", cfg, check_files=False)
     model = build_model(model_name, cfg)
     weights.load_weights(model, weights_path)
     os.makedirs(save_dir, exist_ok=True)
@@ -102,7 +101,7 @@ def predict(model_name, cfg, weights_path, filelist, label_file, save_dir, topk=
     failed = sorted(sum(dist.gather(failed), []))
     if dist.is_main():
         lines = _done_lines(save_dir, inputs, reader)
-        weights.atomic_write(out_path, lambda f: _write_in_order(f, lines))
+        files.atomic_write(out_path, lambda f: _write_in_order(f, lines))
         write_failed_list(save_dir, failed)
         _remove_partials(save_dir)
         log.info("wrote %s: %d video(s)", out_path, len(lines))

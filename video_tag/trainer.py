@@ -20,16 +20,13 @@ import paddle
 from tqdm import tqdm
 
 from . import distributed as dist
-from . import weights
+from . import files, weights
 from .cli import setup_logging
 from .cpu import reuse_freed_memory
 from .errors import RunError, UserError
 from .evaluate import validate
-from .losses import LOSSES, PROBABILITIES
-from .metrics import METRICS
-from .models import build_model
-from .optimizers import OPTIMIZERS
-from .readers import READERS, iterate_batches
+from .models import MODELS, build_model
+from .readers import iterate_batches
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +40,7 @@ def train_worker(*args):
 def check_inputs(model_name, cfg, save_dir, pretrain=None, resume=None, overwrite=False):
     """The up-front checks of ``train`` (lists, files, labels, weights, save_dir), for a parent about to spawn."""
     check_start(model_name, save_dir, pretrain, resume, overwrite)
-    READERS[model_name](cfg["TRAIN"]["filelist"], "train", cfg)
+    MODELS[model_name].reader(cfg["TRAIN"]["filelist"], "train", cfg)
     for path in (pretrain, resume):
         if path:
             weights.resolve(path)
@@ -102,7 +99,8 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
                     world, total_batch // world)
     batch_size = max(1, total_batch // world)
 
-    reader = READERS[model_name](train_cfg["filelist"], "train", cfg)
+    spec = MODELS[model_name]
+    reader = spec.reader(train_cfg["filelist"], "train", cfg)
     if len(reader) < total_batch:
         raise UserError(f"{train_cfg['filelist']} has {len(reader)} samples, fewer than "
                         f"TRAIN.batch_size={total_batch}")
@@ -115,14 +113,13 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
     model = build_model(model_name, cfg)
     if pretrain:
         weights.load_pretrain(model, pretrain)
-    optimizer, schedule = OPTIMIZERS[model_name](model.parameters(), train_cfg, steps_per_epoch)
+    optimizer, schedule = spec.optimizer(model.parameters(), train_cfg, steps_per_epoch)
     start_epoch = 0
     if resume:
         start_epoch = _load_checkpoint(model, optimizer, resume) + 1
         log.info("resumed from %s: continuing at epoch %d of %d", resume, start_epoch, epochs)
     net = paddle.DataParallel(model) if world > 1 else model
-    loss_fn = LOSSES[model_name]
-    main_figure = METRICS[model_name](cfg).main
+    main_figure = spec.metrics(cfg).main
     log_interval = max(1, int(train_cfg["log_interval"]))
     best, last_metrics, recorded = None, None, set()
     if dist.is_main():
@@ -172,7 +169,7 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
             for step, batch in enumerate(batches):
                 logits = net(*[paddle.to_tensor(x) for x in batch["inputs"]])
                 labels = paddle.to_tensor(batch["labels"])
-                loss, per_video = loss_fn(logits, labels, world)
+                loss, per_video = spec.loss(logits, labels, world)
                 lr = schedule.get_lr()
                 loss.backward()
                 optimizer.step()
@@ -180,8 +177,8 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
                 schedule.step()
                 progress.update(1)
                 if step % log_interval == 0 and dist.is_main():
-                    figures = METRICS[model_name](cfg)
-                    figures.update(PROBABILITIES[model_name](logits).numpy(), batch["labels"])
+                    figures = spec.metrics(cfg)
+                    figures.update(spec.probabilities(logits).numpy(), batch["labels"])
                     text = " ".join(f"{k}={v:.5f}" for k, v in figures.compute().items() if isinstance(v, float))
                     progress.write(f"epoch {epoch} step {step}/{steps_per_epoch} lr={lr:.3g} "
                                    f"loss={float(per_video.mean()):.5f} {text}")
@@ -206,7 +203,7 @@ def _valid_reader(model_name, cfg):
     if not path or not os.path.isfile(path):
         log.warning("validation list %s not found: training without validation", path)
         return None
-    return READERS[model_name](path, "valid", cfg, check_files=False)
+    return MODELS[model_name].reader(path, "valid", cfg, check_files=False)
 
 
 def _save_checkpoint(model, optimizer, epoch, prefix):
@@ -219,7 +216,7 @@ def _save_checkpoint(model, optimizer, epoch, prefix):
             state["lr_scheduler"] = {k: v for k, v in value.items()}
         elif isinstance(value, paddle.Tensor):
             state["optimizer"][_rename(key, renames)] = value.numpy()
-    weights.atomic_write(prefix + ".pdopt", lambda f: pickle.dump(state, f, protocol=2))
+    files.atomic_write(prefix + ".pdopt", lambda f: pickle.dump(state, f, protocol=2))
 
 
 def _load_checkpoint(model, optimizer, path):
@@ -265,7 +262,7 @@ def _restart_history(save_dir, key, resumed_epoch):
             records = [_json_or_none(line) for line in f if line.strip()]
         records = [r for r in records if isinstance(r, dict)]  # a line torn by a killed run is dropped
         records = [r for r in records if r.get("epoch", 1 << 30) <= resumed_epoch]
-    weights.write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    files.write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     scores = [r[key] for r in records if isinstance(r.get(key), (int, float))]
     return (max(scores) if scores else None), {r.get("epoch") for r in records}
 

@@ -12,7 +12,8 @@ import pickle
 
 import numpy as np
 
-from .errors import RunError, UserError
+from .errors import UserError
+from .files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -84,32 +85,6 @@ def write_state(state, path):
     """Write ``{name: array}`` as a protocol-2 pickle, atomically (temporary file + rename)."""
     arrays = {k: np.ascontiguousarray(v) for k, v in state.items()}
     atomic_write(path, lambda f: pickle.dump(arrays, f, protocol=2))
-
-
-def atomic_write(path, write):
-    """Call ``write(binary_file)`` on a temporary file beside ``path``, then rename it into place.
-
-    An ``OSError`` (a full disk, no permission) leaves no file behind and becomes a ``RunError`` naming
-    ``path``.
-    """
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        raise RunError(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def write_text(path, text):
-    """Write ``text`` as UTF-8, atomically."""
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def fluid_params(model):

@@ -3,16 +3,15 @@
 The reference is written here from GUIDE section 1, not from video_tag: the model as a per-video loop
 of float64 Paddle ops differentiated by autograd (no fused kernel), the loss summed over classes and
 batch, and fluid's centered RMSProp with L2 decay (biases of rgb_fc, fc1, fc2, output exempt) in numpy.
-Ours runs as train.py does: the model, ``LOSSES`` and ``OPTIMIZERS``, in float32.
+Ours runs as train.py does: the model, its ``ModelSpec``'s loss and optimizer, in float32.
 """
 import numpy as np
 import paddle
 import pytest
 
 from video_tag import weights
-from video_tag.losses import LOSSES
+from video_tag.models import MODELS
 from video_tag.models.attention_lstm import AttentionLSTM
-from video_tag.optimizers import OPTIMIZERS
 
 from test_peephole_lstm import ref_lstm, ref_tanh  # the same float64 LSTM reference
 
@@ -99,7 +98,7 @@ def reference_step(params, optimizer, features, lengths, labels):
 def our_step(model, optimizer, features, lengths, labels):
     """One training step as train.py runs it; returns the updates."""
     before = weights.model_state(model)
-    loss, _ = LOSSES["AttentionLSTM"](model(paddle.to_tensor(features), lengths), paddle.to_tensor(labels))
+    loss, _ = MODELS["AttentionLSTM"].loss(model(paddle.to_tensor(features), lengths), paddle.to_tensor(labels))
     loss.backward()
     optimizer.step()
     optimizer.clear_grad()
@@ -126,7 +125,7 @@ def test_two_training_steps_match_float64_reference(setup):
         param.set_value(release[name])
     model.train()
     train_cfg = {"learning_rate": LR, "decay_epochs": [5], "decay_gamma": 0.1, "weight_decay": WEIGHT_DECAY}
-    optimizer, _ = OPTIMIZERS["AttentionLSTM"](model.parameters(), train_cfg, 100)
+    optimizer, _ = MODELS["AttentionLSTM"].optimizer(model.parameters(), train_cfg, 100)
 
     ref = {k: v.astype(np.float64) for k, v in release.items()}
     ref_optimizer = ReferenceRMSProp(ref)

@@ -4,16 +4,15 @@ The reference is written here from GUIDE section 1, not from video_tag: a ResNet
 release's parameter names with functional float64 ops (batch norm written out: batch statistics in
 training, running averages with momentum 0.9), the softmax cross-entropy averaged over the batch, and
 fluid's Momentum with L2 decay on every parameter in numpy. Ours runs as train.py does: the model,
-``LOSSES`` and ``OPTIMIZERS``, in float32.
+its ``ModelSpec``'s loss and optimizer, in float32.
 """
 import numpy as np
 import paddle
 import paddle.nn.functional as F
 
 from video_tag import weights
-from video_tag.losses import LOSSES
+from video_tag.models import MODELS
 from video_tag.models.tsn import TSN
-from video_tag.optimizers import OPTIMIZERS
 
 from test_tsn import ref_block_names, release_weights
 
@@ -76,7 +75,7 @@ def reference_step(params, velocity, frames, labels, lr):
 def our_step(model, optimizer, schedule, frames, labels):
     """One training step as train.py runs it; returns the updates."""
     before = weights.model_state(model)
-    loss, _ = LOSSES["TSN"](model(paddle.to_tensor(frames)), paddle.to_tensor(labels))
+    loss, _ = MODELS["TSN"].loss(model(paddle.to_tensor(frames)), paddle.to_tensor(labels))
     loss.backward()
     optimizer.step()
     optimizer.clear_grad()
@@ -97,7 +96,7 @@ def run_steps(dtype, release, frames, labels, steps):
     # epoch 3 with 1 step per epoch: boundaries at steps 1.0 and 2.0, so step 2 runs at lr x gamma.
     train_cfg = {"learning_rate": LR, "learning_rate_decay": GAMMA, "l2_weight_decay": L2,
                  "momentum": MOMENTUM, "epoch": 3}
-    optimizer, schedule = OPTIMIZERS["TSN"](model.parameters(), train_cfg, 1)
+    optimizer, schedule = MODELS["TSN"].optimizer(model.parameters(), train_cfg, 1)
     return [our_step(model, optimizer, schedule, frames.astype(dtype), labels) for _ in range(steps)]
 
 
@@ -131,7 +130,7 @@ def test_two_training_steps_match_float64_reference():
 def applied_learning_rates(train_cfg, steps_per_epoch, steps):
     """The learning rate the TSN optimizer applies at each step (gradient 1, no decay, no momentum)."""
     param = paddle.create_parameter([1], "float32", default_initializer=paddle.nn.initializer.Constant(0.0))
-    optimizer, schedule = OPTIMIZERS["TSN"]([param], {**train_cfg, "l2_weight_decay": 0.0, "momentum": 0.0},
+    optimizer, schedule = MODELS["TSN"].optimizer([param], {**train_cfg, "l2_weight_decay": 0.0, "momentum": 0.0},
                                             steps_per_epoch)
     rates = []
     for _ in range(steps):

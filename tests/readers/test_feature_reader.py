@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from video_tag.errors import UserError
-from video_tag.readers import READERS, iterate_batches
+from video_tag.models import MODELS
+from video_tag.readers import iterate_batches
 from video_tag.readers.feature_reader import FeatureReader
 
 F, C = 8, 6
@@ -37,7 +38,7 @@ def features(steps, width=F, dtype=np.float32, value=None):
 
 
 def test_registered_for_attention_lstm():
-    assert READERS["AttentionLSTM"] is FeatureReader
+    assert MODELS["AttentionLSTM"].reader is FeatureReader
 
 
 def test_load_returns_features_labels_index(tmp_path):

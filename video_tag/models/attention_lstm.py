@@ -12,7 +12,12 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 from ..cpu import math_threads
+from ..losses import sigmoid_cross_entropy_sum
+from ..metrics import MultiLabelMetrics
+from ..optimizers import attention_lstm_optimizer
+from ..readers.feature_reader import FeatureReader
 from .peephole_lstm import PeepholeLSTM, bidirectional
+from .spec import ModelSpec
 
 _NO_DECAY = paddle.ParamAttr(regularizer=paddle.regularizer.L2Decay(0.0))
 
@@ -93,3 +98,8 @@ class AttentionLSTM(nn.Layer):
 def _valid_rows(lengths, steps):
     """Row indices of the valid steps in a [B * T] flattening, video after video."""
     return np.concatenate([b * steps + np.arange(n) for b, n in enumerate(lengths)]).astype("int64")
+
+
+SPEC = ModelSpec(layer=AttentionLSTM, reader=FeatureReader, loss=sigmoid_cross_entropy_sum,
+                 probabilities=F.sigmoid, optimizer=attention_lstm_optimizer,
+                 metrics=lambda cfg: MultiLabelMetrics(cfg["MODEL"]["num_classes"], top_k=20))

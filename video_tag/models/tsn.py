@@ -8,6 +8,12 @@ the projection shortcut; ReLU follows branch2a, branch2b and the residual add; B
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from ..losses import softmax_cross_entropy_mean
+from ..metrics import TopkAccuracy
+from ..optimizers import tsn_optimizer
+from ..readers.video_reader import VideoReader
+from .spec import ModelSpec
+
 DEPTHS = {50: [3, 4, 6, 3], 101: [3, 4, 23, 3], 152: [3, 8, 36, 3]}
 FEATURE_DIM = 2048
 
@@ -144,3 +150,8 @@ def vision_resnet_names(num_layers):
                 for field, fluid in bn_fields.items():
                     names[f"layer{stage + 1}.0.downsample.1.{field}"] = f"bn{block[3:]}_branch1_{fluid}"
     return names
+
+
+SPEC = ModelSpec(layer=TSN, reader=VideoReader, loss=softmax_cross_entropy_mean,
+                 probabilities=lambda logits: F.softmax(logits, axis=-1), optimizer=tsn_optimizer,
+                 metrics=lambda cfg: TopkAccuracy(topk=(1, 5)))

@@ -1,14 +1,12 @@
-"""Readers, by the ``--model_name`` they feed, and the threaded batch loader they share."""
+"""The readers (each model's ``ModelSpec`` names its own) and the threaded batch loader they share."""
 import collections
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
-from .feature_reader import FeatureReader
-from .video_reader import VideoReader
+from .feature_reader import FeatureReader  # noqa: F401 (the readers, importable from here)
+from .video_reader import VideoReader  # noqa: F401
 
 log = logging.getLogger(__name__)
-
-READERS = {"AttentionLSTM": FeatureReader, "TSN": VideoReader}
 
 
 def iterate_batches(reader, batches, num_workers=2, on_error=None, prefetch=2, refill=False):

@@ -1,0 +1,30 @@
+"""Writing output files so that a reader never sees half of one: temporary name, fsync, rename."""
+import os
+
+from .errors import RunError
+
+
+def atomic_write(path, write):
+    """Call ``write(binary_file)`` on a temporary file beside ``path``, then rename it into place.
+
+    An ``OSError`` (a full disk, no permission) leaves no file behind and becomes a ``RunError`` naming
+    ``path``.
+    """
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        raise RunError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_text(path, text):
+    """Write ``text`` as UTF-8, atomically."""
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
