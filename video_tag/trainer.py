@@ -78,7 +78,7 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
     model = build_model(model_name, cfg)
     if pretrain and not resume:
         weights.load_pretrain(model, pretrain)
-    optimizer, schedule = OPTIMIZERS[model_name](model.parameters(), train_cfg, steps_per_epoch)
+    optimizer, schedule = OPTIMIZERS[model_name](model.parameters(), train_cfg, steps_per_epoch, len(reader))
     start_epoch = 0
     if resume:
         start_epoch = _load_checkpoint(model, optimizer, resume) + 1
