@@ -455,6 +455,48 @@ def test_unreadable_videos_raise_value_error(tmp_path):
     assert batches == [] and errors == [1, 2, 3]
 
 
+def _raise(error):
+    raise error
+
+
+DECODER_ERRORS = [  # (what the decoder raises, what the report must say)
+    (lambda: cv2.cvtColor(np.zeros((0, 0, 3), np.uint8), cv2.COLOR_BGR2RGB), "cv2.error"),
+    (lambda: 1 // 0, "ZeroDivisionError"),
+    (lambda: _raise(MemoryError()), "MemoryError"),
+    (lambda: Image.open(__import__("io").BytesIO(b"odd frame")), "PIL.UnidentifiedImageError"),
+]
+
+
+@pytest.mark.parametrize("fail, name", DECODER_ERRORS, ids=[n for _, n in DECODER_ERRORS])
+@pytest.mark.parametrize("refill", [False, True])
+def test_a_decoder_error_fails_only_its_video(tmp_path, monkeypatch, caplog, fail, name, refill):
+    videos = [write_video(tmp_path / f"v{i}.avi", 6, 64, 48) for i in range(4)]
+    real = vr.decode_sampled
+
+    def decode(path, *args):
+        return fail() if path == videos[1] else real(path, *args)
+
+    monkeypatch.setattr(vr, "decode_sampled", decode)
+    reader = VideoReader(write_list(tmp_path, [f"{v} {i}" for i, v in enumerate(videos)]), "train",
+                         cfg(seg_num=2, short_size=56, target_size=48))
+    with pytest.raises(ValueError, match=name):
+        reader.load(1)
+    with caplog.at_level("WARNING"):
+        batches = list(iterate_batches(reader, [[0, 1], [2, 3]], 2, refill=refill))
+    # the other videos are all there; with refill the failed one is replaced by the next in the list
+    assert [b["labels"].tolist() for b in batches] == ([[0, 2], [2, 3]] if refill else [[0], [2, 3]])
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and videos[1] in warnings[0] and "line 2" in warnings[0] and name in warnings[0]
+
+
+def test_interrupt_in_a_decoder_is_not_swallowed(tmp_path, monkeypatch):
+    videos = [write_video(tmp_path / f"v{i}.avi", 6, 64, 48) for i in range(2)]
+    monkeypatch.setattr(vr, "decode_sampled", lambda *a: _raise(KeyboardInterrupt()))
+    reader = VideoReader(write_list(tmp_path, [f"{v} 0" for v in videos]), "test", cfg(seg_num=2))
+    with pytest.raises(KeyboardInterrupt):
+        list(iterate_batches(reader, [[0, 1]], 2))
+
+
 def test_collate_and_infer_lists(tmp_path):
     a = str(tmp_path / "clip 7")  # a file whose name ends in an integer
     os.rename(write_video(tmp_path / "clip.avi", 12, 320, 240), a)

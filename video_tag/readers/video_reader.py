@@ -16,6 +16,7 @@ Per video: ``seg_num`` segments, one frame each (the centre frame; a random one 
 with PIL bilinear to a 4:3 box, cropped to ``target_size`` (centre; train: random crop and random
 horizontal flip of the whole group), normalised with the ImageNet mean/std, CHW.
 """
+import builtins
 import functools
 import hashlib
 import os
@@ -41,6 +42,17 @@ class TsnEntry(Entry):
     """A TSN list line: ``path``, ``labels`` (one id, or none in infer lists), ``line``, and for frames
     lists ``num_frames``."""
     num_frames: int = 0
+
+
+def error_reason(error):
+    """``"cv2.error: <message>"``, ``"MemoryError: <message>"``: an unexpected exception as one line that
+    says what it was (the module is named unless the name is a built-in one, as numpy's MemoryError)."""
+    name = type(error).__name__
+    builtin = getattr(builtins, name, None)
+    if not (isinstance(builtin, type) and isinstance(error, builtin)):
+        name = f"{type(error).__module__}.{name}"
+    message = " ".join(str(error).split())
+    return f"{name}: {message}" if message else name
 
 
 def sample_indices(num_frames, seg_num, mode, rng=None):
@@ -310,7 +322,16 @@ class VideoReader:
 
     def load(self, index):
         """Sample ``index``: {"frames": float32 [seg_num, 3, target, target], "label": int (-1: none),
-        "index": int}."""
+        "index": int}. Raises ``ValueError`` with the reason, also for a decoder's own exceptions
+        (``cv2.error``, ``MemoryError``, a PIL error, ...): an odd video fails alone."""
+        try:
+            return self._load(index)
+        except ValueError:
+            raise
+        except Exception as e:
+            raise ValueError(error_reason(e)) from None
+
+    def _load(self, index):
         entry = self.entries[index]
         rng = self._rng(index) if self.mode == "train" else None
         resize = functools.partial(resize_frame, short_size=self.short_size)  # resized as decoded
