@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import FEATURE_DIM, NUM_CLASSES, run_script
+from conftest import FEATURE_DIM, NUM_CLASSES, ROOT, run_script
 from video_tag import weights
 from video_tag.config import load_config
 from video_tag.models import build_model
@@ -279,3 +279,76 @@ def test_good_input_exits_zero_with_empty_failed_list(setup):
     result = setup.run("predict.py")
     assert result.returncode == 0 and "error:" not in result.stdout, result.stdout
     assert read_failed(setup.out) == []
+
+
+# --- absurd flags and config values: refused before anything starts (in-process: no script start-up) ----
+
+def run_in_process(script, *args, monkeypatch, capsys):
+    """``cli.main`` of an entry script with ``args``; returns (exit code, stderr)."""
+    import importlib.util
+    import sys
+    from video_tag import cli
+    spec = importlib.util.spec_from_file_location("entry_" + script[:-3], os.path.join(ROOT, script))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(sys, "argv", [script, *args])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        cli.main(module.main)
+    return e.value.code, capsys.readouterr().err
+
+
+def odd_config(s, text):
+    path = s.tmp / "odd.yaml"
+    with open(s.config, encoding="utf-8") as f:
+        path.write_text(f.read() + text, encoding="utf-8")
+    return str(path)
+
+
+def odd_model_key(s):
+    with open(s.config, encoding="utf-8") as f:
+        cfg = yaml.safe_load(f)
+    cfg["MODEL"]["lstm_sise"] = cfg["MODEL"].pop("lstm_size")
+    path = s.tmp / "typo.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return str(path)
+
+
+TSN = ["--model_name=TSN", f"--config={os.path.join(ROOT, 'configs', 'tsn.yaml')}", "--weights=w.pdparams"]
+ABSURD = [  # (script, arguments (a callable of the Setup: a config path), words the error line names)
+    ("train.py", ["--batch_size", "0"], ["--batch_size", "0"]),
+    ("train.py", ["--batch_size=-2"], ["--batch_size", "-2"]),
+    ("train.py", ["--epoch", "0"], ["--epoch"]),
+    ("train.py", ["--learning_rate=nan"], ["--learning_rate"]),
+    ("train.py", ["--valid_interval=-1"], ["--valid_interval"]),
+    ("train.py", ["-o", "MODEL.num_classes=0"], ["MODEL.num_classes"]),
+    ("train.py", ["-o", "TRAIN.batch_size=-1"], ["TRAIN.batch_size"]),
+    ("train.py", lambda s: ["--config", odd_model_key(s)], ["MODEL.lstm_sise", "typo.yaml"]),
+    ("eval.py", ["--batch_size", "0"], ["--batch_size"]),
+    ("eval.py", ["-o", "MODEL.num_classes=0"], ["MODEL.num_classes"]),
+    ("predict.py", ["--batch_size=-1"], ["--batch_size"]),
+    ("predict.py", ["--topk", "0"], ["--topk"]),
+    ("predict.py", ["--topk=-3"], ["--topk"]),
+    ("predict.py", ["-o", "MODEL.topk=0"], ["MODEL.topk"]),
+    ("predict.py", lambda s: [f"--label_file={s.tmp}"], lambda s: [f"label file {s.tmp} is a directory"]),
+    ("tsn_extractor.py", TSN + ["--frame_batch", "0"], ["--frame_batch"]),
+    ("tsn_extractor.py", TSN + ["--num_workers=-1"], ["--num_workers"]),
+    ("tsn_extractor.py", TSN + ["-o", "INFER.seg_num=0"], ["INFER.seg_num"]),
+    ("tsn_extractor.py", TSN + ["--batch_size", "0"], ["--batch_size"]),
+]
+
+
+@pytest.mark.parametrize("script, args, words", ABSURD,
+                         ids=[f"{s[:-3]}-{i}" for i, (s, _, _) in enumerate(ABSURD)])
+def test_absurd_flag_or_value_one_line_exit_2(setup, monkeypatch, capsys, script, args, words):
+    args = args(setup) if callable(args) else args
+    words = words(setup) if callable(words) else words
+    if script != "tsn_extractor.py":
+        given = [f"--weights={setup.weights}", f"--label_file={setup.labels}"]
+        given = given[:{"train.py": 0, "eval.py": 1, "predict.py": 2}[script]]
+        args = [*ARGS, f"--config={setup.config}", f"--save_dir={setup.out}", *given, *args]  # the last wins
+    code, err = run_in_process(script, *args, monkeypatch=monkeypatch, capsys=capsys)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err, err
+    assert all(w in errors[0] for w in words), errors[0]
+    assert not os.path.exists(setup.out)  # refused before starting: nothing written

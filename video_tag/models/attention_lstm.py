@@ -31,7 +31,7 @@ class AttentionLSTM(nn.Layer):
     """
 
     def __init__(self, num_classes=3396, feature_dims=(2048,), embedding_size=1024, lstm_size=512,
-                 drop_rate=0.5, fc_sizes=(8192, 4096), **unused):
+                 drop_rate=0.5, fc_sizes=(8192, 4096)):
         super().__init__()
         feature_dim = int(sum(feature_dims))
         self.drop_rate = float(drop_rate)

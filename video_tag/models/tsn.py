@@ -93,7 +93,7 @@ class TSN(nn.Layer):
     ``features(frames)``: the per-frame features [B, S, 2048] the extractor saves.
     """
 
-    def __init__(self, num_classes=400, num_layers=101, **unused):
+    def __init__(self, num_classes=400, num_layers=101):
         super().__init__()
         self.num_layers = int(num_layers)
         self.backbone = ResNet(self.num_layers)
