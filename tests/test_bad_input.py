@@ -352,3 +352,33 @@ def test_absurd_flag_or_value_one_line_exit_2(setup, monkeypatch, capsys, script
     assert code == 2 and len(errors) == 1 and "Traceback" not in err, err
     assert all(w in errors[0] for w in words), errors[0]
     assert not os.path.exists(setup.out)  # refused before starting: nothing written
+
+
+# --- NaN or Inf in training: stop at once, naming the files --------------------------------------------
+
+@pytest.mark.parametrize("value", [np.nan, -np.inf])
+def test_non_finite_features_stop_training_naming_the_file(setup, value):
+    from video_tag.errors import RunError
+    from video_tag.trainer import train
+    lines = setup.lines("TRAIN")
+    bad = split_labels(lines[5])[0]
+    x = np.load(bad)
+    x[2, 3] = value
+    np.save(bad, x)
+    with pytest.raises(RunError) as e:
+        train("AttentionLSTM", load_config(setup.config), setup.out, epochs=1, valid_interval=0)
+    message = str(e.value)
+    assert f"{bad} (list line 6)" in message and "NaN or Inf" in message and "\n" not in message, message
+    assert message.count("(list line") == 1   # the other files of its batch are not blamed
+    assert not os.path.exists(os.path.join(setup.out, "AttentionLSTM_epoch0.pdparams"))
+
+
+def test_diverging_loss_stops_training_naming_the_batch(setup):
+    from video_tag.errors import RunError
+    from video_tag.trainer import train
+    cfg = load_config(setup.config, ["TRAIN.learning_rate=1e30"])   # finite features, exploding weights
+    with pytest.raises(RunError) as e:
+        train("AttentionLSTM", cfg, setup.out, epochs=2, valid_interval=0)
+    message = str(e.value)
+    assert "the loss is" in message and "epoch 0" in message and "\n" not in message, message
+    assert message.count("(list line") == 8   # TRAIN.batch_size: every file of the batch
