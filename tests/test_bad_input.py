@@ -298,20 +298,22 @@ def run_in_process(script, *args, monkeypatch, capsys):
     return e.value.code, capsys.readouterr().err
 
 
-def odd_config(s, text):
-    path = s.tmp / "odd.yaml"
+def edited_config(s, edit, name):
+    """A copy of the tiny config changed by ``edit(cfg)``; returns its path."""
     with open(s.config, encoding="utf-8") as f:
-        path.write_text(f.read() + text, encoding="utf-8")
+        cfg = yaml.safe_load(f)
+    edit(cfg)
+    path = s.tmp / name
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     return str(path)
 
 
 def odd_model_key(s):
-    with open(s.config, encoding="utf-8") as f:
-        cfg = yaml.safe_load(f)
-    cfg["MODEL"]["lstm_sise"] = cfg["MODEL"].pop("lstm_size")
-    path = s.tmp / "typo.yaml"
-    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
-    return str(path)
+    return edited_config(s, lambda cfg: cfg["MODEL"].update(lstm_sise=cfg["MODEL"].pop("lstm_size")), "typo.yaml")
+
+
+def list_section(s):
+    return edited_config(s, lambda cfg: cfg.update(TEST=[cfg["TEST"]["filelist"], 4]), "list.yaml")
 
 
 TSN = ["--model_name=TSN", f"--config={os.path.join(ROOT, 'configs', 'tsn.yaml')}", "--weights=w.pdparams"]
@@ -326,6 +328,7 @@ ABSURD = [  # (script, arguments (a callable of the Setup: a config path), words
     ("train.py", lambda s: ["--config", odd_model_key(s)], ["MODEL.lstm_sise", "typo.yaml"]),
     ("eval.py", ["--batch_size", "0"], ["--batch_size"]),
     ("eval.py", ["-o", "MODEL.num_classes=0"], ["MODEL.num_classes"]),
+    ("eval.py", lambda s: ["--config", list_section(s)], ["list.yaml", "section TEST must be a mapping"]),
     ("predict.py", ["--batch_size=-1"], ["--batch_size"]),
     ("predict.py", ["--topk", "0"], ["--topk"]),
     ("predict.py", ["--topk=-3"], ["--topk"]),
