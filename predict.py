@@ -15,10 +15,13 @@ def main():
     p.add_argument("--label_file", default="./label_3396.txt", help="class names, one per line")
     p.add_argument("--save_dir", help="where predictions.jsonl goes (default: ./data/predict_results/<model>)")
     p.add_argument("--topk", "--infer_topk", dest="topk", type=int, help="tags per video (default: MODEL.topk)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over instead of continuing after the videos a killed run predicted")
     args = p.parse_args()
     cfg = cli.load(args, "INFER")
     return predict(args.model_name, cfg, args.weights, cfg["INFER"]["filelist"], args.label_file,
-                   args.save_dir or SAVE_DIRS[args.model_name], args.topk, args.use_gpu)
+                   args.save_dir or SAVE_DIRS[args.model_name], args.topk, args.use_gpu,
+                   overwrite=args.overwrite)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ def main():
     p.add_argument("--epoch", type=int, help="total number of epochs (default: TRAIN.epoch)")
     p.add_argument("--learning_rate", type=float, help="initial learning rate (default: TRAIN.learning_rate)")
     p.add_argument("--resume", help="continue from a saved <Model>_epoch{k}.pdparams")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in a save_dir that holds another run's checkpoints (they are removed)")
     p.add_argument("--valid_interval", type=int, default=1, help="validate every N epochs (0: never)")
     p.add_argument("--fix_random_seed", type=cli.str2bool, default=False, help="reproducible runs")
     args = p.parse_args()
@@ -24,9 +26,9 @@ def main():
     if args.learning_rate is not None:
         cfg["TRAIN"]["learning_rate"] = args.learning_rate
     run_args = (args.model_name, cfg, args.save_dir, None, args.pretrain, args.resume,
-                args.valid_interval, args.fix_random_seed, args.use_gpu)
+                args.valid_interval, args.fix_random_seed, args.use_gpu, args.overwrite)
     if distributed.will_spawn(args.use_gpu):
-        trainer.check_inputs(args.model_name, cfg, args.pretrain, args.resume)
+        trainer.check_inputs(args.model_name, cfg, args.save_dir, args.pretrain, args.resume, args.overwrite)
     distributed.run(trainer.train_worker, run_args, args.use_gpu)
     return 0
 

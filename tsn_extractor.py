@@ -12,7 +12,6 @@ def main():
     from video_tag.inference import PRECISIONS
 
     p = cli.parser(__doc__)
-    p.set_defaults(filelist="./data/TsnExtractor.list")
     p.add_argument("--weights", required=True, help="TSN weights (.pdparams suffix optional)")
     p.add_argument("--save_dir", default="./data/tsn_features", help="where the features go")
     p.add_argument("--overwrite", action="store_true", help="extract again videos whose features exist")

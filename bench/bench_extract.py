@@ -211,7 +211,7 @@ def main():
         print(f"bf16 end to end   : {frames / seconds:6.1f} frames/s, ratio {frames / seconds / fps_bf16:.3f} to bf16 "
               f"model only (same videos, start to exit)", flush=True)
     else:
-        print("bf16              : not measured (no native bf16 on this CPU, or --precision=bf16)")
+        print("bf16              : not measured (--skip_bf16, --precision=bf16, or no native bf16 on this CPU)")
 
     if not args.skip_contention:
         alone, engine = model_only(cfg, weights_path, args.precision, args.batch, seconds=15)

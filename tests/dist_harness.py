@@ -1,6 +1,8 @@
-"""Run by test_trainer under ``paddle.distributed.launch``: train, then dump this rank's parameters.
+"""Run by test_trainer, under ``paddle.distributed.launch`` or alone: train with ``fix_random_seed``, then
+dump this rank's final parameters and validation metrics.
 
     python -m paddle.distributed.launch --nproc_per_node 2 tests/dist_harness.py CONFIG SAVE_DIR OUT_DIR
+    python tests/dist_harness.py CONFIG SAVE_DIR OUT_DIR          # the same in one process
 """
 import json
 import os
@@ -23,7 +25,7 @@ if __name__ == "__main__":
         return captured["model"]
 
     trainer.build_model = build_and_keep
-    metrics = trainer.train("AttentionLSTM", load_config(config), save_dir, use_gpu=False)
+    metrics = trainer.train("AttentionLSTM", load_config(config), save_dir, fix_random_seed=True, use_gpu=False)
     rank = dist.get_rank()
     np.savez(os.path.join(out_dir, f"rank{rank}.npz"),
              **{k: v.numpy() for k, v in captured["model"].state_dict().items()})

@@ -81,8 +81,9 @@ def test_extract_outputs_and_resume(setup):
     assert result.returncode == 1, result.stdout  # one video failed
     out = tmp_path / "out"
     listed = (out / "features.list").read_text(encoding="utf-8").splitlines()
-    assert len(listed) == 3 and listed[2] == str(out / "海边.npy")
-    assert os.path.basename(listed[0]).startswith("clip 1_") and listed[0] != listed[1]
+    assert [os.path.dirname(f) for f in listed] == [str(out)] * 3
+    assert [os.path.basename(f)[:-len("_1234abcd.npy")] for f in listed] == ["clip 1", "clip 1", "海边"]
+    assert len(set(listed)) == 3
     manifest = [line.split("\t") for line in (out / "manifest.tsv").read_text(encoding="utf-8").splitlines()]
     assert manifest == [[videos[0], listed[0]], [videos[1], listed[1]], [videos[2], listed[2]]]
     failed = (out / "failed.list").read_text(encoding="utf-8").splitlines()
@@ -106,11 +107,17 @@ def test_extract_outputs_and_resume(setup):
     assert [os.path.getmtime(f) for f in listed[:2]] == stamps[:2]
     assert np.load(listed[2]).shape == (SEG, 2048)
     assert (out / "features.list").read_text(encoding="utf-8").splitlines() == listed
-    assert (out / "failed.list").read_text(encoding="utf-8") == ""
+    # failed.list keeps the broken video: its last extraction failed (it is no longer in this list)
+    assert (out / "failed.list").read_text(encoding="utf-8").startswith(f"{broken}\t")
     assert not [n for n in os.listdir(out) if ".tmp" in n]
 
-    result = run_script("tsn_extractor.py", *args, "--overwrite")
+    # -o INFER.filelist is honoured when --filelist is not given (flags > -o > config file)
+    one = tmp_path / "one.list"
+    one.write_text(videos[0] + "\n", encoding="utf-8")
+    result = run_script("tsn_extractor.py", *[a for a in args if not a.startswith("--filelist")],
+                        "-o", f"INFER.filelist={one}", "--overwrite")
     assert result.returncode == 0 and os.path.getmtime(listed[0]) != stamps[0]
+    assert os.path.getmtime(listed[1]) == stamps[1]  # not in that list
 
 
 def test_bad_weights_and_list(setup):
@@ -156,3 +163,173 @@ def test_decode_queue_blames_only_the_videos_that_crash():
     for path, frames, reason in results:
         if reason is None:
             assert frames[0, 0] == len(path), path
+
+
+def extract_in_process(tmp_path, listing, save_dir, weights_file, **infer):
+    """``extract`` in this process (no script start-up): the setup's config with ``infer`` overrides."""
+    from video_tag.config import load_config
+    from video_tag.extractor import extract
+    cfg = load_config(str(tmp_path / "tsn.yaml"))
+    cfg["INFER"].update(infer)
+    return extract(cfg, str(weights_file), str(listing), str(save_dir), batch_size=4, num_workers=1)
+
+
+def rows(path):
+    return [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_provenance_decides_what_resume_skips(setup, caplog):
+    tmp_path, videos, broken, model, args = setup
+    listing = tmp_path / "one.list"
+    listing.write_text(videos[2] + "\n", encoding="utf-8")
+    out = tmp_path / "prov"
+    assert extract_in_process(tmp_path, listing, out, tmp_path / "tsn.pdparams") == 0
+    feature = rows(out / "manifest.tsv")[0][1]
+    first = np.load(feature)
+    stamp = os.stat(feature).st_mtime_ns
+
+    assert extract_in_process(tmp_path, listing, out, tmp_path / "tsn.pdparams") == 0
+    assert os.stat(feature).st_mtime_ns == stamp  # same inputs: skipped
+
+    # Other weights under the same file name: extracted again, with the new weights' features.
+    other = TSN(num_classes=4, num_layers=50)
+    weights.write_state(weights.model_state(other), str(tmp_path / "tsn.pdparams"))
+    caplog.clear()
+    caplog.set_level("INFO")
+    assert extract_in_process(tmp_path, listing, out, tmp_path / "tsn.pdparams") == 0
+    assert "another weights_sha256" in caplog.text
+    other.eval()
+    ref = reference_features(other, videos[2])
+    assert np.abs(np.load(feature) - ref).max() <= 1e-4 * np.abs(ref).max()
+    assert np.abs(np.load(feature) - first).max() > 1e-3
+
+    # Another crop size: extracted again (the shape alone would not tell).
+    stamp = os.stat(feature).st_mtime_ns
+    assert extract_in_process(tmp_path, listing, out, tmp_path / "tsn.pdparams", short_size=48) == 0
+    assert os.stat(feature).st_mtime_ns != stamp
+    # The video itself changed (size and mtime): extracted again.
+    stamp = os.stat(feature).st_mtime_ns
+    write_video(videos[2], 14, 64, 64, 7)
+    assert extract_in_process(tmp_path, listing, out, tmp_path / "tsn.pdparams", short_size=48) == 0
+    assert os.stat(feature).st_mtime_ns != stamp
+    # A feature file whose record is missing (killed between the two) is not trusted.
+    os.remove(feature[:-4] + ".json")
+    stamp = os.stat(feature).st_mtime_ns
+    assert extract_in_process(tmp_path, listing, out, tmp_path / "tsn.pdparams", short_size=48) == 0
+    assert os.stat(feature).st_mtime_ns != stamp and os.path.isfile(feature[:-4] + ".json")
+
+
+def test_same_stem_in_two_runs_and_lists_of_both(setup):
+    tmp_path, videos, broken, model, args = setup
+    out = tmp_path / "shared"
+    first, second = tmp_path / "first.list", tmp_path / "second.list"
+    first.write_text(f"{videos[0]}\n{broken}\n", encoding="utf-8")
+    second.write_text(videos[1] + "\n", encoding="utf-8")  # b/clip 1.avi: the same stem as a/clip 1.avi
+    assert extract_in_process(tmp_path, first, out, tmp_path / "tsn.pdparams") == 1
+    assert extract_in_process(tmp_path, second, out, tmp_path / "tsn.pdparams") == 0
+    manifest = rows(out / "manifest.tsv")
+    assert [v for v, _ in manifest] == [videos[0], videos[1]]
+    assert manifest[0][1] != manifest[1][1]
+    assert (out / "features.list").read_text(encoding="utf-8").splitlines() == [f for _, f in manifest]
+    assert [v for v, _ in rows(out / "failed.list")] == [str(broken)]
+    for video, feature in manifest:  # each video's own features, not the other's
+        ref = reference_features(model, video)
+        assert np.abs(np.load(feature) - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+def _write_lists_many_times(save_dir, tag, rounds):
+    from video_tag.extractor import _write_lists
+    for i in range(rounds):
+        video = f"{tag}{i}.mp4"
+        feature = os.path.join(save_dir, f"{tag}{i}.npy")
+        open(feature, "w").close()
+        _write_lists(save_dir, [video], {video: feature}, {}, {video})
+
+
+def test_concurrent_extractors_keep_each_others_list_entries(tmp_path):
+    import multiprocessing
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=_write_lists_many_times, args=(str(tmp_path), tag, 25)) for tag in "ab"]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(120)
+        assert w.exitcode == 0
+    listed = (tmp_path / "features.list").read_text(encoding="utf-8").splitlines()
+    assert sorted(listed) == sorted(str(tmp_path / f"{t}{i}.npy") for t in "ab" for i in range(25))
+
+
+def test_rank_0_that_cannot_see_other_ranks_features_refuses_to_list(setup, monkeypatch):
+    from video_tag import distributed
+    from video_tag.errors import RunError
+    tmp_path, videos, broken, model, args = setup
+    listing = tmp_path / "one.list"
+    listing.write_text(videos[2] + "\n", encoding="utf-8")
+    real_gather = distributed.gather
+    # What rank 1 of another node would report: a video it extracted into its own (unshared) save_dir.
+    monkeypatch.setattr(distributed, "gather", lambda obj: real_gather(obj) + [(1, [videos[0]], {})])
+    with pytest.raises(RunError, match="rank 0 cannot see the features rank 1 wrote"):
+        extract_in_process(tmp_path, listing, tmp_path / "out", tmp_path / "tsn.pdparams")
+    assert not (tmp_path / "out" / "features.list").exists()
+
+
+def test_disk_full_names_the_file_and_a_rerun_completes(setup, monkeypatch):
+    import errno
+    from video_tag import extractor
+    from video_tag.errors import RunError
+    tmp_path, videos, broken, model, args = setup
+    listing = tmp_path / "two.list"
+    listing.write_text(f"{videos[0]}\n{videos[2]}\n", encoding="utf-8")
+    real_save, saved = np.save, []
+
+    def save_until_full(f, array):
+        if saved:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        saved.append(f.name)
+        real_save(f, array)
+
+    monkeypatch.setattr(extractor.np, "save", save_until_full)
+    with pytest.raises(RunError, match=r"cannot write .*海边_[0-9a-f]{8}\.npy: No space left on device"):
+        extract_in_process(tmp_path, listing, tmp_path / "out", tmp_path / "tsn.pdparams")
+    names = sorted(os.listdir(tmp_path / "out"))
+    assert not [n for n in names if n.startswith("海边") or ".tmp" in n], names
+    assert len(rows(tmp_path / "out" / "manifest.tsv")) == 1  # the complete one is listed
+    monkeypatch.setattr(extractor.np, "save", real_save)
+    assert extract_in_process(tmp_path, listing, tmp_path / "out", tmp_path / "tsn.pdparams") == 0
+    assert len(rows(tmp_path / "out" / "manifest.tsv")) == 2
+
+
+def test_ctrl_c_stops_extraction_with_130(setup):
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+    tmp_path, videos, broken, model, args = setup
+    copies = []
+    for i in range(40):
+        copies.append(str(tmp_path / "a" / f"copy {i}.avi"))
+        shutil.copy(videos[0], copies[-1])
+    listing = tmp_path / "many.list"
+    listing.write_text("\n".join(copies) + "\n", encoding="utf-8")
+    out = tmp_path / "many"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tsn_extractor.py"),
+                             *[a for a in args if not a.startswith(("--filelist", "--save_dir"))],
+                             f"--filelist={listing}", f"--save_dir={out}"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    deadline = time.time() + 120
+    while not (out.exists() and any(n.endswith(".json") for n in os.listdir(out))) and time.time() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the main process and its decode workers
+    start = time.time()
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and time.time() - start < 10, output
+    assert "interrupted" in output.splitlines() and "Traceback" not in output, output
+    names = os.listdir(out)
+    assert not [n for n in names if ".tmp" in n]
+    listed = (out / "features.list").read_text(encoding="utf-8").splitlines()
+    assert 1 <= len(listed) < 40  # what was complete is listed; a rerun does the rest
+    for feature in listed:
+        assert np.load(feature).shape == (SEG, 2048)

@@ -2,11 +2,14 @@
 import json
 import os
 import pickle
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
+import yaml
 
 from conftest import ROOT, run_script
 from video_tag import weights
@@ -55,46 +58,143 @@ def test_pretrain_with_other_num_classes(tiny_config, tmp_path):
     assert tuned["output.w_0"].shape == (8, 5)
 
 
-def test_resume_equals_an_unbroken_run(tiny_config, tmp_path):
-    train(tiny_config, tmp_path / "full", "--epoch", "3", "--fix_random_seed=True")
-    train(tiny_config, tmp_path / "part", "--epoch", "1", "--fix_random_seed=True")
-    out = train(tiny_config, tmp_path / "part", "--epoch", "3", "--fix_random_seed=True",
-                f"--resume={tmp_path}/part/AttentionLSTM_epoch0.pdparams")
-    assert "continuing at epoch 1" in out
+def test_killed_run_resumes_to_the_weights_of_an_unbroken_run(tiny_config, tmp_path):
+    train(tiny_config, tmp_path / "full", "--epoch", "3", "--fix_random_seed=True", "-o", "TRAIN.batch_size=2")
+    # SIGKILL as soon as the first epoch's checkpoint is complete (the run is then inside epoch 1).
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
+    part = tmp_path / "part"
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *ARGS, f"--config={tiny_config}",
+                             f"--save_dir={part}", "--epoch", "3", "--fix_random_seed=True",
+                             "-o", "TRAIN.batch_size=2"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (part / "AttentionLSTM_epoch0.pdopt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    assert not (part / "AttentionLSTM.pdparams").exists(), "the run ended before it could be killed"
+    last = max(int(n[len("AttentionLSTM_epoch"):-len(".pdopt")]) for n in os.listdir(part) if n.endswith(".pdopt"))
+    out = train(tiny_config, part, "--epoch", "3", "--fix_random_seed=True", "-o", "TRAIN.batch_size=2",
+                f"--resume={part}/AttentionLSTM_epoch{last}.pdparams")
+    assert f"continuing at epoch {last + 1}" in out
     full = weights.read_state(str(tmp_path / "full" / "AttentionLSTM"))
-    resumed = weights.read_state(str(tmp_path / "part" / "AttentionLSTM"))
+    resumed = weights.read_state(str(part / "AttentionLSTM"))
     for name in full:
         np.testing.assert_allclose(resumed[name], full[name], rtol=0, atol=1e-6, err_msg=name)
-    with open(tmp_path / "part" / "valid_metrics.jsonl", encoding="utf-8") as f:
+    with open(part / "valid_metrics.jsonl", encoding="utf-8") as f:
         assert [json.loads(line)["epoch"] for line in f] == [0, 1, 2]
+    assert not [n for n in os.listdir(part) if ".tmp" in n]
+
+
+def test_a_fresh_run_does_not_replace_another_runs_checkpoints(tiny_config, tmp_path):
+    train(tiny_config, tmp_path / "ck", "--epoch", "2")
+    before = (tmp_path / "ck" / "valid_metrics.jsonl").read_bytes()
+    result = run_script("train.py", *ARGS, f"--config={tiny_config}", f"--save_dir={tmp_path / 'ck'}", "--epoch", "1")
+    assert result.returncode == 2 and "Traceback" not in result.stdout, result.stdout
+    errors = [line for line in result.stdout.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(tmp_path / "ck") in errors[0]
+    assert "--resume" in errors[0] and "--overwrite" in errors[0]
+    assert (tmp_path / "ck" / "valid_metrics.jsonl").read_bytes() == before
+    train(tiny_config, tmp_path / "ck", "--epoch", "1", "--overwrite")
+    assert not (tmp_path / "ck" / "AttentionLSTM_epoch1.pdparams").exists()  # the old run's, removed
+    with open(tmp_path / "ck" / "valid_metrics.jsonl", encoding="utf-8") as f:
+        assert [json.loads(line)["epoch"] for line in f] == [0]
+
+    result = run_script("train.py", *ARGS, f"--config={tiny_config}", f"--save_dir={tmp_path / 'new'}",
+                        f"--pretrain={tmp_path}/ck/AttentionLSTM", f"--resume={tmp_path}/ck/AttentionLSTM_epoch0")
+    assert result.returncode == 2 and "error: --pretrain and --resume exclude each other" in result.stdout
+
+
+def test_ctrl_c_stops_training_with_130(tiny_config, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *ARGS, f"--config={tiny_config}",
+                             f"--save_dir={tmp_path / 'ck'}", "--epoch", "100", "-o", "TRAIN.batch_size=2"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "ck" / "AttentionLSTM_epoch0.pdopt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    start = time.time()
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and time.time() - start < 20, (proc.returncode, time.time() - start, out[-3000:])
+    assert "interrupted" in out.splitlines() and "Traceback" not in out, out[-3000:]
+    assert not [n for n in os.listdir(tmp_path / "ck") if ".tmp" in n]
+
+
+def test_disk_full_while_saving_a_checkpoint(tiny_config, tmp_path, monkeypatch):
+    import errno
+    from video_tag import trainer
+    from video_tag.config import load_config
+    from video_tag.errors import RunError
+    real_dump = weights.pickle.dump
+
+    def full(obj, f, protocol=None):
+        if "epoch1" in f.name:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_dump(obj, f, protocol=protocol)
+
+    monkeypatch.setattr(weights.pickle, "dump", full)
+    cfg = load_config(tiny_config)
+    with pytest.raises(RunError, match=r"cannot write .*AttentionLSTM_epoch1\.pdparams: No space left on device"):
+        trainer.train("AttentionLSTM", cfg, str(tmp_path / "ck"), epochs=3)
+    assert sorted(n for n in os.listdir(tmp_path / "ck") if "epoch1" in n or ".tmp" in n) == []
+    monkeypatch.setattr(weights.pickle, "dump", real_dump)
+    trainer.train("AttentionLSTM", cfg, str(tmp_path / "ck"), epochs=3,
+                  resume=str(tmp_path / "ck" / "AttentionLSTM_epoch0"))
+    assert (tmp_path / "ck" / "AttentionLSTM.pdparams").exists()
+
+
+def harness(config, out_dir, processes):
+    """Train with tests/dist_harness.py in ``processes`` processes; returns rank 0's (weights, metrics)."""
+    os.makedirs(out_dir)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
+    launch = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", str(processes),
+              "--log_dir", str(out_dir / "log")] if processes > 1 else [sys.executable]
+    result = subprocess.run(launch + [os.path.join(ROOT, "tests", "dist_harness.py"), config,
+                                      str(out_dir / "ck"), str(out_dir)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    logs = "".join(open(out_dir / "log" / f"workerlog.{r}", encoding="utf-8").read()
+                   for r in range(processes)) if processes > 1 else ""
+    assert result.returncode == 0, result.stdout + logs
+    return dict(np.load(out_dir / "rank0.npz")), json.load(open(out_dir / "valid0.json"))
 
 
 def test_two_processes_data_parallel(tiny_config, tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
-    result = subprocess.run(
-        [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
-         "--log_dir", str(tmp_path / "log"), os.path.join(ROOT, "tests", "dist_harness.py"),
-         tiny_config, str(tmp_path / "ck"), str(tmp_path)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
-    logs = "".join(open(tmp_path / "log" / f"workerlog.{r}", encoding="utf-8").read() for r in (0, 1))
-    assert result.returncode == 0, result.stdout + logs
-    ranks = [np.load(tmp_path / f"rank{r}.npz") for r in (0, 1)]
-    for name in ranks[0].files:
-        np.testing.assert_array_equal(ranks[0][name], ranks[1][name], err_msg=name)
-    valid = [json.load(open(tmp_path / f"valid{r}.json")) for r in (0, 1)]
-    assert valid[0]["world"] == 2 and valid[0] == valid[1]
-    with open(tmp_path / "log" / "workerlog.1", encoding="utf-8") as f:
+    # Dropout off: its masks are seeded per rank, so they differ between 1 and 2 processes.
+    with open(tiny_config, encoding="utf-8") as f:
+        cfg = yaml.safe_load(f)
+    cfg["MODEL"]["drop_rate"] = 0.0
+    config = str(tmp_path / "no_dropout.yaml")
+    with open(config, "w", encoding="utf-8") as f:
+        yaml.safe_dump(cfg, f, allow_unicode=True)
+
+    final, valid = harness(config, tmp_path / "two", 2)
+    rank1 = np.load(tmp_path / "two" / "rank1.npz")
+    for name in final:
+        np.testing.assert_array_equal(rank1[name], final[name], err_msg=name)
+    assert valid["world"] == 2 and valid == json.load(open(tmp_path / "two" / "valid1.json"))
+    with open(tmp_path / "two" / "log" / "workerlog.1", encoding="utf-8") as f:
         assert "saved" not in f.read()  # rank 0 alone saves
 
+    # Same seed and total batch in one process: the same batches, the same gradients, the same weights
+    # (they differ by ~2e-7 here). RMSProp cancels most of the loss scale, but not against the L2 decay
+    # and epsilon: without the loss's factor nranks the weights differ by ~0.07.
+    single, single_valid = harness(config, tmp_path / "one", 1)
+    assert single_valid["world"] == 1
+    for name in single:
+        assert np.abs(final[name] - single[name]).max() <= 1e-5, name
+    for key in ("gap", "hit_at_one", "perr", "loss"):
+        assert valid[key] == pytest.approx(single_valid[key], abs=1e-5), key
+
     # The gathered validation equals a single-process evaluation of the saved final weights.
-    result = run_script("eval.py", *ARGS, f"--config={tiny_config}", f"--weights={tmp_path}/ck/AttentionLSTM",
+    result = run_script("eval.py", *ARGS, f"--config={config}", f"--weights={tmp_path}/two/ck/AttentionLSTM",
                         f"--save_dir={tmp_path}/ev", "-o", "TEST.batch_size=3",
                         "--filelist", str(tmp_path / "val.list"))
     assert result.returncode == 0, result.stdout
-    single = json.load(open(tmp_path / "ev" / "metrics.json"))
-    assert single["num_videos"] == valid[0]["num_videos"] == 10
+    evaluated = json.load(open(tmp_path / "ev" / "metrics.json"))
+    assert evaluated["num_videos"] == valid["num_videos"] == 10
     for key in ("gap", "hit_at_one", "perr", "loss"):
-        assert single[key] == pytest.approx(valid[0][key], abs=1e-6), key
+        assert evaluated[key] == pytest.approx(valid[key], abs=1e-6), key
 
 
 def test_unreadable_file_mid_run_is_skipped_with_a_warning(tiny_config, tmp_path):

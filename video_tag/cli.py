@@ -3,9 +3,10 @@ import argparse
 import logging
 import os
 import sys
+import traceback
 
 from .config import load_config, warn_ignored
-from .errors import UserError
+from .errors import RunError, UserError
 
 DEFAULT_CONFIGS = {"AttentionLSTM": "configs/attention_lstm.yaml", "TSN": "configs/tsn.yaml"}
 
@@ -78,15 +79,34 @@ def setup_logging():
 
 
 def main(function):
-    """Run ``function()`` (returning an exit code) with logging set up and bad input reported in one line."""
+    """Run ``function()`` (returning an exit code) with logging set up and errors reported in one line.
+
+    Exit codes: 0 done; 1 done, but some inputs failed and were listed (``failed.list``); 2 refused
+    before starting (bad flag, config, list, weights); 3 stopped by an error while running (disk full, a
+    failed process); 130 interrupted. Outputs are complete files in every case.
+    """
     setup_logging()
     os.environ.setdefault("FLAGS_call_stack_level", "0")
+    world = int(os.environ.get("PADDLE_TRAINERS_NUM", "1") or 1)
+    # Under paddle.distributed.launch each rank logs to its own file: say which rank failed.
+    who = f"rank {os.environ.get('PADDLE_TRAINER_ID', '?')} of {world}: " if world > 1 else ""
     try:
         code = function()
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {who}{e}", file=sys.stderr)
         code = 2
+    except RunError as e:
+        print(f"error: {who}{e}", file=sys.stderr)
+        code = 3
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130
+    except Exception as e:
+        if world == 1:
+            raise
+        # The launcher ends the other ranks when this one exits non-zero; leave one line at the end of
+        # this rank's log, after the traceback.
+        traceback.print_exc()
+        print(f"error: {who}failed with {type(e).__name__}: {' '.join(str(e).split())}", file=sys.stderr)
+        code = 3
     sys.exit(code or 0)

@@ -69,9 +69,15 @@ def validate(model_name, model, reader, cfg, section="VALID"):
 
 
 def evaluate(model_name, cfg, weights_path, filelist, save_dir, use_gpu=False, batch_size=None):
-    """``eval.py``: metrics of ``weights_path`` over every video of ``filelist``. Returns the exit code."""
+    """``eval.py``: metrics of ``weights_path`` over every video of ``filelist``. Returns the exit code.
+
+    Under ``paddle.distributed.launch`` each process reads every world_size-th video of the list (each
+    file read once); the per-video records are gathered and rank 0 alone computes the metrics, prints and
+    writes them.
+    """
     dist.init(use_gpu)
     reuse_freed_memory()
+    world, rank = dist.world_size(), dist.rank()
     reader = READERS[model_name](filelist, "test", cfg, check_files=False)
     model = build_model(model_name, cfg)
     weights.load_weights(model, weights_path)
@@ -79,32 +85,42 @@ def evaluate(model_name, cfg, weights_path, filelist, save_dir, use_gpu=False, b
     batch_size = int(batch_size or cfg["TEST"]["batch_size"])
     log.info("evaluating %s on %d video(s) of %s", weights_path, len(reader), filelist)
     metrics = METRICS[model_name](cfg)
-    with tqdm(total=len(reader), desc="eval", unit="video", dynamic_ncols=True) as progress:
-        for batch, probabilities, losses in run_model(model_name, model, reader, list(range(len(reader))),
-                                                      batch_size, int(cfg["TEST"]["num_workers"]),
+    mine = list(range(len(reader)))[rank::world]
+    with tqdm(total=len(mine), desc="eval", unit="video", dynamic_ncols=True,
+              disable=not dist.is_main()) as progress:
+        for batch, probabilities, losses in run_model(model_name, model, reader, mine, batch_size,
+                                                      int(cfg["TEST"]["num_workers"]),
                                                       on_error=failure_recorder(failed)):
             metrics.update(probabilities, batch["labels"], losses)
             progress.update(len(probabilities))
-    result = metrics.compute()
-    os.makedirs(save_dir, exist_ok=True)
-    weights.write_text(os.path.join(save_dir, "metrics.json"), json.dumps(result, indent=2) + "\n")
-    write_failed_list(save_dir, failed)
-    for key, value in result.items():
-        print(f"{DISPLAY_NAMES.get(key, key)}: {value}")
-    log.info("wrote %s", os.path.join(save_dir, "metrics.json"))
-    return 1 if failed else 0
+    total = METRICS[model_name](cfg)
+    for state in dist.gather(metrics.state()):
+        total.merge(state)
+    failed = sorted(sum(dist.gather(failed), []))
+    if dist.is_main():
+        result = total.compute()
+        os.makedirs(save_dir, exist_ok=True)
+        weights.write_text(os.path.join(save_dir, "metrics.json"), json.dumps(result, indent=2) + "\n")
+        write_failed_list(save_dir, failed)
+        for key, value in result.items():
+            print(f"{DISPLAY_NAMES.get(key, key)}: {value}")
+        log.info("wrote %s", os.path.join(save_dir, "metrics.json"))
+    dist.barrier()  # the other ranks end after rank 0 has written everything; rank 0 carries the exit code
+    return 1 if failed and dist.is_main() else 0
 
 
 def failure_recorder(failed):
-    """An ``on_error`` callback that logs the file and appends ``(path, reason)`` to ``failed``."""
+    """An ``on_error`` callback that logs the file and appends ``(list line, path, reason)`` to ``failed``."""
     def record(entry, reason):
         log.warning("cannot read %s (list line %d): %s", entry.path, entry.line, reason)
-        failed.append((entry.path, reason))
+        failed.append((entry.line, entry.path, reason))
     return record
 
 
 def write_failed_list(save_dir, failed):
-    """``<save_dir>/failed.list``: ``path<TAB>reason`` per line (empty when nothing failed)."""
-    weights.write_text(os.path.join(save_dir, "failed.list"), "".join(f"{p}\t{r}\n" for p, r in failed))
+    """``<save_dir>/failed.list``: ``path<TAB>reason`` per line for ``failed`` ``(line, path, reason)``,
+    in list order (empty when nothing failed)."""
+    weights.write_text(os.path.join(save_dir, "failed.list"),
+                       "".join(f"{p}\t{r}\n" for _, p, r in sorted(failed)))
     if failed:
         log.warning("%d file(s) could not be read: see %s", len(failed), os.path.join(save_dir, "failed.list"))

@@ -7,15 +7,19 @@ The list has one video path per line (the whole line is the path)::
 
 Outputs in ``save_dir``::
 
-    <stem>.npy       float32 [INFER.seg_num, 2048] per video; the video's file stem, unchanged, except
-                     where two listed videos share a stem: those get ``<stem>_<8 hex digits of sha1(path)>``
-    features.list    one feature path per line, in list order, for every video extracted (this run or before)
-    manifest.tsv     video<TAB>feature for the same videos
-    failed.list      video<TAB>reason for every video that could not be read (rewritten each run)
+    <stem>_<hash>.npy  float32 [INFER.seg_num, 2048] per video: the video's file stem and 8 hex digits of
+                       sha1(its real path), so the same video always maps to the same file and different
+                       videos never share one
+    <stem>_<hash>.json its provenance: the video (as listed, real path, size, mtime), sha256 of the
+                       weights, precision, seg_num, short_size, target_size, the videotag version
+    features.list      one feature path per line, for every video extracted into save_dir (this run or before)
+    manifest.tsv       video<TAB>feature for the same videos
+    failed.list        video<TAB>reason for every video whose last extraction failed
 
-Re-running skips videos whose feature file exists with the expected shape and dtype (``overwrite``
-redoes them). Every file is written under a temporary name and renamed, so a killed run leaves no
-truncated output. Videos are decoded in worker processes (only the sampled frames are kept, resized and
+Re-running skips a video only when its feature file is complete and its provenance matches this run in
+every field (``overwrite`` redoes them all). Every file is written under a temporary name and renamed, so
+a killed run leaves no truncated output. The three lists are merged under a file lock, so extractors
+with different lists can share one save_dir. Videos are decoded in worker processes (only the sampled frames are kept, resized and
 cropped as uint8; one thread each, at the lowest CPU priority, so that they take the cycles the network
 leaves instead of slowing it) while the backbone runs in Paddle Inference in the main process; frames
 of consecutive videos share batches. Processes, not threads: the predictor holds the GIL while it runs,
@@ -23,6 +27,9 @@ and a decoder that crashes on a broken file takes down only its worker (the vide
 goes on).
 """
 import collections
+import contextlib
+import hashlib
+import json
 import logging
 import multiprocessing
 import os
@@ -30,16 +37,22 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; concurrent extractors into one folder are unsupported there
+    fcntl = None
+
 import numpy as np
 import paddle
 from tqdm import tqdm
 
+from . import __version__
 from . import distributed as dist
 from . import weights
-from .errors import UserError
+from .errors import RunError, UserError
 from .inference import InferenceEngine
 from .models.tsn import FEATURE_DIM, TSN
-from .readers.lists import read_lines, unique_stems
+from .readers.lists import read_lines
 from .readers.video_reader import crop_normalize, decode_cropped, init_decode_worker
 
 log = logging.getLogger(__name__)
@@ -78,8 +91,10 @@ def extract(cfg, weights_path, list_path, save_dir, overwrite=False, use_gpu=Fal
             batch_size=8, num_workers=2):
     """``tsn_extractor.py``: extract every video of ``list_path``. Returns the exit code (1 if any failed).
 
-    Under ``paddle.distributed.launch`` (one process per GPU, or several nodes) each process takes every
-    world_size-th video still to do; rank 0 writes the lists once all are done.
+    Under ``paddle.distributed.launch`` (one process per GPU, or several nodes) the list is split
+    between the processes first (every world_size-th video), then each skips what is already done;
+    rank 0 writes the lists once all are done. ``save_dir`` must then be on a filesystem every process
+    sees.
     """
     if use_gpu and not paddle.is_compiled_with_cuda():
         log.warning("use_gpu is set but this Paddle has no CUDA: running on CPU")
@@ -89,13 +104,25 @@ def extract(cfg, weights_path, list_path, save_dir, overwrite=False, use_gpu=Fal
     seg_num = int(cfg["INFER"]["seg_num"])
     short_size, target = int(cfg["INFER"]["short_size"]), int(cfg["INFER"]["target_size"])
     videos = read_video_list(list_path)
+    weights.resolve(weights_path)  # a missing file is refused before anything starts
     os.makedirs(save_dir, exist_ok=True)
-    stems = unique_stems(videos)
-    outputs = {v: os.path.join(save_dir, stems[v] + ".npy") for v in videos}
-    todo = [v for v in videos if overwrite or not feature_ok(outputs[v], seg_num)]
-    log.info("%d video(s) in %s: %d to extract, %d already done", len(videos), list_path, len(todo),
-             len(videos) - len(todo))
-    todo = todo[rank::world]
+    outputs = {v: os.path.join(save_dir, feature_name(v) + ".npy") for v in videos}
+    shared = run_settings(cfg, weights_path, precision)
+    mine = list(dict((outputs[v], v) for v in reversed(videos)).values())[::-1]  # one video per output
+    mine = mine[rank::world]  # split first, then filter: every rank sees the same split
+    provenance = {v: video_provenance(v, shared) for v in mine}
+    todo, stale = [], collections.Counter()
+    for v in mine:
+        fresh, differ = up_to_date(outputs[v], provenance[v], seg_num)
+        if overwrite or not fresh:
+            todo.append(v)
+            stale.update(differ)
+    log.info("%d video(s) in %s%s: %d to extract, %d already done", len(videos), list_path,
+             f" ({len(mine)} for this process of {world})" if world > 1 else "", len(todo),
+             len(mine) - len(todo))
+    if stale and not overwrite:
+        log.info("extracting again videos whose features in %s were made otherwise: %s", save_dir,
+                 ", ".join(f"{n} with another {k}" for k, n in stale.most_common()))
     failed = {}
     try:
         if todo:
@@ -103,23 +130,86 @@ def extract(cfg, weights_path, list_path, save_dir, overwrite=False, use_gpu=Fal
             with _DecodeQueue(todo, (decode_cropped, seg_num, short_size, target), num_workers) as decoded:
                 engine = build_engine(cfg, weights_path, precision, use_gpu, batch_size,
                                       paddle.distributed.ParallelEnv().device_id if use_gpu else 0)
-                _run(engine, decoded, len(todo), outputs, failed, seg_num, target)
+                _run(engine, decoded, len(todo), outputs, provenance, failed, seg_num, target)
     except BaseException:
         if world == 1:  # interrupted: list what is complete (with several processes, the rerun will)
-            _write_lists(save_dir, videos, outputs, failed, seg_num)
+            _write_lists(save_dir, videos, outputs, failed, _complete(videos, outputs, shared, seg_num))
         raise
-    for part in dist.gather(failed):
-        failed.update(part)
+    reports = dist.gather((rank, [v for v in mine if v not in failed], failed))
     if dist.is_main():
-        _write_lists(save_dir, videos, outputs, failed, seg_num)
-    return 1 if failed else 0
+        done = _complete(videos, outputs, shared, seg_num)
+        for other, finished, their_failed in reports:
+            failed.update(their_failed)
+            unseen = [v for v in finished if v not in done]
+            if unseen:
+                raise RunError(f"rank 0 cannot see the features rank {other} wrote for {len(unseen)} "
+                               f"video(s) (e.g. {outputs.get(unseen[0], unseen[0])}): with several nodes, save_dir must be "
+                               f"on a filesystem they all share; features.list was not written")
+        _write_lists(save_dir, videos, outputs, failed, done)
+    dist.barrier()  # the other ranks end after rank 0 has written everything; rank 0 carries the exit code
+    return 1 if failed and dist.is_main() else 0
+
+
+def feature_name(video):
+    """``<stem>_<8 hex digits of sha1(real path)>``: the same video always maps to the same file, and
+    different videos (e.g. ``a/clip.mp4`` and ``b/clip.mp4``, in one list or across runs) never share one."""
+    stem = os.path.splitext(os.path.basename(video))[0]
+    digest = hashlib.sha1(os.path.realpath(video).encode("utf-8", "surrogateescape")).hexdigest()
+    return f"{stem}_{digest[:8]}"
+
+
+def run_settings(cfg, weights_path, precision):
+    """What every feature of this run depends on besides its video (recorded beside each feature file)."""
+    digest = hashlib.sha256()
+    with open(weights.resolve(weights_path), "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"weights_sha256": digest.hexdigest(), "precision": precision,
+            "seg_num": int(cfg["INFER"]["seg_num"]), "short_size": int(cfg["INFER"]["short_size"]),
+            "target_size": int(cfg["INFER"]["target_size"]), "videotag": __version__}
+
+
+def video_provenance(video, settings):
+    """The provenance record of ``video``'s features: path as listed, real path, size, mtime, settings."""
+    try:
+        st = os.stat(video)
+    except OSError:
+        return None  # decoding will report it
+    return {"video": video, "real_path": os.path.realpath(video), "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns, **settings}
+
+
+def provenance_path(feature):
+    """``x_1f3a9c2e.npy -> x_1f3a9c2e.json``: the provenance record beside a feature file."""
+    return os.path.splitext(feature)[0] + ".json"
+
+
+def up_to_date(feature, expected, seg_num):
+    """``(True, [])`` when ``feature`` is complete and its provenance record matches ``expected`` (all but
+    the path as listed); else ``(False, [what differs])``."""
+    if expected is None or not feature_ok(feature, seg_num):
+        return False, []
+    try:
+        with open(provenance_path(feature), encoding="utf-8") as f:
+            recorded = json.load(f)
+    except (OSError, ValueError):
+        return False, ["provenance (none recorded)"]
+    if not isinstance(recorded, dict):
+        return False, ["provenance (unreadable)"]
+    differ = [k for k in expected if k != "video" and recorded.get(k) != expected[k]]
+    return not differ, differ
+
+
+def _complete(videos, outputs, settings, seg_num):
+    """The videos of ``videos`` whose features in save_dir are complete and match this run."""
+    return {v for v in videos if up_to_date(outputs[v], video_provenance(v, settings), seg_num)[0]}
 
 
 class _Video:
     """A video whose frames are in flight: features [seg_num, 2048] filled batch by batch."""
 
-    def __init__(self, path, output, seg_num):
-        self.path, self.output = path, output
+    def __init__(self, path, output, provenance, seg_num):
+        self.path, self.output, self.provenance = path, output, provenance
         self.features = np.empty((seg_num, FEATURE_DIM), np.float32)
         self.missing = seg_num
 
@@ -206,7 +296,7 @@ def _reason(error):
     return text if isinstance(error, (ValueError, OSError)) and text else f"{type(error).__name__}: {text}"
 
 
-def _run(engine, decoded, total, outputs, failed, seg_num, target):
+def _run(engine, decoded, total, outputs, provenance, failed, seg_num, target):
     """Run the network over the frames of ``decoded`` (a ``_DecodeQueue``), frames of consecutive videos
     sharing batches; save each video's features as soon as they are complete."""
     batch_size = engine.batch_size
@@ -227,7 +317,7 @@ def _run(engine, decoded, total, outputs, failed, seg_num, target):
             row += count
             video.missing -= count
             if video.missing == 0:
-                _save(video.output, video.features)
+                _save(video)
                 progress.update(1)
         frames_done += fill
         progress.set_postfix(frames_per_s=f"{frames_done / (time.time() - start):.1f}")
@@ -241,7 +331,7 @@ def _run(engine, decoded, total, outputs, failed, seg_num, target):
                 failed[path] = reason
                 progress.update(1)
                 continue
-            video = _Video(path, outputs[path], seg_num)
+            video = _Video(path, outputs[path], provenance[path], seg_num)
             k = 0
             while k < seg_num:
                 count = min(batch_size - fill, seg_num - k)
@@ -260,20 +350,69 @@ def _run(engine, decoded, total, outputs, failed, seg_num, target):
              frames_done / max(elapsed, 1e-9))
 
 
-def _save(path, features):
-    weights.atomic_write(path, lambda f: np.save(f, features))
+def _save(video):
+    """The features, then their provenance record: a feature file without a matching record (e.g. killed
+    in between) is extracted again on resume, never trusted."""
+    record = provenance_path(video.output)
+    if os.path.exists(record):
+        os.remove(record)
+    weights.atomic_write(video.output, lambda f: np.save(f, video.features))
+    weights.write_text(record, json.dumps(video.provenance, ensure_ascii=False, indent=1) + "\n")
 
 
-def _write_lists(save_dir, videos, outputs, failed, seg_num):
-    done = [v for v in videos if v not in failed and feature_ok(outputs[v], seg_num)]
+def _write_lists(save_dir, videos, outputs, failed, done):
+    """Update ``features.list``, ``manifest.tsv`` and ``failed.list`` of ``save_dir`` with this run's videos.
 
-    def write(name, lines):
-        weights.write_text(os.path.join(save_dir, name), "".join(lines))
+    The lists index the whole ``save_dir``: rows of videos of other lists (another extractor writing
+    into the same folder, before or at the same time) are kept, under a file lock, as long as their
+    feature file exists. This run's videos are listed in list order after them.
+    """
+    with _locked(os.path.join(save_dir, ".videotag.lock")):
+        manifest = {}  # video -> feature, in file order
+        for row in _read_rows(os.path.join(save_dir, "manifest.tsv")):
+            if len(row) == 2 and row[0] not in outputs and os.path.isfile(row[1]):
+                manifest[row[0]] = row[1]
+        old_failed = {row[0]: row[1] for row in _read_rows(os.path.join(save_dir, "failed.list"))
+                      if len(row) == 2 and row[0] not in outputs}
+        listed = set(manifest.values())
+        for v in videos:
+            if v in done and v not in failed and outputs[v] not in listed:
+                manifest[v] = outputs[v]
+                listed.add(outputs[v])
+        failures = {**old_failed, **failed}
 
-    write("features.list", (outputs[v] + "\n" for v in done))
-    write("manifest.tsv", (f"{v}\t{outputs[v]}\n" for v in done))
-    write("failed.list", (f"{v}\t{r}\n" for v, r in failed.items()))
-    log.info("%d feature file(s) listed in %s; %d failed", len(done), os.path.join(save_dir, "features.list"),
-             len(failed))
+        def write(name, lines):
+            weights.write_text(os.path.join(save_dir, name), "".join(lines))
+
+        write("features.list", (f + "\n" for f in manifest.values()))
+        write("manifest.tsv", (f"{v}\t{f}\n" for v, f in manifest.items()))
+        write("failed.list", (f"{v}\t{r}\n" for v, r in failures.items()))
+    mine = sum(1 for v in videos if v in done and v not in failed)
+    others = len(manifest) - sum(1 for v in videos if v in manifest)
+    log.info("%d feature file(s) of this list listed in %s%s; %d failed", mine,
+             os.path.join(save_dir, "features.list"),
+             f" (and {others} of other lists extracted into the same folder)" if others else "", len(failed))
     if failed:
         log.warning("%d video(s) could not be read: see %s", len(failed), os.path.join(save_dir, "failed.list"))
+
+
+def _read_rows(path):
+    """The tab-separated rows of one of the lists (none if it does not exist)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [line.rstrip("\n").split("\t") for line in f if line.strip()]
+    except (OSError, UnicodeDecodeError):
+        return []
+
+
+@contextlib.contextmanager
+def _locked(path):
+    """An exclusive lock on ``path`` (created if needed) between processes, where the OS offers one."""
+    with open(path, "a") as f:
+        if fcntl is not None:
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(f, fcntl.LOCK_UN)

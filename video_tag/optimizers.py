@@ -32,20 +32,20 @@ def attention_lstm_optimizer(parameters, train_cfg, steps_per_epoch, num_samples
     return optimizer, schedule
 
 
-def tsn_optimizer(parameters, train_cfg, steps_per_epoch, num_samples):
+def tsn_optimizer(parameters, train_cfg, steps_per_epoch, num_samples=None):
     """Momentum with L2 decay ``l2_weight_decay``; lr x ``learning_rate_decay`` at epoch/3 and 2*epoch/3.
 
     As the original computes them: ``step = int(num_samples / TRAIN.batch_size + 1)`` steps per epoch
-    (``num_samples``: the videos of the training list; batch_size: the total over all processes), float
-    boundaries ``[epoch / 3 * step, epoch * 2 / 3 * step]``. E.g. 100 videos, batch 32, 45 epochs:
-    step 4, boundaries [60.0, 120.0]; 10 videos, batch 8, 1 epoch: step 2, boundaries [0.667, 1.333]
-    (step 0 runs at the full rate). ``steps_per_epoch`` (the sampler's) is not used.
-    Returns ``(optimizer, lr_scheduler)``.
+    (``num_samples``: the videos of the training list, as the trainer passes them; batch_size: the total
+    over all processes; without ``num_samples``, ``step = steps_per_epoch``), float boundaries
+    ``[epoch / 3 * step, epoch * 2 / 3 * step]``. E.g. 100 videos, batch 32, 45 epochs: step 4,
+    boundaries [60.0, 120.0]; 10 videos, batch 8, 1 epoch: step 2, boundaries [0.667, 1.333] (step 0
+    runs at the full rate). Returns ``(optimizer, lr_scheduler)``.
     """
     lr = float(train_cfg["learning_rate"])
     gamma = float(train_cfg.get("learning_rate_decay", 0.1))
     epochs = float(train_cfg["epoch"])
-    step = int(num_samples / int(train_cfg["batch_size"]) + 1)
+    step = steps_per_epoch if num_samples is None else int(num_samples / int(train_cfg["batch_size"]) + 1)
     boundaries = [epochs / 3 * step, epochs * 2 / 3 * step]
     schedule = paddle.optimizer.lr.PiecewiseDecay(boundaries, [lr, lr * gamma, lr * gamma ** 2])
     optimizer = paddle.optimizer.Momentum(

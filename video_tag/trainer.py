@@ -13,6 +13,7 @@ import logging
 import os
 import pickle
 import random
+import re
 
 import numpy as np
 import paddle
@@ -39,17 +40,53 @@ def train_worker(*args):
     train(*args)
 
 
-def check_inputs(model_name, cfg, pretrain=None, resume=None):
-    """The up-front checks of ``train`` (lists, files, labels, weights), for a parent about to spawn."""
+def check_inputs(model_name, cfg, save_dir, pretrain=None, resume=None, overwrite=False):
+    """The up-front checks of ``train`` (lists, files, labels, weights, save_dir), for a parent about to spawn."""
+    check_start(model_name, save_dir, pretrain, resume, overwrite)
     READERS[model_name](cfg["TRAIN"]["filelist"], "train", cfg)
     for path in (pretrain, resume):
         if path:
             weights.resolve(path)
 
 
+# What a training run writes into save_dir (see the module docstring).
+_RUN_FILES = re.compile(r"(\w+_epoch\d+\.(pdparams|pdopt)|\w+_best\.pdparams|valid_metrics\.jsonl)$")
+
+
+def check_start(model_name, save_dir, pretrain=None, resume=None, overwrite=False):
+    """Refuse to start a fresh run over another run's checkpoints (unless ``overwrite``), and
+    ``pretrain`` with ``resume``."""
+    if pretrain and resume:
+        raise UserError("--pretrain and --resume exclude each other: --resume continues a run of this "
+                        "toolkit (weights and optimizer state), --pretrain starts a new one from weights")
+    if resume or overwrite or not os.path.isdir(save_dir):
+        return
+    found = sorted(n for n in os.listdir(save_dir)
+                   if _RUN_FILES.fullmatch(n) or n == f"{model_name}{weights.SUFFIX}")
+    if found:
+        raise UserError(f"{save_dir} holds another run's checkpoints ({found[0]}, ...): continue it with "
+                        f"--resume {os.path.join(save_dir, found[0].split('.')[0])}, replace it with "
+                        f"--overwrite, or pick another --save_dir")
+
+
+def _clear_run_files(model_name, save_dir):
+    """``--overwrite``: remove the checkpoints of an earlier run, so none is mistaken for this run's."""
+    if not os.path.isdir(save_dir):
+        return
+    for name in sorted(os.listdir(save_dir)):
+        if _RUN_FILES.fullmatch(name) or name == f"{model_name}{weights.SUFFIX}":
+            os.remove(os.path.join(save_dir, name))
+            log.info("--overwrite: removed %s", os.path.join(save_dir, name))
+
+
 def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, valid_interval=1,
-          fix_random_seed=False, use_gpu=False):
-    """Train ``model_name`` as configured by ``cfg`` (see config.py). Returns the last validation metrics."""
+          fix_random_seed=False, use_gpu=False, overwrite=False):
+    """Train ``model_name`` as configured by ``cfg`` (see config.py). Returns the last validation metrics.
+
+    A fresh run (no ``resume``) refuses a ``save_dir`` that holds another run's checkpoints unless
+    ``overwrite``, which removes them first.
+    """
+    check_start(model_name, save_dir, pretrain, resume, overwrite)
     dist.init(use_gpu)
     reuse_freed_memory()
     world, rank = dist.world_size(), dist.rank()
@@ -76,7 +113,7 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
     if fix_random_seed:
         paddle.seed(0)  # the same initial weights on every rank and every run
     model = build_model(model_name, cfg)
-    if pretrain and not resume:
+    if pretrain:
         weights.load_pretrain(model, pretrain)
     optimizer, schedule = OPTIMIZERS[model_name](model.parameters(), train_cfg, steps_per_epoch, len(reader))
     start_epoch = 0
@@ -87,10 +124,36 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
     loss_fn = LOSSES[model_name]
     main_figure = METRICS[model_name](cfg).main
     log_interval = max(1, int(train_cfg["log_interval"]))
-    best, last_metrics = None, None
+    best, last_metrics, recorded = None, None, set()
     if dist.is_main():
+        if overwrite and not resume:
+            _clear_run_files(model_name, save_dir)
         os.makedirs(save_dir, exist_ok=True)
-        best = _restart_history(save_dir, main_figure, start_epoch - 1 if resume else None)
+        best, recorded = _restart_history(save_dir, main_figure, start_epoch - 1 if resume else None)
+
+    def due(epoch):
+        return valid_reader is not None and valid_interval > 0 and ((epoch + 1) % valid_interval == 0
+                                                                    or epoch == epochs - 1)
+
+    def validate_epoch(epoch):
+        nonlocal best, last_metrics
+        last_metrics = validate(model_name, model, valid_reader, cfg)
+        if dist.is_main():
+            log.info("validation after epoch %d: %s", epoch,
+                     " ".join(f"{k}={v:.5f}" if isinstance(v, float) else f"{k}={v}"
+                              for k, v in last_metrics.items()))
+            score = last_metrics[main_figure]
+            if best is None or score > best:
+                best = score
+                weights.write_state(weights.model_state(model),
+                                    os.path.join(save_dir, f"{model_name}_best.pdparams"))
+                log.info("new best %s=%.5f: saved %s_best.pdparams", main_figure, score, model_name)
+            _append_jsonl(os.path.join(save_dir, "valid_metrics.jsonl"), {"epoch": epoch, **last_metrics})
+
+    # A run killed between an epoch's checkpoint and its validation: validate that epoch now (rank 0 knows).
+    if resume and due(start_epoch - 1) and dist.gather(start_epoch - 1 not in recorded)[0]:
+        log.info("epoch %d was not validated before the run stopped: validating it now", start_epoch - 1)
+        validate_epoch(start_epoch - 1)
     log.info("training %s on %d sample(s), %d process(es), batch %d per process, %d step(s) per epoch, "
              "epochs %d..%d", model_name, len(reader), world, batch_size, steps_per_epoch, start_epoch,
              epochs - 1)
@@ -103,49 +166,36 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
             random.seed(epoch)
         net.train()
         sampler.set_epoch(epoch)
-        progress = tqdm(total=steps_per_epoch, desc=f"epoch {epoch}", disable=not dist.is_main(),
-                        dynamic_ncols=True)
-        batches = iterate_batches(reader, sampler, int(train_cfg["num_workers"]), refill=True)
-        for step, batch in enumerate(batches):
-            check_finite_inputs(batch, reader, epoch, step)
-            logits = net(*[paddle.to_tensor(x) for x in batch["inputs"]])
-            labels = paddle.to_tensor(batch["labels"])
-            loss, per_video = loss_fn(logits, labels, world)
-            if not bool(paddle.isfinite(loss)):  # before the update: the weights stay finite
-                raise RunError(f"training stopped: the loss is {float(loss)} at epoch {epoch} step {step} "
-                               f"(lower TRAIN.learning_rate?); the batch: {_files(reader, batch['index'])}")
-            lr = schedule.get_lr()
-            loss.backward()
-            optimizer.step()
-            optimizer.clear_grad()
-            schedule.step()
-            progress.update(1)
-            if step % log_interval == 0 and dist.is_main():
-                figures = METRICS[model_name](cfg)
-                figures.update(PROBABILITIES[model_name](logits).numpy(), batch["labels"])
-                text = " ".join(f"{k}={v:.5f}" for k, v in figures.compute().items() if isinstance(v, float))
-                progress.write(f"epoch {epoch} step {step}/{steps_per_epoch} lr={lr:.3g} "
-                               f"loss={float(per_video.mean()):.5f} {text}")
-        progress.close()
+        with tqdm(total=steps_per_epoch, desc=f"epoch {epoch}", disable=not dist.is_main(),
+                  dynamic_ncols=True) as progress:
+            batches = iterate_batches(reader, sampler, int(train_cfg["num_workers"]), refill=True)
+            for step, batch in enumerate(batches):
+                check_finite_inputs(batch, reader, epoch, step)
+                logits = net(*[paddle.to_tensor(x) for x in batch["inputs"]])
+                labels = paddle.to_tensor(batch["labels"])
+                loss, per_video = loss_fn(logits, labels, world)
+                if not bool(paddle.isfinite(loss)):  # before the update: the weights stay finite
+                    raise RunError(f"training stopped: the loss is {float(loss)} at epoch {epoch} step {step} "
+                                   f"(lower TRAIN.learning_rate?); the batch: {_files(reader, batch['index'])}")
+                lr = schedule.get_lr()
+                loss.backward()
+                optimizer.step()
+                optimizer.clear_grad()
+                schedule.step()
+                progress.update(1)
+                if step % log_interval == 0 and dist.is_main():
+                    figures = METRICS[model_name](cfg)
+                    figures.update(PROBABILITIES[model_name](logits).numpy(), batch["labels"])
+                    text = " ".join(f"{k}={v:.5f}" for k, v in figures.compute().items() if isinstance(v, float))
+                    progress.write(f"epoch {epoch} step {step}/{steps_per_epoch} lr={lr:.3g} "
+                                   f"loss={float(per_video.mean()):.5f} {text}")
 
         if dist.is_main():
             prefix = os.path.join(save_dir, f"{model_name}_epoch{epoch}")
             _save_checkpoint(model, optimizer, epoch, prefix)
             log.info("saved %s.pdparams", prefix)
-        if valid_reader is not None and valid_interval > 0 and ((epoch + 1) % valid_interval == 0
-                                                                or epoch == epochs - 1):
-            last_metrics = validate(model_name, model, valid_reader, cfg)
-            if dist.is_main():
-                _append_jsonl(os.path.join(save_dir, "valid_metrics.jsonl"), {"epoch": epoch, **last_metrics})
-                log.info("validation after epoch %d: %s", epoch,
-                         " ".join(f"{k}={v:.5f}" if isinstance(v, float) else f"{k}={v}"
-                                  for k, v in last_metrics.items()))
-                score = last_metrics[main_figure]
-                if best is None or score > best:
-                    best = score
-                    weights.write_state(weights.model_state(model),
-                                        os.path.join(save_dir, f"{model_name}_best.pdparams"))
-                    log.info("new best %s=%.5f: saved %s_best.pdparams", main_figure, score, model_name)
+        if due(epoch):
+            validate_epoch(epoch)
         dist.barrier()
 
     if dist.is_main():
@@ -222,18 +272,32 @@ def _rename(key, renames):
 
 
 def _restart_history(save_dir, key, resumed_epoch):
-    """Keep the validation lines of epochs up to ``resumed_epoch`` (none for a fresh run); return their best."""
+    """Keep the validation lines of epochs up to ``resumed_epoch`` (none for a fresh run).
+
+    Returns ``(best figure among them or None, set of their epochs)``.
+    """
     path = os.path.join(save_dir, "valid_metrics.jsonl")
     records = []
     if resumed_epoch is not None and os.path.isfile(path):
         with open(path, encoding="utf-8") as f:
-            records = [json.loads(line) for line in f if line.strip()]
+            records = [_json_or_none(line) for line in f if line.strip()]
+        records = [r for r in records if isinstance(r, dict)]  # a line torn by a killed run is dropped
         records = [r for r in records if r.get("epoch", 1 << 30) <= resumed_epoch]
     weights.write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     scores = [r[key] for r in records if isinstance(r.get(key), (int, float))]
-    return max(scores) if scores else None
+    return (max(scores) if scores else None), {r.get("epoch") for r in records}
+
+
+def _json_or_none(line):
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
 
 
 def _append_jsonl(path, record):
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    except OSError as e:
+        raise RunError(f"cannot write {path}: {e.strerror or e}") from None

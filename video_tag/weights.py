@@ -12,7 +12,7 @@ import pickle
 
 import numpy as np
 
-from .errors import UserError
+from .errors import RunError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -244,16 +244,21 @@ def write_state(state, path):
 
 
 def atomic_write(path, write):
-    """Call ``write(binary_file)`` on a temporary file beside ``path``, then rename it into place."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
+    """Call ``write(binary_file)`` on a temporary file beside ``path``, then rename it into place.
+
+    An ``OSError`` (a full disk, no permission) leaves no file behind and becomes a ``RunError`` naming
+    ``path``.
+    """
     tmp = f"{path}.tmp{os.getpid()}"
     try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with open(tmp, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        raise RunError(f"cannot write {path}: {e.strerror or e}") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

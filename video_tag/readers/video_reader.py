@@ -20,6 +20,7 @@ import builtins
 import functools
 import hashlib
 import os
+import signal
 import threading
 from dataclasses import dataclass
 
@@ -235,8 +236,10 @@ def init_decode_worker():
     speed while it runs (measured: 12.6 -> 6.4 frames/s with one busy decoder on 2 cores; 11.7 at
     nice 19). At low priority the decoders take the cycles the network leaves: when the network waits
     for frames, its threads sleep and the decoders get the cores. Lives here, not in the extractor, so
-    that a worker never imports Paddle.
+    that a worker never imports Paddle. Ctrl-C is left to the main process, which stops the workers
+    (instead of every worker printing its own traceback).
     """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(1)
     try:
         os.nice(19)

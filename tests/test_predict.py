@@ -1,0 +1,183 @@
+"""predict.py streams its predictions and resumes after a kill; multi-process eval/predict equal one process."""
+import errno
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import NUM_CLASSES, ROOT
+from video_tag import predict as predict_module
+from video_tag import weights
+from video_tag.config import load_config
+from video_tag.errors import RunError
+from video_tag.models import build_model
+from video_tag.readers.lists import split_labels
+
+
+@pytest.fixture
+def setup(tiny_config, tmp_path):
+    cfg = load_config(tiny_config)
+    model = build_model("AttentionLSTM", cfg)
+    weights.write_state(weights.model_state(model), str(tmp_path / "w.pdparams"))
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"类别 {i}\n" for i in range(NUM_CLASSES)), encoding="utf-8")
+    # 13 videos, one missing in the middle, one listed twice
+    lines = open(cfg["INFER"]["filelist"], encoding="utf-8").read().splitlines()
+    lines = lines[:4] + [str(tmp_path / "gone.npy")] + lines[4:] + lines[:2]
+    listing = tmp_path / "infer.list"
+    listing.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return cfg, str(tmp_path / "w.pdparams"), str(listing), str(labels), lines
+
+
+def run(setup, save_dir, **kw):
+    cfg, weights_path, listing, labels, _ = setup
+    return predict_module.predict("AttentionLSTM", cfg, weights_path, listing, labels, str(save_dir), **kw)
+
+
+def test_killed_run_resumes_to_the_same_output(setup, tmp_path, monkeypatch):
+    assert run(setup, tmp_path / "full") == 1  # the missing file
+    full = (tmp_path / "full" / "predictions.jsonl").read_bytes()
+    videos = [json.loads(line)["video"] for line in full.decode("utf-8").splitlines()]
+    assert videos == [split_labels(v)[0] for v in setup[4] if not v.endswith("gone.npy")]
+    assert not [n for n in os.listdir(tmp_path / "full") if "partial" in n]
+
+    # A run "killed" after 5 complete lines and half of the 6th (SIGKILL leaves at most a torn last line).
+    real_append, count = predict_module._append, [0]
+
+    def append_then_die(f, path, data):
+        count[0] += 1
+        if count[0] == 6:
+            f.write(data[:len(data) // 2])
+            f.flush()
+            raise KeyboardInterrupt
+        real_append(f, path, data)
+
+    monkeypatch.setattr(predict_module, "_append", append_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run(setup, tmp_path / "cut")
+    assert not (tmp_path / "cut" / "predictions.jsonl").exists()
+    monkeypatch.setattr(predict_module, "_append", real_append)
+    count[0] = 0
+    monkeypatch.setattr(predict_module, "_append", lambda f, p, d: (count.__setitem__(0, count[0] + 1),
+                                                                   real_append(f, p, d)))
+    assert run(setup, tmp_path / "cut") == 1
+    assert count[0] == len(videos) - 5  # only the videos after the 5 complete lines were predicted again
+    assert (tmp_path / "cut" / "predictions.jsonl").read_bytes() == full
+    assert not [n for n in os.listdir(tmp_path / "cut") if "partial" in n]
+    assert (tmp_path / "cut" / "failed.list").read_text(encoding="utf-8").startswith(str(tmp_path / "gone.npy"))
+
+
+def test_partial_files_of_other_inputs_or_overwrite_start_over(setup, tmp_path, monkeypatch):
+    real_append, count = predict_module._append, [0]
+
+    def counting(f, path, data):
+        count[0] += 1
+        if count[0] == 4:
+            raise KeyboardInterrupt
+        real_append(f, path, data)
+
+    monkeypatch.setattr(predict_module, "_append", counting)
+    with pytest.raises(KeyboardInterrupt):
+        run(setup, tmp_path / "out", topk=2)
+    count[0] = -100
+    assert run(setup, tmp_path / "out", topk=3) == 1  # other topk: nothing reused
+    assert count[0] == -100 + 12
+    with pytest.raises(KeyboardInterrupt):
+        count[0] = 0
+        run(setup, tmp_path / "out", topk=3)
+    count[0] = -100
+    assert run(setup, tmp_path / "out", topk=3, overwrite=True) == 1
+    assert count[0] == -100 + 12
+    lines = (tmp_path / "out" / "predictions.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 12 and all(len(json.loads(line)["tags"]) == 3 for line in lines)
+
+
+def test_disk_full_while_predicting(setup, tmp_path, monkeypatch):
+    class Full:
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    real_append = predict_module._append
+    monkeypatch.setattr(predict_module, "_append", lambda f, path, data: real_append(Full(), path, data))
+    with pytest.raises(RunError, match=r"cannot write .*predictions\.jsonl\.partial\.0\.\S+: No space left"):
+        run(setup, tmp_path / "out")
+    assert not (tmp_path / "out" / "predictions.jsonl").exists()
+    monkeypatch.setattr(predict_module, "_append", real_append)
+    assert run(setup, tmp_path / "out") == 1
+    assert len((tmp_path / "out" / "predictions.jsonl").read_text(encoding="utf-8").splitlines()) == 12
+
+
+def launch(tmp_path, script, *args, env=None):
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT, **(env or {})}
+    result = subprocess.run([sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
+                             "--log_dir", str(tmp_path / "log"), os.path.join(ROOT, script), *args],
+                            env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            timeout=300)
+    logs = [(tmp_path / "log" / f"workerlog.{r}").read_text(encoding="utf-8") for r in (0, 1)]
+    return result, logs
+
+
+def test_two_processes_split_eval_and_predict(setup, tiny_config, tmp_path):
+    from conftest import run_script
+    cfg, weights_path, listing, labels, lines = setup
+    common = ["--model_name=AttentionLSTM", "--use_gpu=False", f"--config={tiny_config}",
+              f"--weights={weights_path}"]
+    single = run_script("predict.py", *common, f"--filelist={listing}", f"--label_file={labels}",
+                        f"--save_dir={tmp_path}/p1", "--topk=5")
+    assert single.returncode == 1, single.stdout
+    result, logs = launch(tmp_path, "predict.py", *common, f"--filelist={listing}", f"--label_file={labels}",
+                          f"--save_dir={tmp_path}/p2", "--topk=5")
+    assert result.returncode == 1, result.stdout + "".join(logs)  # rank 0 carries the exit code
+    one = [json.loads(line) for line in open(tmp_path / "p1" / "predictions.jsonl", encoding="utf-8")]
+    two = [json.loads(line) for line in open(tmp_path / "p2" / "predictions.jsonl", encoding="utf-8")]
+    assert [r["video"] for r in two] == [r["video"] for r in one]
+    for a, b in zip(one, two):
+        assert [t["class_id"] for t in a["tags"]] == [t["class_id"] for t in b["tags"]]
+        np.testing.assert_allclose([t["probability"] for t in b["tags"]],
+                                   [t["probability"] for t in a["tags"]], atol=1e-6)
+    assert (tmp_path / "p2" / "failed.list").read_text() == (tmp_path / "p1" / "failed.list").read_text()
+    assert "类别" not in logs[1] and "类别" in logs[0]  # rank 0 alone prints tags
+    # each rank read its own half: rank 1 reports only the missing file of its half (list line 5 is rank 0's)
+    assert "gone.npy" in logs[0] and "gone.npy" not in logs[1]
+
+    test_list = cfg["TEST"]["filelist"]
+    single = run_script("eval.py", *common, f"--filelist={test_list}", f"--save_dir={tmp_path}/e1")
+    assert single.returncode == 0, single.stdout
+    result, logs = launch(tmp_path, "eval.py", *common, f"--filelist={test_list}", f"--save_dir={tmp_path}/e2")
+    assert result.returncode == 0, result.stdout + "".join(logs)
+    a = json.load(open(tmp_path / "e1" / "metrics.json"))
+    b = json.load(open(tmp_path / "e2" / "metrics.json"))
+    assert a["num_videos"] == b["num_videos"] == 10
+    for key in ("gap", "hit_at_one", "perr", "loss"):
+        assert b[key] == pytest.approx(a[key], abs=1e-6), key
+    assert "GAP" in logs[0] and "GAP" not in logs[1]
+
+
+def test_a_failing_rank_ends_the_launch_with_one_line(setup, tiny_config, tmp_path):
+    cfg, weights_path, listing, labels, lines = setup
+    # Rank 1 finds its disk full when it starts writing; rank 0 would wait for it in a collective.
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import os\n"
+        "if os.environ.get('PADDLE_TRAINER_ID') == '1':\n"
+        "    import errno, video_tag.predict as p\n"
+        "    def full(path, inputs):\n"
+        "        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))\n"
+        "    p._new_partial = lambda path, inputs: p._append(type('F', (), {'write': lambda s, d: full(0, 0)})(),"
+        " path, b'x')\n", encoding="utf-8")
+    import time
+    start = time.time()
+    result, logs = launch(tmp_path, "predict.py", "--model_name=AttentionLSTM", "--use_gpu=False",
+                          f"--config={tiny_config}", f"--weights={weights_path}", f"--filelist={listing}",
+                          f"--label_file={labels}", f"--save_dir={tmp_path}/out",
+                          env={"PYTHONPATH": f"{hook}{os.pathsep}{ROOT}"})
+    assert result.returncode != 0 and time.time() - start < 90
+    last = [line for line in logs[1].splitlines() if line.startswith("error:")]
+    assert last == [f"error: rank 1 of 2: cannot write {tmp_path}/out/predictions.jsonl.partial.1."
+                    + last[0].rsplit("partial.1.", 1)[1]] and "No space left" in last[0]
+    assert not (tmp_path / "out" / "predictions.jsonl").exists()
