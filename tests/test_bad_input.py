@@ -385,3 +385,15 @@ def test_diverging_loss_stops_training_naming_the_batch(setup):
     message = str(e.value)
     assert "the loss is" in message and "epoch 0" in message and "\n" not in message, message
     assert message.count("(list line") == 8   # TRAIN.batch_size: every file of the batch
+
+
+def test_nan_features_through_train_py_one_line_exit_3(setup, monkeypatch, capsys):
+    bad = split_labels(setup.lines("TRAIN")[0])[0]
+    x = np.load(bad)
+    x[0, 0] = np.nan
+    np.save(bad, x)
+    code, err = run_in_process("train.py", *ARGS, f"--config={setup.config}", f"--save_dir={setup.out}",
+                               "--epoch=1", monkeypatch=monkeypatch, capsys=capsys)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 3 and len(errors) == 1 and "Traceback" not in err, err
+    assert f"{bad} (list line 1)" in errors[0] and "NaN or Inf" in errors[0], errors[0]
