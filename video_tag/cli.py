@@ -5,7 +5,7 @@ import os
 import sys
 import traceback
 
-from .config import load_config
+from .config import load_config, warn_ignored
 from .errors import RunError, UserError
 
 DEFAULT_CONFIGS = {"AttentionLSTM": "configs/attention_lstm.yaml", "TSN": "configs/tsn.yaml"}
@@ -38,10 +38,30 @@ def parser(description):
     return p
 
 
+# Flags that take a count, in whichever script defines them: the least value that makes sense.
+FLAG_MINIMUM = {"batch_size": 1, "topk": 1, "epoch": 1, "frame_batch": 1, "num_workers": 0,
+                "log_interval": 1, "valid_interval": 0}
+
+
+def check_flags(args):
+    """Refuse ``--batch_size 0``, ``--topk -1``, ``--learning_rate nan`` and the like in one line."""
+    for name, least in FLAG_MINIMUM.items():
+        value = getattr(args, name, None)
+        if value is not None and value < least:
+            raise UserError(f"--{name} must be at least {least}, got {value}")
+    rate = getattr(args, "learning_rate", None)
+    if rate is not None and not 0 < rate < float("inf"):
+        raise UserError(f"--learning_rate must be a number > 0, got {rate}")
+
+
 def load(args, section):
     """The config of ``args.config`` with ``-o`` overrides, then the explicit flags of ``section``."""
+    from .models import model_arguments
+    check_flags(args)
     path = args.config or DEFAULT_CONFIGS[args.model_name]
     cfg = load_config(path, args.override)
+    model_arguments(args.model_name, cfg["MODEL"], f"config {path}")
+    warn_ignored(cfg, path)
     if args.batch_size is not None:
         cfg[section]["batch_size"] = args.batch_size
     if args.filelist is not None:

@@ -113,7 +113,7 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
     model = build_model(model_name, cfg)
     if pretrain:
         weights.load_pretrain(model, pretrain)
-    optimizer, schedule = spec.optimizer(model.parameters(), train_cfg, steps_per_epoch)
+    optimizer, schedule = spec.optimizer(model.parameters(), train_cfg, steps_per_epoch, len(reader))
     start_epoch = 0
     if resume:
         start_epoch = _load_checkpoint(model, optimizer, resume) + 1
@@ -167,9 +167,13 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
                   dynamic_ncols=True) as progress:
             batches = iterate_batches(reader, sampler, int(train_cfg["num_workers"]), refill=True)
             for step, batch in enumerate(batches):
+                check_finite_inputs(batch, reader, epoch, step)
                 logits = net(*[paddle.to_tensor(x) for x in batch["inputs"]])
                 labels = paddle.to_tensor(batch["labels"])
                 loss, per_video = spec.loss(logits, labels, world)
+                if not bool(paddle.isfinite(loss)):  # before the update: the weights stay finite
+                    raise RunError(f"training stopped: the loss is {float(loss)} at epoch {epoch} step {step} "
+                                   f"(lower TRAIN.learning_rate?); the batch: {_files(reader, batch['index'])}")
                 lr = schedule.get_lr()
                 loss.backward()
                 optimizer.step()
@@ -196,6 +200,20 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
         weights.write_state(weights.model_state(model), final)
         log.info("saved final weights %s", final)
     return last_metrics
+
+
+def check_finite_inputs(batch, reader, epoch, step):
+    """Raise ``RunError`` naming the files whose rows of ``batch["inputs"]`` hold NaN or Inf (a float64
+    sum per input is finite exactly when every value is: float32 values cannot overflow it)."""
+    for x in batch["inputs"]:
+        if x.dtype.kind == "f" and not np.isfinite(x.sum(dtype=np.float64)):
+            rows = [i for i in range(len(x)) if not np.isfinite(x[i]).all()]
+            raise RunError(f"training stopped: NaN or Inf in the inputs at epoch {epoch} step {step}, from "
+                           f"{_files(reader, batch['index'][rows])}")
+
+
+def _files(reader, indices):
+    return ", ".join(f"{reader.entries[i].path} (list line {reader.entries[i].line})" for i in indices)
 
 
 def _valid_reader(model_name, cfg):
