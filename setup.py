@@ -15,5 +15,6 @@ setup(
         "cpu": ["paddlepaddle>=3.0"],
         "gpu": ["paddlepaddle-gpu>=3.0"],
         "test": ["pytest"],
+        "plot": ["matplotlib"],  # training curves (curves.png); without it, no PNG and a one-line note
     },
 )
