@@ -134,3 +134,33 @@ def test_segment_tags_follow_the_content(setup):
     # a video shorter than one window: one segment covering it
     assert run_tag(tmp, pure["red"], tmp / "short", segment_seconds=10) == 0
     assert [(s["start"], s["end"]) for s in read_jsonl(tmp / "short" / "segments.jsonl")] == [(0.0, 2.0)]
+
+
+def test_find_videos(tmp_path):
+    from video_tag.errors import UserError
+    from video_tag.tagger import find_videos
+    (tmp_path / "d" / "z").mkdir(parents=True)
+    for name in ("d/b.MP4", "d/a.avi", "d/z/c.mkv", "d/notes.txt"):
+        (tmp_path / name).write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    assert find_videos(str(tmp_path / "d")) == [str(tmp_path / n) for n in ("d/a.avi", "d/b.MP4", "d/z/c.mkv")]
+    listing = tmp_path / "videos.txt"
+    listing.write_text("x/海边 日落.mp4\nb.mp4\n\nx/海边 日落.mp4\n", encoding="utf-8")
+    assert find_videos(str(listing)) == ["x/海边 日落.mp4", "b.mp4"]
+    assert find_videos(str(tmp_path / "d" / "a.avi")) == [str(tmp_path / "d" / "a.avi")]
+    with pytest.raises(UserError, match="not found"):
+        find_videos(str(tmp_path / "nope.mp4"))
+
+
+def test_a_crashing_decoder_fails_only_its_video(monkeypatch):
+    from fussy_decoder import fussy_stream  # no Paddle: the spawned workers import it
+    from video_tag import tagger
+    monkeypatch.setattr(tagger, "stream_worker", fussy_stream)
+    jobs = list(enumerate(["a", "crash1", "bb", "zero", "ccc", "crash2", "dddd"]))
+    with tagger._Streams(jobs, None, num_workers=2) as streams:
+        results = {path: [m[0] for m in messages] for _, path, messages in streams}
+    # (what a worker put on its queue just before dying may be lost with it)
+    for name in ("crash1", "crash2"):
+        assert results.pop(name)[-1:] == ["failed"]
+    assert results == {"a": ["window", "window", "video"], "bb": ["window", "window", "video"],
+                       "zero": ["window", "failed"], "ccc": ["window", "window", "video"],
+                       "dddd": ["window", "window", "video"]}
