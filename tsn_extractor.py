@@ -1,4 +1,4 @@
-"""Extract TSN features (float32 [INFER.seg_num, 2048] per video) for every video of a list.
+r"""Extract TSN features (float32 [INFER.seg_num, 2048] per video) for every video of a list.
 
     python tsn_extractor.py --model_name=TSN --config=./configs/tsn.yaml --weights=./weights/tsn.pdparams \
         --filelist=./data/TsnExtractor.list --save_dir=./data/tsn_features
