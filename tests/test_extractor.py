@@ -12,6 +12,7 @@ from PIL import Image
 
 from conftest import ROOT, assert_quiet, noise_in, run_script
 from models.test_tsn import ref_features, release_weights
+from video_tag.readers.lists import read_list
 
 SEG, SHORT, TARGET = 5, 40, 32
 
@@ -138,6 +139,32 @@ def test_bad_weights_and_list(setup):
     result = run_script("tsn_extractor.py", *[a for a in args if not a.startswith("--filelist")],
                         f"--filelist={tmp_path}/nope.list")
     assert result.returncode == 2 and "nope.list" in result.stdout and "Traceback" not in result.stdout
+
+
+def test_training_list_from_a_labelled_video_list(setup):
+    tmp_path, videos, broken, model, args = setup
+    labelled = tmp_path / "labelled videos.list"
+    lines = [f"{videos[0]} 3", f"{videos[2]} 0 2", f"{broken} 1", f"{videos[1]} 1 2", f"{videos[0]} 4"]
+    labelled.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "lists" / "训练 train.list"
+    args = [a for a in args if not a.startswith("--filelist")]
+    result = run_script("tsn_extractor.py", *args, f"--filelist={labelled}", f"--train_list={out}")
+    assert result.returncode == 1, result.stdout  # the broken video failed
+    assert f"cannot read {broken}" in result.stdout and "1 left out" in result.stdout
+    feature = dict(line.split("\t") for line in (tmp_path / "out" / "manifest.tsv").read_text(
+        encoding="utf-8").splitlines())
+    assert sorted(feature) == sorted(videos)
+    expected = [(feature[videos[0]], [3]), (feature[videos[2]], [0, 2]), (feature[videos[1]], [1, 2]),
+                (feature[videos[0]], [4])]
+    assert [(e.path, e.labels) for e in read_list(str(out), num_classes=5)] == expected
+    assert out.read_text(encoding="utf-8").splitlines()[1] == f"{feature[videos[2]]} 0 2"
+
+    # refused before anything starts: a line without labels, or the list itself as the output
+    labelled.write_text(f"{videos[0]} 3\n{videos[1]}\n", encoding="utf-8")
+    result = run_script("tsn_extractor.py", *args, f"--filelist={labelled}", f"--train_list={out}")
+    assert result.returncode == 2 and f"{labelled}:2: expected 'path label [label ...]'" in result.stdout
+    result = run_script("tsn_extractor.py", *args, f"--filelist={labelled}", f"--train_list={labelled}")
+    assert result.returncode == 2 and "must be a new file" in result.stdout, result.stdout
 
 
 def test_two_processes_share_the_list(setup):
