@@ -26,7 +26,7 @@ NOISE = {
     "OMP advice": re.compile(r"OMP_NUM_THREADS WISELY"),
     "glog line": re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \w+\.\w+:\d+\]", re.M),
     "oneDNN print": re.compile(r"OneDNNSupport"),
-    "FFmpeg line": re.compile(r"^\[[\w,]+ @ 0x[0-9a-f]+\]", re.M),
+    "FFmpeg line": re.compile(r"\[[\w,]+ @ 0x[0-9a-f]+\]"),  # also right after a progress bar
     "Paddle log format": re.compile(r"\] \[ *INFO\]"),
 }
 LOG_RECORD = re.compile(r"^\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) \S")

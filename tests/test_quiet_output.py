@@ -46,7 +46,7 @@ def test_noise_patterns_match_what_paddle_and_ffmpeg_print():
         "OMP advice": "PLEASE USE OMP_NUM_THREADS WISELY.",
         "glog line": "W1129 15:08:13.051577 24166 eager_utils.cc:3584] Paddle static graph(PIR) not support",
         "oneDNN print": "ReduceMeanCheckIfOneDNNSupport",
-        "FFmpeg line": "extract: 25%|\r[mov,mp4,m4a,3gp,3g2,mj2 @ 0x564ec2bd4900] moov atom not found",
+        "FFmpeg line": "frames: 0%| | 0/1 [00:00<?, ?video/s][mov,mp4,m4a @ 0x7f6ff4001dc0] moov atom not found",
         "Paddle log format": "[2026-11-29 15:11:35,642] [    INFO] trainer.py:154 - training",
     }
     assert set(samples) == set(NOISE)
