@@ -1,4 +1,4 @@
-"""Evaluate weights over every video of a list and write metrics.json.
+r"""Evaluate weights over every video of a list and write metrics.json.
 
     python eval.py --model_name=AttentionLSTM --config=./configs/attention_lstm.yaml \
         --weights=./data/checkpoints/AttentionLSTM_epoch9.pdparams

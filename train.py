@@ -1,4 +1,4 @@
-"""Train a VideoTag model (AttentionLSTM on features; TSN on videos) on one device or many.
+r"""Train a VideoTag model (AttentionLSTM on features; TSN on videos) on one device or many.
 
     python train.py --model_name=AttentionLSTM --config=./configs/attention_lstm-single.yaml \
         --pretrain=./weights/attention_lstm --save_dir=./data/checkpoints

@@ -131,16 +131,19 @@ def launch(tmp_path, script, *args, env=None):
 
 
 def test_two_processes_split_eval_and_predict(setup, tiny_config, tmp_path):
-    from conftest import run_script
+    from conftest import assert_quiet, run_script
     cfg, weights_path, listing, labels, lines = setup
     common = ["--model_name=AttentionLSTM", "--use_gpu=False", f"--config={tiny_config}",
               f"--weights={weights_path}"]
     single = run_script("predict.py", *common, f"--filelist={listing}", f"--label_file={labels}",
-                        f"--save_dir={tmp_path}/p1", "--topk=5")
+                        f"--save_dir={tmp_path}/p1", "--topk=5", env={"OMP_NUM_THREADS": "2"})
     assert single.returncode == 1, single.stdout
+    assert_quiet(single.stdout)
     result, logs = launch(tmp_path, "predict.py", *common, f"--filelist={listing}", f"--label_file={labels}",
                           f"--save_dir={tmp_path}/p2", "--topk=5")
     assert result.returncode == 1, result.stdout + "".join(logs)  # rank 0 carries the exit code
+    for log in logs:
+        assert_quiet(log)
     one = [json.loads(line) for line in open(tmp_path / "p1" / "predictions.jsonl", encoding="utf-8")]
     two = [json.loads(line) for line in open(tmp_path / "p2" / "predictions.jsonl", encoding="utf-8")]
     assert [r["video"] for r in two] == [r["video"] for r in one]
@@ -154,8 +157,10 @@ def test_two_processes_split_eval_and_predict(setup, tiny_config, tmp_path):
     assert "gone.npy" in logs[0] and "gone.npy" not in logs[1]
 
     test_list = cfg["TEST"]["filelist"]
-    single = run_script("eval.py", *common, f"--filelist={test_list}", f"--save_dir={tmp_path}/e1")
+    single = run_script("eval.py", *common, f"--filelist={test_list}", f"--save_dir={tmp_path}/e1",
+                        env={"OMP_NUM_THREADS": "2"})
     assert single.returncode == 0, single.stdout
+    assert_quiet(single.stdout)
     result, logs = launch(tmp_path, "eval.py", *common, f"--filelist={test_list}", f"--save_dir={tmp_path}/e2")
     assert result.returncode == 0, result.stdout + "".join(logs)
     a = json.load(open(tmp_path / "e1" / "metrics.json"))

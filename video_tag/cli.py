@@ -2,11 +2,18 @@
 import argparse
 import logging
 import os
+import signal
 import sys
 import traceback
 
-from .config import load_config, warn_ignored
-from .errors import RunError, UserError
+from tqdm import tqdm
+
+from . import quiet
+
+quiet.setup()  # before anything imports Paddle or OpenCV: entry scripts import this module first
+
+from .config import load_config, warn_ignored  # noqa: E402
+from .errors import RunError, UserError  # noqa: E402
 
 DEFAULT_CONFIGS = {"AttentionLSTM": "configs/attention_lstm.yaml", "TSN": "configs/tsn.yaml"}
 
@@ -21,11 +28,28 @@ def str2bool(text):
     raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's line breaks (its example commands stay copyable) and shows each flag's
+    default once: added only where the help text does not already say it and there is a value to show."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "(default" in text or action.default in (None, False, [], argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return text + " (default: %(default)s)"
+
+
+def add_verbose_flag(p):
+    """``--verbose``; read from ``sys.argv`` by ``video_tag.quiet`` before parsing (it must act before
+    Paddle is imported), declared here so that argparse accepts it and ``--help`` shows it."""
+    p.add_argument("--verbose", action="store_true",
+                   help="also show Paddle's, oneDNN's and FFmpeg's own messages, and debug logs")
+
+
 def parser(description):
     """An ArgumentParser with the flags every script has."""
     from .models import MODELS  # here, not above: decode workers import the entry script without Paddle
-    p = argparse.ArgumentParser(description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
     p.add_argument("--model_name", required=True, choices=sorted(MODELS), help="model to run")
     p.add_argument("--config", help="YAML config (default: configs/<model>.yaml)")
     p.add_argument("-o", "--override", action="append", default=[], metavar="SECTION.key=value",
@@ -35,6 +59,7 @@ def parser(description):
     p.add_argument("--batch_size", type=int, help="batch size (training: total over all devices)")
     p.add_argument("--filelist", help="list file (default: the config's filelist of this stage)")
     p.add_argument("--log_interval", type=int, help="log every N batches")
+    add_verbose_flag(p)
     return p
 
 
@@ -73,9 +98,32 @@ def load(args, section):
     return cfg
 
 
+class _ProgressAwareHandler(logging.StreamHandler):
+    """Writes each record on a line of its own above any progress bar (``tqdm.write``)."""
+
+    def emit(self, record):
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # as logging.StreamHandler does
+            self.handleError(record)
+
+
+def _ours_or_serious(record):
+    """INFO and DEBUG records of this project; warnings and errors of every library (Paddle logs INFO
+    notes through the root logger, e.g. on the optimizer's weight decay)."""
+    return record.levelno >= logging.WARNING or record.name.split(".")[0] in ("video_tag", "__main__")
+
+
 def setup_logging():
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
-                        datefmt="%H:%M:%S")
+    """One log format for every script and process, ``HH:MM:SS LEVEL message`` on stderr, replacing the
+    handler ``import paddle`` puts on the root logger. ``--verbose``: debug records of this project and
+    other libraries' INFO records too."""
+    handler = _ProgressAwareHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"))
+    if not quiet.VERBOSE:
+        handler.addFilter(_ours_or_serious)
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    logging.getLogger("video_tag").setLevel(logging.DEBUG if quiet.VERBOSE else logging.NOTSET)
 
 
 def main(function):
@@ -90,6 +138,15 @@ def main(function):
     world = int(os.environ.get("PADDLE_TRAINERS_NUM", "1") or 1)
     # Under paddle.distributed.launch each rank logs to its own file: say which rank failed.
     who = f"rank {os.environ.get('PADDLE_TRAINER_ID', '?')} of {world}: " if world > 1 else ""
+    interrupted = []
+
+    def on_sigint(signum, frame):
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    # Ctrl-C inside a Paddle operator written in Python (the LSTM's backward) comes back from Paddle's C++
+    # as another exception: the flag tells it apart.
+    signal.signal(signal.SIGINT, on_sigint)
     try:
         code = function()
     except UserError as e:
@@ -102,6 +159,9 @@ def main(function):
         print("interrupted", file=sys.stderr)
         code = 130
     except Exception as e:
+        if interrupted:
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
         if world == 1:
             raise
         # The launcher ends the other ranks when this one exits non-zero; leave one line at the end of

@@ -184,8 +184,8 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
                     figures = spec.metrics(cfg)
                     figures.update(spec.probabilities(logits).numpy(), batch["labels"])
                     text = " ".join(f"{k}={v:.5f}" for k, v in figures.compute().items() if isinstance(v, float))
-                    progress.write(f"epoch {epoch} step {step}/{steps_per_epoch} lr={lr:.3g} "
-                                   f"loss={float(per_video.mean()):.5f} {text}")
+                    log.info("epoch %d step %d/%d lr=%.3g loss=%.5f %s", epoch, step, steps_per_epoch, lr,
+                             float(per_video.mean()), text)
 
         if dist.is_main():
             prefix = os.path.join(save_dir, f"{model_name}_epoch{epoch}")
