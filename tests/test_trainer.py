@@ -1,4 +1,5 @@
 """train.py end to end on a tiny AttentionLSTM: outputs, pretrain, resume, and 2-process data parallel."""
+import csv
 import json
 import os
 import pickle
@@ -38,12 +39,29 @@ def test_outputs_of_a_run(tiny_config, tmp_path):
 
 def test_learns_the_signal(tiny_config, tmp_path):
     train(tiny_config, tmp_path / "ck", "--epoch", "12", "-o", "TRAIN.decay_epochs=[100]", "--fix_random_seed=True")
+    labels = tmp_path / "tags.txt"
+    labels.write_text("cat\n海边, \"sea\"\ndog\nrain\nsnow\n", encoding="utf-8")
     result = run_script("eval.py", *ARGS, f"--config={tiny_config}", f"--weights={tmp_path}/ck/AttentionLSTM",
-                        f"--save_dir={tmp_path}/ev")
+                        f"--save_dir={tmp_path}/ev", "--per_class", f"--label_file={labels}")
     assert result.returncode == 0, result.stdout
     with open(tmp_path / "ev" / "metrics.json", encoding="utf-8") as f:
         metrics = json.load(f)
     assert metrics["num_videos"] == 10 and metrics["gap"] > 0.8 and metrics["hit_at_one"] >= 0.8
+
+    # per_class.csv: every class once, worst AP first, positives counted from the list itself.
+    with open(tmp_path / "test.list", encoding="utf-8") as f:
+        truth = [int(label) for line in f for label in line.split(".npy ")[1].split()]
+    with open(tmp_path / "ev" / "per_class.csv", encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["class_id", "class_name", "positives", "ap"]
+    assert sorted(int(r["class_id"]) for r in rows) == list(range(5))
+    for r in rows:
+        assert r["class_name"] == ["cat", '海边, "sea"', "dog", "rain", "snow"][int(r["class_id"])]
+        assert int(r["positives"]) == truth.count(int(r["class_id"]))
+    scored = [float(r["ap"]) for r in rows if int(r["positives"])]
+    assert scored == sorted(scored) and 0.5 < scored[0] and scored[-1] <= 1.0
+    assert all(r["ap"] == "" for r in rows[len(scored):])
+    assert "per-class AP: mean" in result.stdout
 
 
 def test_pretrain_with_other_num_classes(tiny_config, tmp_path):
