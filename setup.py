@@ -14,7 +14,8 @@ setup(
     extras_require={
         "cpu": ["paddlepaddle>=3.0"],
         "gpu": ["paddlepaddle-gpu>=3.0"],
-        "test": ["pytest"],
+        "test": ["pytest", "matplotlib"],  # matplotlib: the curves.png tests run instead of skipping
         "plot": ["matplotlib"],  # training curves (curves.png); without it, no PNG and a one-line note
+        "visualdl": ["visualdl"],  # train.py --visualdl
     },
 )

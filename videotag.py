@@ -1,4 +1,4 @@
-"""Tag videos in one command: TSN features and AttentionLSTM tags in one pass, with the release weights.
+r"""Tag videos in one command: TSN features and AttentionLSTM tags in one pass, with the release weights.
 
     python videotag.py my_video.mp4                      # or a folder of videos, or a list file
     python videotag.py long_video.mp4 --segment_seconds 30 --topk 5
@@ -19,31 +19,32 @@ def main():
     from video_tag.tagger import tag
     from video_tag import weights
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     p.add_argument("source", metavar="VIDEO_OR_DIR_OR_LIST", help="a video, a folder (recursive) or a list file")
     p.add_argument("--save_dir", default="./data/videotag_results",
-                   help="where predictions.jsonl, segments.jsonl, failed.list go (default: %(default)s)")
+                   help="where predictions.jsonl, segments.jsonl, failed.list go")
     p.add_argument("--topk", type=int, help="tags per video or segment (default: MODEL.topk, 20)")
     p.add_argument("--threshold", type=float, default=0.0,
-                   help="keep only tags of at least this probability (default: 0)")
+                   help="keep only tags of at least this probability")
     p.add_argument("--segment_seconds", type=float, help="also tag each window of this many seconds")
     p.add_argument("--segment_stride_seconds", type=float, help="start a window every R seconds (default: S)")
     p.add_argument("--segment_seg_num", type=int, help="frames sampled per window (default: INFER.seg_num)")
     p.add_argument("--save_features", metavar="DIR", help="also save each video's TSN features, as the extractor")
-    p.add_argument("--tsn_weights", default="./weights/tsn.pdparams", help="(default: %(default)s)")
-    p.add_argument("--lstm_weights", default="./weights/attention_lstm.pdparams", help="(default: %(default)s)")
-    p.add_argument("--label_file", default="./label_3396.txt", help="(default: %(default)s)")
-    p.add_argument("--config", default="configs/attention_lstm.yaml", help="AttentionLSTM config (default: %(default)s)")
-    p.add_argument("--tsn_config", default="configs/tsn.yaml", help="TSN config (default: %(default)s)")
+    p.add_argument("--tsn_weights", default="./weights/tsn.pdparams", help="weights of this stage")
+    p.add_argument("--lstm_weights", default="./weights/attention_lstm.pdparams", help="weights of this stage")
+    p.add_argument("--label_file", default="./label_3396.txt", help="class names, one per line")
+    p.add_argument("--config", default="configs/attention_lstm.yaml", help="AttentionLSTM config")
+    p.add_argument("--tsn_config", default="configs/tsn.yaml", help="TSN config")
     p.add_argument("-o", "--override", action="append", default=[], metavar="SECTION.key=value",
                    help="override a value of the AttentionLSTM config (repeatable)")
     p.add_argument("-t", "--tsn_override", action="append", default=[], metavar="SECTION.key=value",
                    help="override a value of the TSN config, e.g. -t INFER.seg_num=100 (repeatable)")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="TSN precision (default: fp32)")
-    p.add_argument("--frame_batch", type=int, default=8, help="frames per TSN batch (default: 8)")
-    p.add_argument("--num_workers", type=int, default=2, help="videos decoded in parallel (default: 2)")
-    p.add_argument("--use_gpu", type=cli.str2bool, default=True, help="run on GPU if Paddle has CUDA (default: True)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="TSN precision")
+    p.add_argument("--frame_batch", type=int, default=8, help="frames per TSN batch")
+    p.add_argument("--num_workers", type=int, default=2, help="videos decoded in parallel")
+    p.add_argument("--use_gpu", type=cli.str2bool, default=True, help="run on GPU if Paddle has CUDA")
     p.add_argument("--overwrite", action="store_true", help="start over instead of resuming a killed run")
+    cli.add_verbose_flag(p)
     args = p.parse_args()
     for name in ("topk", "frame_batch", "segment_seg_num"):
         if getattr(args, name) is not None and getattr(args, name) < 1:

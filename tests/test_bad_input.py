@@ -210,8 +210,8 @@ def short_label_file(s, script):
     return s.run(script, f"--label_file={path}"), [str(path)]
 
 
-EVAL_CASES = COMMON + [label_out_of_range, missing_weights,
-                       unreadable_weights, weights_of_other_num_classes]
+EVAL_CASES = COMMON + [label_out_of_range, missing_weights, unreadable_weights, weights_of_other_num_classes,
+                       missing_label_file, short_label_file]
 PREDICT_CASES = COMMON + [missing_weights, unreadable_weights, weights_of_other_num_classes,
                           missing_label_file, short_label_file]
 

@@ -157,11 +157,12 @@ def test_two_processes_split_eval_and_predict(setup, tiny_config, tmp_path):
     assert "gone.npy" in logs[0] and "gone.npy" not in logs[1]
 
     test_list = cfg["TEST"]["filelist"]
-    single = run_script("eval.py", *common, f"--filelist={test_list}", f"--save_dir={tmp_path}/e1",
+    single = run_script("eval.py", *common, f"--filelist={test_list}", f"--save_dir={tmp_path}/e1", "--per_class",
                         env={"OMP_NUM_THREADS": "2"})
     assert single.returncode == 0, single.stdout
     assert_quiet(single.stdout)
-    result, logs = launch(tmp_path, "eval.py", *common, f"--filelist={test_list}", f"--save_dir={tmp_path}/e2")
+    result, logs = launch(tmp_path, "eval.py", *common, f"--filelist={test_list}", f"--save_dir={tmp_path}/e2",
+                          "--per_class")
     assert result.returncode == 0, result.stdout + "".join(logs)
     a = json.load(open(tmp_path / "e1" / "metrics.json"))
     b = json.load(open(tmp_path / "e2" / "metrics.json"))
@@ -169,6 +170,10 @@ def test_two_processes_split_eval_and_predict(setup, tiny_config, tmp_path):
     for key in ("gap", "hit_at_one", "perr", "loss"):
         assert b[key] == pytest.approx(a[key], abs=1e-6), key
     assert "GAP" in logs[0] and "GAP" not in logs[1]
+    # Per-class AP from the score counts of both processes equals the one-process figures.
+    one_rows = (tmp_path / "e1" / "per_class.csv").read_text(encoding="utf-8").splitlines()
+    two_rows = (tmp_path / "e2" / "per_class.csv").read_text(encoding="utf-8").splitlines()
+    assert len(one_rows) == 1 + cfg["MODEL"]["num_classes"] and two_rows == one_rows
 
 
 def test_a_failing_rank_ends_the_launch_with_one_line(setup, tiny_config, tmp_path):
