@@ -8,6 +8,7 @@ import yaml
 
 from conftest import ROOT, assert_quiet, run_script
 from video_tag.frames import RECORD, video_to_frames
+from video_tag.readers.lists import output_stem
 from video_tag.readers.video_reader import VideoReader
 
 
@@ -37,7 +38,7 @@ def test_frames_tool(tmp_path):
     folders = [line.rsplit(" ", 2)[0] for line in lines]
     assert [line.rsplit(" ", 2)[1:] for line in lines] == [["12", "2"], ["7", "0"], ["5", "1"]]
     assert folders[0] != folders[1] and os.path.basename(folders[0]).startswith("clip 1_")
-    assert folders[2].endswith("其他")
+    assert folders[2] == str(out / output_stem(videos[2])) and os.path.basename(folders[2]).startswith("其他_")
     assert sorted(os.listdir(folders[1])) == [RECORD] + [f"img_{i:05d}.jpg" for i in range(1, 8)]
     assert (out / "failed.list").read_text(encoding="utf-8").startswith(f"{bad}\t")
 
@@ -71,25 +72,26 @@ def test_resume_decodes_again_what_is_not_complete(tmp_path, caplog):
               (("short", 12), ("old", 9), ("changed", 6), ("intact", 5))}
     list_path = tmp_path / "l.list"
     list_path.write_text("".join(f"{v} {i}\n" for i, v in enumerate(videos.values())), encoding="utf-8")
-    out = tmp_path / "frames"
-    assert video_to_frames(str(list_path), str(out), 2) == 0
-    stamp = os.path.getmtime(out / "intact" / RECORD)
-    os.remove(out / "short" / "img_00012.jpg")      # a frame lost since
-    os.remove(out / "old" / RECORD)                 # a folder of an older run: no record of its decode
+    frames = tmp_path / "frames"
+    out = {name: frames / output_stem(video) for name, video in videos.items()}  # each video's folder
+    assert video_to_frames(str(list_path), str(frames), 2) == 0
+    stamp = os.path.getmtime(out["intact"] / RECORD)
+    os.remove(out["short"] / "img_00012.jpg")       # a frame lost since
+    os.remove(out["old"] / RECORD)                  # a folder of an older run: no record of its decode
     write_video(tmp_path / "changed.avi", 8)        # the video changed since
 
     with caplog.at_level("INFO"):
-        assert video_to_frames(str(list_path), str(out), 2) == 0
+        assert video_to_frames(str(list_path), str(frames), 2) == 0
     for name, count in (("short", 12), ("old", 9), ("changed", 8), ("intact", 5)):
-        assert frame_names(out / name) == [f"img_{i:05d}.jpg" for i in range(1, count + 1)], name
-    assert [line.rsplit(" ", 2)[1] for line in (out / "frames.list").read_text(encoding="utf-8").splitlines()] \
+        assert frame_names(out[name]) == [f"img_{i:05d}.jpg" for i in range(1, count + 1)], name
+    assert [line.rsplit(" ", 2)[1] for line in (frames / "frames.list").read_text(encoding="utf-8").splitlines()] \
         == ["12", "9", "8", "5"]
     again = [r.getMessage() for r in caplog.records if r.getMessage().startswith("decoding ")]
     assert len(again) == 3, again
     for name, why in (("short", "11 frame file(s) where 12"), ("old", "no record"), ("changed", "changed")):
         assert any(m.startswith(f"decoding {videos[name]} again") and why in m for m in again), (name, again)
-    assert os.path.getmtime(out / "intact" / RECORD) == stamp   # a complete folder is not decoded again
-    assert not [n for n in os.listdir(out) if ".tmp" in n]
+    assert os.path.getmtime(out["intact"] / RECORD) == stamp    # a complete folder is not decoded again
+    assert not [n for n in os.listdir(frames) if ".tmp" in n]
 
 
 # The first run, in a process of its own, stops after its third frame until told to go on.
@@ -122,7 +124,8 @@ def test_two_runs_keep_their_temporary_folders_apart(tmp_path):
     out.mkdir()
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    stale = out / f"clip.tmp-{socket.gethostname()}-{gone.pid}"   # left by a killed run
+    name = output_stem(video)
+    stale = out / f"{name}.tmp-{socket.gethostname()}-{gone.pid}"   # left by a killed run
     stale.mkdir()
     flag = str(tmp_path / "flag")
     first = subprocess.Popen([sys.executable, "-c", FIRST_RUN, str(list_path), str(out), flag],
@@ -137,11 +140,11 @@ def test_two_runs_keep_their_temporary_folders_apart(tmp_path):
         # temporary folder alone (and clear the killed run's)
         assert video_to_frames(str(list_path), str(out), 1) == 0
         assert not stale.exists()
-        assert frame_names(out / "clip") == [f"img_{i:05d}.jpg" for i in range(1, 21)]
+        assert frame_names(out / name) == [f"img_{i:05d}.jpg" for i in range(1, 21)]
     finally:
         open(flag + ".go", "w").close()
         output = first.communicate(timeout=60)[0]
     assert first.returncode == 0, output
-    assert frame_names(out / "clip") == [f"img_{i:05d}.jpg" for i in range(1, 21)]
-    assert sorted(os.listdir(out)) == ["clip", "failed.list", "frames.list"]
+    assert frame_names(out / name) == [f"img_{i:05d}.jpg" for i in range(1, 21)]
+    assert sorted(os.listdir(out)) == sorted(["failed.list", "frames.list", name])
     assert (out / "failed.list").read_text(encoding="utf-8") == ""

@@ -178,11 +178,8 @@ def extract(cfg, weights_path, list_path, save_dir, overwrite=False, use_gpu=Fal
 
 
 def feature_name(video):
-    """``<stem>_<8 hex digits of sha1(real path)>``: the same video always maps to the same file, and
-    different videos (e.g. ``a/clip.mp4`` and ``b/clip.mp4``, in one list or across runs) never share one."""
-    stem = os.path.splitext(os.path.basename(video))[0]
-    digest = hashlib.sha1(os.path.realpath(video).encode("utf-8", "surrogateescape")).hexdigest()
-    return f"{stem}_{digest[:8]}"
+    """The feature file's name (without ``.npy``): ``lists.output_stem``, ``<stem>_<8 hex digits>``."""
+    return output_stem(video)
 
 
 def run_settings(cfg, weights_path, precision):

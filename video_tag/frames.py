@@ -3,17 +3,18 @@
 Input: a TSN video list (``path/to/x.mp4 7``; infer lists without labels are fine). Output, under
 ``out_dir``::
 
-    <stem>/img_00001.jpg, img_00002.jpg, ...   every decoded frame, RGB saved as JPEG
-    frames.list                                 <out_dir>/<stem> <num_frames> <label>, in list order
+    <stem>_<hash>/img_00001.jpg, ...   every decoded frame, RGB saved as JPEG (folder named as the
+                                       extractor's features: ``lists.output_stem``)
+    frames.list                        <out_dir>/<stem>_<hash> <num_frames> <label>, in list order
     failed.list                                 path<TAB>reason for every video that could not be decoded
 
-A folder is written under a temporary name of its own process (``<stem>.tmp-<host>-<pid>``: runs sharing
+A folder is written under a temporary name of its own process (``<name>.tmp-<host>-<pid>``: runs sharing
 ``out_dir`` never touch each other's) and renamed when complete, with a record of what it holds
 (``RECORD``: the video's path, size and mtime, the number of frames). Re-running skips a folder only
 when its record matches the video and the frames are all there; anything else (frames missing, another
 or a changed video, a folder without record) is decoded again. Temporary folders of killed runs on this
-host are removed at start. Videos sharing a stem get a suffix derived from their path, as in the
-extractor.
+host are removed at start. The folder's name carries a hash of the video's real path, so two videos
+sharing a stem never share a folder, in one list or across runs.
 """
 import json
 import logging
@@ -27,7 +28,7 @@ import cv2
 from tqdm import tqdm
 
 from .errors import UserError
-from .readers.lists import read_lines, split_labels, unique_stems
+from .readers.lists import output_stem, read_lines, split_labels
 from .readers.video_reader import open_capture
 from .files import write_text
 
@@ -133,7 +134,7 @@ def video_to_frames(list_path, out_dir, num_workers=4):
         raise UserError(f"list file {list_path} has no entries")
     os.makedirs(out_dir, exist_ok=True)
     remove_stale_temporaries(out_dir)
-    stems = unique_stems([p for p, _ in entries])
+    stems = {p: output_stem(p) for p, _ in entries}  # never two videos in one folder, across runs too
     counts, failed = {}, []
 
     def work(path):

@@ -170,3 +170,19 @@ def test_release_label_file():
     assert lines[3110] == names[3110] and lines[:3396] == names
     with pytest.raises(UserError):
         read_label_file(RELEASE_LABELS, 3397)
+
+
+def test_output_stem_is_stable_and_never_shared(tmp_path):
+    from video_tag.readers.lists import output_stem
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, b = str(tmp_path / "a" / "clip 1.mp4"), str(tmp_path / "b" / "clip 1.mp4")
+    assert output_stem(a).startswith("clip 1_") and output_stem(a) != output_stem(b)
+    os.symlink(a, tmp_path / "link.mp4")  # the same video under another name: the same digest
+    assert output_stem(str(tmp_path / "link.mp4")) == "link_" + output_stem(a).rsplit("_", 1)[1]
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path / "a")
+        assert output_stem("clip 1.mp4") == output_stem(a)  # relative or absolute: one video, one name
+    finally:
+        os.chdir(cwd)

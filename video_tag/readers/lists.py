@@ -112,12 +112,10 @@ def _all_lines(path):
     return lines
 
 
-def unique_stems(paths):
-    """``{path: stem}`` for output files named after inputs: the file's stem, unchanged, except where
-    two listed paths share a stem: those get ``<stem>_<first 8 hex digits of sha1(path as listed)>``."""
-    stems = {p: os.path.splitext(os.path.basename(p))[0] for p in dict.fromkeys(paths)}
-    counts = {}
-    for stem in stems.values():
-        counts[stem] = counts.get(stem, 0) + 1
-    return {p: s if counts[s] == 1 else f"{s}_{hashlib.sha1(p.encode('utf-8')).hexdigest()[:8]}"
-            for p, s in stems.items()}
+def output_stem(path):
+    """``<stem>_<8 hex digits of sha1(real path)>``: the name of what a run writes for the input ``path``
+    (features, a frames folder). The same input always maps to the same name, and different inputs (e.g.
+    ``a/clip.mp4`` and ``b/clip.mp4``, in one list or across runs) never share one."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    digest = hashlib.sha1(os.path.realpath(path).encode("utf-8", "surrogateescape")).hexdigest()
+    return f"{stem}_{digest[:8]}"
