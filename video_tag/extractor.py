@@ -58,7 +58,7 @@ from . import files, weights
 from .errors import RunError, UserError
 from .inference import InferenceEngine
 from .models.tsn import FEATURE_DIM, TSN
-from .readers.lists import read_lines, read_list
+from .readers.lists import output_stem, read_list, read_lines
 from .readers.video_reader import crop_normalize, decode_cropped, init_decode_worker
 
 log = logging.getLogger(__name__)
