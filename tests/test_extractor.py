@@ -354,7 +354,8 @@ def test_ctrl_c_stops_extraction_with_130(setup):
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     deadline = time.time() + 120
-    while not (out.exists() and any(n.endswith(".json") for n in os.listdir(out))) and time.time() < deadline:
+    while not (out.exists() and any(n.endswith(".json") for n in os.listdir(out))) and time.time() < deadline \
+            and proc.poll() is None:
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C in a terminal: the main process and its decode workers
     start = time.time()
