@@ -21,8 +21,12 @@ def str2bool(text):
     raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
 
 
-def parser(description):
-    """An ArgumentParser with the flags every script has."""
+def parser(description, run_flags=True):
+    """An ArgumentParser with the flags every script has.
+
+    run_flags: also the flags of scripts that run a model over a list (``--use_gpu``, ``--batch_size``,
+    ``--filelist``, ``--log_interval``); ``export_model.py`` has none of them.
+    """
     from .models import MODELS  # here, not above: decode workers import the entry script without Paddle
     p = argparse.ArgumentParser(description=description,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -30,6 +34,8 @@ def parser(description):
     p.add_argument("--config", help="YAML config (default: configs/<model>.yaml)")
     p.add_argument("-o", "--override", action="append", default=[], metavar="SECTION.key=value",
                    help="override a config value, e.g. -o MODEL.num_classes=12 (repeatable)")
+    if not run_flags:
+        return p
     p.add_argument("--use_gpu", type=str2bool, default=True,
                    help="run on GPU (falls back to CPU, with a warning, on a CPU build of Paddle)")
     p.add_argument("--batch_size", type=int, help="batch size (training: total over all devices)")
@@ -39,9 +45,14 @@ def parser(description):
 
 
 def load(args, section):
-    """The config of ``args.config`` with ``-o`` overrides, then the explicit flags of ``section``."""
+    """The config of ``args.config`` with ``-o`` overrides, then the explicit flags of ``section``.
+
+    section None: the config and overrides alone (a script that reads no list, e.g. ``export_model.py``).
+    """
     path = args.config or DEFAULT_CONFIGS[args.model_name]
     cfg = load_config(path, args.override)
+    if section is None:
+        return cfg
     if args.batch_size is not None:
         cfg[section]["batch_size"] = args.batch_size
     if args.filelist is not None:
