@@ -359,7 +359,8 @@ def padded_lstm(xproj, valid, weight, bias, is_reverse):
     d = weight.shape[0]
     steps, batch = paddle.shape(xproj)[0], paddle.shape(xproj)[1]
     gate_bias, w_ic, w_fc, w_oc = bias[:, :4 * d], bias[:, 4 * d:5 * d], bias[:, 5 * d:6 * d], bias[:, 6 * d:]
-    h0 = paddle.zeros([batch, d], xproj.dtype)
+    # Two tensors, not one: in dygraph, while_loop assigns each step's results into its initial values.
+    h0, c0 = paddle.zeros([batch, d], xproj.dtype), paddle.zeros([batch, d], xproj.dtype)
     out = paddle.zeros([steps, batch, d], xproj.dtype)
 
     def step(t, h, c, out):
@@ -373,5 +374,5 @@ def padded_lstm(xproj, valid, weight, bias, is_reverse):
         return t + 1, h, c, paddle.scatter(out, k, h.unsqueeze(0))
 
     start = paddle.zeros([1], "int64")
-    _, _, _, out = paddle.static.nn.while_loop(lambda t, h, c, out: t < steps, step, [start, h0, h0, out])
+    _, _, _, out = paddle.static.nn.while_loop(lambda t, h, c, out: t < steps, step, [start, h0, c0, out])
     return out
