@@ -2,12 +2,14 @@
 onnxruntime where installed), give the dygraph model's logits for batches of other sizes and lengths
 than any seen while exporting."""
 import os
+import re
+import shutil
 
 import numpy as np
 import paddle
 import pytest
 
-from conftest import FEATURE_DIM, NUM_CLASSES, run_script
+from conftest import FEATURE_DIM, NUM_CLASSES, ROOT, run_script
 from models.test_tsn import release_weights
 from video_tag import export
 from video_tag.config import load_config
@@ -180,3 +182,29 @@ def test_export_script(tiny_config, tmp_path):
     assert "Traceback" not in done.stdout
     assert "error: weight file" in done.stdout and "output.w_0 has shape" in done.stdout
     assert not os.path.exists(tmp_path / "other")
+
+
+def readme_snippets():
+    """The Python blocks of README's "Export and serving" section."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        section = f.read().split("## Export and serving\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, re.S)
+
+
+@pytest.mark.parametrize("runtime", ["paddle_inference", "onnxruntime"])
+def test_readme_serving_snippets(lstm_export, tmp_path, monkeypatch, runtime):
+    """README's snippets, run as written in a folder laid out as they expect, give the model's probabilities."""
+    snippets = {("paddle_inference" if "paddle.inference" in code else "onnxruntime"): code for code in readme_snippets()}
+    assert sorted(snippets) == ["onnxruntime", "paddle_inference"]
+    if runtime == "onnxruntime" and not HAS_ONNX:
+        pytest.skip("paddle2onnx or onnxruntime not installed (pip install paddle2onnx onnxruntime)")
+    model, _, directory = lstm_export
+    shutil.copytree(directory, tmp_path / "data" / "export")
+    os.makedirs(tmp_path / "data" / "tsn_features")
+    features = np.random.default_rng(4).standard_normal((6, FEATURE_DIM)).astype(np.float32)
+    np.save(tmp_path / "data" / "tsn_features" / "video.npy", features)
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(snippets[runtime], namespace)
+    expected = 1 / (1 + np.exp(-dygraph(model, [features[None], [6]])))
+    np.testing.assert_allclose(namespace["probabilities"], expected, rtol=0, atol=TOLERANCE)
