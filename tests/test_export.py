@@ -13,7 +13,7 @@ from conftest import FEATURE_DIM, NUM_CLASSES, ROOT, run_script
 from models.test_tsn import release_weights
 from video_tag import export
 from video_tag.config import load_config
-from video_tag.errors import RunError
+from video_tag.errors import RunError, UserError
 from video_tag.models import build_model
 from video_tag.weights import load_weights, model_state, write_state
 
@@ -163,6 +163,20 @@ def test_export_without_onnx_removes_a_stale_onnx(lstm_export, tmp_path):
     files = export.export_model("AttentionLSTM", cfg, str(tmp_path / "w"), str(out), onnx=False)
     assert sorted(os.listdir(out)) == ["attention_lstm.json", "attention_lstm.pdiparams"]
     assert sorted(files) == sorted(str(out / f) for f in os.listdir(out))
+
+
+def test_without_paddle2onnx(lstm_export, tmp_path, monkeypatch):
+    """auto: the Paddle model alone; --onnx=yes: refused before anything is done."""
+    model, cfg, _ = lstm_export
+    write_state(model_state(model), str(tmp_path / "w.pdparams"))
+    find_spec = export.importlib.util.find_spec
+    monkeypatch.setattr(export.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "paddle2onnx" else find_spec(name, *a))
+    export.export_model("AttentionLSTM", cfg, str(tmp_path / "w"), str(tmp_path / "auto"))
+    assert sorted(os.listdir(tmp_path / "auto")) == ["attention_lstm.json", "attention_lstm.pdiparams"]
+    with pytest.raises(UserError, match="needs paddle2onnx"):
+        export.export_model("AttentionLSTM", cfg, str(tmp_path / "w"), str(tmp_path / "yes"), onnx=True)
+    assert not os.path.exists(tmp_path / "yes")
 
 
 def test_export_script(tiny_config, tmp_path):

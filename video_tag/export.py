@@ -33,7 +33,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from .errors import RunError
+from .errors import RunError, UserError
 from .models import build_model
 from .models.peephole_lstm import padded_lstm
 from .weights import load_weights
@@ -107,7 +107,7 @@ def export_model(model_name, cfg, weights, save_dir, onnx=None):
         if not onnx:
             log.info("paddle2onnx is not installed: no ONNX model (pip install paddle2onnx onnxruntime)")
     elif onnx and importlib.util.find_spec("paddle2onnx") is None:
-        raise RunError("--onnx=yes needs paddle2onnx: pip install paddle2onnx onnxruntime")
+        raise UserError("--onnx=yes needs paddle2onnx: pip install paddle2onnx onnxruntime")
     model = build_model(model_name, cfg)
     load_weights(model, weights)
     model.eval()
@@ -151,10 +151,13 @@ def export_model(model_name, cfg, weights, save_dir, onnx=None):
 
 def check(runtime, got, expected):
     """Raise ``RunError`` unless ``got`` matches the dygraph output ``expected`` within ``TOLERANCE``."""
+    if got.shape != expected.shape:
+        raise RunError(f"the exported model gives output {list(got.shape)} under {runtime}, the dygraph model "
+                       f"{list(expected.shape)}: nothing was written")
     error = float(np.abs(got - expected).max() / max(1.0, float(np.abs(expected).max())))
-    if got.shape != expected.shape or not error <= TOLERANCE:
-        raise RunError(f"the exported model disagrees with the dygraph model under {runtime} (output "
-                       f"{list(got.shape)}, relative difference {error:.2e}): nothing was written")
+    if not error <= TOLERANCE:  # NaN fails too
+        raise RunError(f"the exported model disagrees with the dygraph model under {runtime} (relative "
+                       f"difference {error:.2e}): nothing was written")
     log.info("%s runs the exported model: relative difference from dygraph %.1e", runtime, error)
 
 
