@@ -1,4 +1,4 @@
-"""Export a trained model for deployment: a Paddle Inference model and, with paddle2onnx, an ONNX model.
+r"""Export a trained model for deployment: a Paddle Inference model and, with paddle2onnx, an ONNX model.
 
     python export_model.py --model_name=AttentionLSTM --config=./configs/attention_lstm.yaml \
         --weights=./weights/attention_lstm --save_dir=./data/export

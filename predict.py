@@ -1,4 +1,4 @@
-"""Predict the top-K tags of every video of a list; print them and save predictions.jsonl.
+r"""Predict the top-K tags of every video of a list; print them and save predictions.jsonl.
 
     python predict.py --model_name=AttentionLSTM --config=./configs/attention_lstm.yaml \
         --weights=./weights/attention_lstm --label_file=./label_3396.txt

@@ -1,4 +1,4 @@
-"""Train a VideoTag model (AttentionLSTM on features; TSN on videos) on one device or many.
+r"""Train a VideoTag model (AttentionLSTM on features; TSN on videos) on one device or many.
 
     python train.py --model_name=AttentionLSTM --config=./configs/attention_lstm-single.yaml \
         --pretrain=./weights/attention_lstm --save_dir=./data/checkpoints
@@ -19,6 +19,8 @@ def main():
                    help="start afresh in a save_dir that holds another run's checkpoints (they are removed)")
     p.add_argument("--valid_interval", type=int, default=1, help="validate every N epochs (0: never)")
     p.add_argument("--fix_random_seed", type=cli.str2bool, default=False, help="reproducible runs")
+    p.add_argument("--visualdl", action="store_true",
+                   help="also log the per-epoch figures to VisualDL, in <save_dir>/visualdl (needs visualdl)")
     args = p.parse_args()
     cfg = cli.load(args, "TRAIN")
     if args.epoch is not None:
@@ -26,7 +28,7 @@ def main():
     if args.learning_rate is not None:
         cfg["TRAIN"]["learning_rate"] = args.learning_rate
     run_args = (args.model_name, cfg, args.save_dir, None, args.pretrain, args.resume,
-                args.valid_interval, args.fix_random_seed, args.use_gpu, args.overwrite)
+                args.valid_interval, args.fix_random_seed, args.use_gpu, args.overwrite, args.visualdl)
     if distributed.will_spawn(args.use_gpu):
         trainer.check_inputs(args.model_name, cfg, args.save_dir, args.pretrain, args.resume, args.overwrite)
     distributed.run(trainer.train_worker, run_args, args.use_gpu)

@@ -1,4 +1,4 @@
-"""Extract TSN features (float32 [INFER.seg_num, 2048] per video) for every video of a list.
+r"""Extract TSN features (float32 [INFER.seg_num, 2048] per video) for every video of a list.
 
     python tsn_extractor.py --model_name=TSN --config=./configs/tsn.yaml --weights=./weights/tsn.pdparams \
         --filelist=./data/TsnExtractor.list --save_dir=./data/tsn_features
@@ -19,13 +19,17 @@ def main():
                    help="bf16: CPUs with native bf16 or GPUs; fp16: GPUs (features differ slightly from fp32)")
     p.add_argument("--frame_batch", type=int, default=8, help="frames per network batch")
     p.add_argument("--num_workers", type=int, help="videos decoded in parallel (default: INFER.num_workers)")
+    p.add_argument("--train_list", metavar="OUT",
+                   help="the list is labelled ('video label [label ...]' per line): write the AttentionLSTM "
+                        "training list of the features, same labels, failed videos left out, to OUT")
     args = p.parse_args()
     if args.model_name != "TSN":
         raise cli.UserError(f"tsn_extractor.py runs the TSN model, not {args.model_name}: use --model_name=TSN")
     cfg = cli.load(args, "INFER")
     return extract(cfg, args.weights, cfg["INFER"]["filelist"], args.save_dir, overwrite=args.overwrite,
                    use_gpu=args.use_gpu, precision=args.precision, batch_size=args.frame_batch,
-                   num_workers=args.num_workers or int(cfg["INFER"]["num_workers"]))
+                   num_workers=args.num_workers or int(cfg["INFER"]["num_workers"]),
+                   train_list=args.train_list)
 
 
 if __name__ == "__main__":

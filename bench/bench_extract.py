@@ -15,7 +15,8 @@ Prints, in one run:
      against fp32 on real (decoded) frames;
   4. the network's speed (model only) beside one decoder process that decodes without pause, at equal
      priority and set up as the extractor's decode workers are (lowest priority, one thread);
-  5. peak RSS summed over the extractor's processes while extracting a 1-minute and a 10-minute video.
+  5. peak RSS summed over the extractor's processes while extracting a 1-minute and a 10-minute video,
+     and the same for videotag.py tagging them whole and by 30-second windows.
 Weights are random, in the release format (the speed does not depend on their values).
 """
 import argparse
@@ -86,8 +87,8 @@ def process_tree_rss(pid):
     return total
 
 
-def run_extractor(args, env=None):
-    """Run tsn_extractor.py; returns (seconds from start to exit, peak summed RSS in bytes, output)."""
+def run_extractor(args, env=None, script="tsn_extractor.py"):
+    """Run ``script`` (tsn_extractor.py); returns (seconds from start to exit, peak summed RSS in bytes, output)."""
     if env is None:
         # `import paddle` put OMP_NUM_THREADS=1 into this process's environment; the extractor must start
         # with the environment this bench was started with, as a user's command would.
@@ -95,7 +96,7 @@ def run_extractor(args, env=None):
         if launch_env("OMP_NUM_THREADS") is None:
             env.pop("OMP_NUM_THREADS", None)
     start = time.time()
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tsn_extractor.py"), *args], env=env,
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, script), *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak = [0]
 
@@ -110,7 +111,7 @@ def run_extractor(args, env=None):
     elapsed = time.time() - start
     watcher.join()
     if proc.returncode != 0:
-        raise SystemExit(f"tsn_extractor.py failed ({proc.returncode}):\n{output[-3000:]}")
+        raise SystemExit(f"{script} failed ({proc.returncode}):\n{output[-3000:]}")
     return elapsed, peak[0], output
 
 
@@ -151,7 +152,9 @@ def main():
                    help="skip the network's speed beside a busy decoder")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--batch", type=int, default=8, help="frames per network batch")
-    p.add_argument("--skip_long", action="store_true", help="skip the 10-minute memory run")
+    p.add_argument("--skip_long", action="store_true", help="skip the 10-minute memory runs")
+    p.add_argument("--skip_videotag", action="store_true",
+                   help="skip videotag.py --segment_seconds 30 on the long videos")
     args = p.parse_args()
     work = tempfile.mkdtemp(prefix="bench_extract_")
     with open(os.path.join(ROOT, "configs", "tsn.yaml"), encoding="utf-8") as f:
@@ -220,6 +223,15 @@ def main():
         print(f"one busy decoder  : model only {alone:.1f} frames/s alone; beside a decoder at "
               + "; ".join(f"{k}: {v:.1f} ({v / alone:.2f}x)" for k, v in shared.items()), flush=True)
 
+    if not args.skip_videotag:  # a full-size AttentionLSTM (random, 10 classes) for videotag.py
+        from video_tag.config import load_config
+        from video_tag.models import build_model
+        lstm = os.path.join(work, "attention_lstm.pdparams")
+        lstm_cfg = load_config(os.path.join(ROOT, "configs", "attention_lstm.yaml"), ["MODEL.num_classes=10"])
+        weights.write_state(weights.model_state(build_model("AttentionLSTM", lstm_cfg)), lstm)
+        labels = os.path.join(work, "labels.txt")
+        with open(labels, "w", encoding="utf-8") as f:
+            f.write("".join(f"tag {i}\n" for i in range(10)))
     for minutes in ([1] if args.skip_long else [1, 10]):
         video = write_video(os.path.join(work, f"long{minutes}.mp4"), 60 * minutes, seed=99)
         one = os.path.join(work, f"long{minutes}.list")
@@ -228,6 +240,13 @@ def main():
         seconds, rss, _ = run_extractor(common + [f"--filelist={one}", f"--save_dir={work}/long{minutes}"])
         print(f"{minutes:2d}-minute video  : peak RSS {rss / 2 ** 20:6.0f} MiB summed over the extractor's "
               f"processes ({seconds:.1f} s; target < 2048 MiB)", flush=True)
+        if not args.skip_videotag:
+            seconds, rss, _ = run_extractor(
+                [video, f"--tsn_weights={weights_path}", f"--tsn_config={config}", f"--lstm_weights={lstm}",
+                 f"--label_file={labels}", "-o", "MODEL.num_classes=10", "--segment_seconds=30",
+                 f"--save_dir={work}/tags{minutes}", "--use_gpu=False"], script="videotag.py")
+            print(f"   videotag.py --segment_seconds 30: peak RSS {rss / 2 ** 20:6.0f} MiB summed over its "
+                  f"processes ({seconds:.1f} s, {2 * minutes} windows)", flush=True)
         os.remove(video)
     print(f"(work files in {work})")
 

@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny AttentionLSTM config and generated feature files with labels."""
 import os
+import re
 import subprocess
 import sys
 
@@ -17,6 +18,32 @@ def run_script(script, *args, cwd=None, env=None):
     return subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=cwd, env=full_env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, encoding="utf-8",
                           timeout=300)
+
+
+# Third-party chatter the entry scripts keep off the console unless --verbose (video_tag/quiet.py).
+NOISE = {
+    "ccache warning": re.compile(r"No ccache found"),
+    "OMP advice": re.compile(r"OMP_NUM_THREADS WISELY"),
+    "glog line": re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \w+\.\w+:\d+\]", re.M),
+    "oneDNN print": re.compile(r"OneDNNSupport"),
+    "FFmpeg line": re.compile(r"\[[\w,]+ @ 0x[0-9a-f]+\]"),  # also right after a progress bar
+    "Paddle log format": re.compile(r"\] \[ *INFO\]"),
+}
+LOG_RECORD = re.compile(r"^\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) \S")
+
+
+def noise_in(output):
+    """Names of the NOISE patterns found in ``output``."""
+    pieces = "\n".join(re.split(r"[\r\n]", output))  # progress bars redraw with \r
+    return [name for name, pattern in NOISE.items() if pattern.search(pieces)]
+
+
+def assert_quiet(output):
+    """No third-party chatter, and every log line in the one format of cli.setup_logging."""
+    assert noise_in(output) == [], output
+    pieces = [p.strip() for p in re.split(r"[\r\n]", output)]
+    odd = [p for p in pieces if re.search(r"\b(INFO|WARNING)\b", p) and not LOG_RECORD.match(p)]
+    assert odd == [], output
 
 
 def write_features(directory, count, rng, lengths=(6, 9), labels_per_video=(1, 3), signal=True):

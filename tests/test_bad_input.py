@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import FEATURE_DIM, NUM_CLASSES, run_script
+from conftest import FEATURE_DIM, NUM_CLASSES, ROOT, run_script
 from video_tag import weights
 from video_tag.config import load_config
 from video_tag.models import build_model
@@ -210,8 +210,8 @@ def short_label_file(s, script):
     return s.run(script, f"--label_file={path}"), [str(path)]
 
 
-EVAL_CASES = COMMON + [label_out_of_range, missing_weights,
-                       unreadable_weights, weights_of_other_num_classes]
+EVAL_CASES = COMMON + [label_out_of_range, missing_weights, unreadable_weights, weights_of_other_num_classes,
+                       missing_label_file, short_label_file]
 PREDICT_CASES = COMMON + [missing_weights, unreadable_weights, weights_of_other_num_classes,
                           missing_label_file, short_label_file]
 
@@ -279,3 +279,121 @@ def test_good_input_exits_zero_with_empty_failed_list(setup):
     result = setup.run("predict.py")
     assert result.returncode == 0 and "error:" not in result.stdout, result.stdout
     assert read_failed(setup.out) == []
+
+
+# --- absurd flags and config values: refused before anything starts (in-process: no script start-up) ----
+
+def run_in_process(script, *args, monkeypatch, capsys):
+    """``cli.main`` of an entry script with ``args``; returns (exit code, stderr)."""
+    import importlib.util
+    import sys
+    from video_tag import cli
+    spec = importlib.util.spec_from_file_location("entry_" + script[:-3], os.path.join(ROOT, script))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(sys, "argv", [script, *args])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        cli.main(module.main)
+    return e.value.code, capsys.readouterr().err
+
+
+def edited_config(s, edit, name):
+    """A copy of the tiny config changed by ``edit(cfg)``; returns its path."""
+    with open(s.config, encoding="utf-8") as f:
+        cfg = yaml.safe_load(f)
+    edit(cfg)
+    path = s.tmp / name
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return str(path)
+
+
+def odd_model_key(s):
+    return edited_config(s, lambda cfg: cfg["MODEL"].update(lstm_sise=cfg["MODEL"].pop("lstm_size")), "typo.yaml")
+
+
+def list_section(s):
+    return edited_config(s, lambda cfg: cfg.update(TEST=[cfg["TEST"]["filelist"], 4]), "list.yaml")
+
+
+TSN = ["--model_name=TSN", f"--config={os.path.join(ROOT, 'configs', 'tsn.yaml')}", "--weights=w.pdparams"]
+ABSURD = [  # (script, arguments (a callable of the Setup: a config path), words the error line names)
+    ("train.py", ["--batch_size", "0"], ["--batch_size", "0"]),
+    ("train.py", ["--batch_size=-2"], ["--batch_size", "-2"]),
+    ("train.py", ["--epoch", "0"], ["--epoch"]),
+    ("train.py", ["--learning_rate=nan"], ["--learning_rate"]),
+    ("train.py", ["--valid_interval=-1"], ["--valid_interval"]),
+    ("train.py", ["-o", "MODEL.num_classes=0"], ["MODEL.num_classes"]),
+    ("train.py", ["-o", "TRAIN.batch_size=-1"], ["TRAIN.batch_size"]),
+    ("train.py", lambda s: ["--config", odd_model_key(s)], ["MODEL.lstm_sise", "typo.yaml"]),
+    ("eval.py", ["--batch_size", "0"], ["--batch_size"]),
+    ("eval.py", ["-o", "MODEL.num_classes=0"], ["MODEL.num_classes"]),
+    ("eval.py", lambda s: ["--config", list_section(s)], ["list.yaml", "section TEST must be a mapping"]),
+    ("predict.py", ["--batch_size=-1"], ["--batch_size"]),
+    ("predict.py", ["--topk", "0"], ["--topk"]),
+    ("predict.py", ["--topk=-3"], ["--topk"]),
+    ("predict.py", ["-o", "MODEL.topk=0"], ["MODEL.topk"]),
+    ("predict.py", lambda s: [f"--label_file={s.tmp}"], lambda s: [f"label file {s.tmp} is a directory"]),
+    ("tsn_extractor.py", TSN + ["--frame_batch", "0"], ["--frame_batch"]),
+    ("tsn_extractor.py", TSN + ["--num_workers=-1"], ["--num_workers"]),
+    ("tsn_extractor.py", TSN + ["-o", "INFER.seg_num=0"], ["INFER.seg_num"]),
+    ("tsn_extractor.py", TSN + ["--batch_size", "0"], ["--batch_size"]),
+]
+
+
+@pytest.mark.parametrize("script, args, words", ABSURD,
+                         ids=[f"{s[:-3]}-{i}" for i, (s, _, _) in enumerate(ABSURD)])
+def test_absurd_flag_or_value_one_line_exit_2(setup, monkeypatch, capsys, script, args, words):
+    args = args(setup) if callable(args) else args
+    words = words(setup) if callable(words) else words
+    if script != "tsn_extractor.py":
+        given = [f"--weights={setup.weights}", f"--label_file={setup.labels}"]
+        given = given[:{"train.py": 0, "eval.py": 1, "predict.py": 2}[script]]
+        args = [*ARGS, f"--config={setup.config}", f"--save_dir={setup.out}", *given, *args]  # the last wins
+    code, err = run_in_process(script, *args, monkeypatch=monkeypatch, capsys=capsys)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err, err
+    assert all(w in errors[0] for w in words), errors[0]
+    assert not os.path.exists(setup.out)  # refused before starting: nothing written
+
+
+# --- NaN or Inf in training: stop at once, naming the files --------------------------------------------
+
+@pytest.mark.parametrize("value", [np.nan, -np.inf])
+def test_non_finite_features_stop_training_naming_the_file(setup, value):
+    from video_tag.errors import RunError
+    from video_tag.trainer import train
+    lines = setup.lines("TRAIN")
+    bad = split_labels(lines[5])[0]
+    x = np.load(bad)
+    x[2, 3] = value
+    np.save(bad, x)
+    with pytest.raises(RunError) as e:
+        train("AttentionLSTM", load_config(setup.config), setup.out, epochs=1, valid_interval=0)
+    message = str(e.value)
+    assert f"{bad} (list line 6)" in message and "NaN or Inf" in message and "\n" not in message, message
+    assert message.count("(list line") == 1   # the other files of its batch are not blamed
+    assert not os.path.exists(os.path.join(setup.out, "AttentionLSTM_epoch0.pdparams"))
+
+
+def test_diverging_loss_stops_training_naming_the_batch(setup):
+    from video_tag.errors import RunError
+    from video_tag.trainer import train
+    cfg = load_config(setup.config, ["TRAIN.learning_rate=1e30"])   # finite features, exploding weights
+    with pytest.raises(RunError) as e:
+        train("AttentionLSTM", cfg, setup.out, epochs=2, valid_interval=0)
+    message = str(e.value)
+    assert "the loss is" in message and "epoch 0" in message and "\n" not in message, message
+    assert message.count("(list line") == 8   # TRAIN.batch_size: every file of the batch
+
+
+def test_nan_features_through_train_py_one_line_exit_3(setup, monkeypatch, capsys):
+    bad = split_labels(setup.lines("TRAIN")[0])[0]
+    x = np.load(bad)
+    x[0, 0] = np.nan
+    np.save(bad, x)
+    code, err = run_in_process("train.py", *ARGS, f"--config={setup.config}", f"--save_dir={setup.out}",
+                               "--epoch=1", monkeypatch=monkeypatch, capsys=capsys)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 3 and len(errors) == 1 and "Traceback" not in err, err
+    assert f"{bad} (list line 1)" in errors[0] and "NaN or Inf" in errors[0], errors[0]

@@ -187,3 +187,86 @@ def test_config_with_bom_and_crlf(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_bytes(b"\xef\xbb\xbfMODEL:\r\n    num_classes: 12\r\n")
     assert load_config(str(path))["MODEL"]["num_classes"] == 12
+
+
+# --- absurd values, typos in MODEL, keys this toolkit ignores ------------------------------------------
+
+TSN_SINGLE = os.path.join(ROOT, "configs", "tsn-single.yaml")
+
+
+@pytest.mark.parametrize("config, override", [
+    (TSN_SINGLE, "INFER.seg_num=0"), (TSN_SINGLE, "TRAIN.seg_num=-3"), (TSN_SINGLE, "TEST.target_size=0"),
+    (TSN_SINGLE, "MODEL.num_layers=34"), (TSN_SINGLE, "TRAIN.momentum=-0.9"),
+    (SINGLE, "MODEL.num_classes=0"), (SINGLE, "TRAIN.batch_size=0"), (SINGLE, "VALID.batch_size=-8"),
+    (SINGLE, "TRAIN.epoch=0"), (SINGLE, "MODEL.topk=0"), (SINGLE, "TEST.num_workers=-1"),
+    (SINGLE, "TRAIN.learning_rate=-1e-3"), (SINGLE, "TRAIN.learning_rate=.nan"), (SINGLE, "MODEL.drop_rate=1"),
+    (SINGLE, "MODEL.feature_dims=[0]"), (SINGLE, "MODEL.fc_sizes=[]"), (SINGLE, "TRAIN.decay_epochs=[-1]"),
+    (SINGLE, "TRAIN.log_interval=0"),
+])
+def test_absurd_value_is_refused_naming_the_key(config, override):
+    with pytest.raises(UserError) as e:
+        load_config(config, [override])
+    message = str(e.value)
+    assert override.split("=")[0] in message and "must be" in message and "\n" not in message, message
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"TRAIN: [1, 2]\n", ["TRAIN", "mapping"]),                          # a section that is a list
+    (b"MODEL:\n  - num_classes\n  - 3\n", ["MODEL", "mapping"]),
+    (b"TRAIN:\n  batch_size: [8]\n", ["TRAIN.batch_size", "integer"]),  # a list where a count belongs
+    (b"TRAIN:\n  batch_size: yes\n", ["TRAIN.batch_size", "integer"]),  # YAML 1.1 reads a bool
+    (b"INFER:\n  batch_size: null\n", ["INFER.batch_size"]),
+    (b"TRAIN:\n  learning_rate: .inf\n", ["TRAIN.learning_rate"]),
+])
+def test_absurd_config_file_names_file_and_key(tmp_path, content, words):
+    path = tmp_path / "odd config.yaml"
+    path.write_bytes(content)
+    with pytest.raises(UserError) as e:
+        load_config(str(path))
+    assert str(path) in str(e.value) and all(w in str(e.value) for w in words), str(e.value)
+
+
+def test_sizes_left_null_mean_the_defaults(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("TEST:\n    seg_num: null\n    short_size: null\n", encoding="utf-8")
+    assert load_config(str(path))["TEST"]["seg_num"] is None
+
+
+def test_unknown_model_key_is_refused_and_known_ones_pass(tmp_path):
+    from video_tag.models import build_model, model_arguments
+    for config in CONFIGS + [TSN_SINGLE]:   # every shipped config passes
+        name = "TSN" if "tsn" in config else "AttentionLSTM"
+        model_arguments(name, load_config(config)["MODEL"])
+    path = tmp_path / "original.yaml"
+    path.write_text(ORIGINAL, encoding="utf-8")   # the original's informative keys (feature_num, ...) pass
+    assert set(model_arguments("AttentionLSTM", load_config(str(path))["MODEL"])) == {
+        "num_classes", "feature_dims", "embedding_size", "lstm_size", "drop_rate", "fc_sizes"}
+    path.write_text(ORIGINAL.replace("lstm_size: 512", "lstm_sise: 512"), encoding="utf-8")
+    cfg = load_config(str(path))
+    with pytest.raises(UserError, match=r"unknown key MODEL\.lstm_sise for AttentionLSTM"):
+        model_arguments("AttentionLSTM", cfg["MODEL"], f"config {path}")
+    with pytest.raises(UserError, match=r"MODEL\.lstm_sise"):   # build_model checks too
+        build_model("AttentionLSTM", cfg)
+    cfg = load_config(TSN_SINGLE)
+    cfg["MODEL"]["numlayers"] = 50
+    with pytest.raises(UserError, match=r"MODEL\.numlayers for TSN"):
+        build_model("TSN", cfg)
+
+
+def test_ignored_keys_warn_when_set_to_another_value(tmp_path, caplog):
+    from video_tag.config import warn_ignored
+    for config in CONFIGS + [TSN_SINGLE]:   # the shipped configs keep the original values: no warning
+        with caplog.at_level("WARNING"):
+            warn_ignored(load_config(config), config)
+    assert caplog.records == []
+    path = tmp_path / "original.yaml"
+    path.write_text(ORIGINAL.replace("use_gpu: True", "use_gpu: False"), encoding="utf-8")
+    overrides = ["MODEL.seg_num=5", "MODEL.seglen=2", "MODEL.image_mean=[0.5, 0.5, 0.5]"]
+    with caplog.at_level("WARNING"):
+        warn_ignored(load_config(str(path)), str(path))
+        warn_ignored(load_config(TSN_SINGLE, overrides + ["TRAIN.total_videos=224684"]), TSN_SINGLE)
+    text = caplog.text
+    for key in ("TRAIN.num_samples=5000", "TRAIN.use_gpu=False", "MODEL.seg_num=5", "MODEL.seglen=2",
+                "MODEL.image_mean=[0.5, 0.5, 0.5]", "TRAIN.total_videos=224684"):
+        assert key in text, text
+    assert "image_std" not in text

@@ -10,8 +10,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import ROOT, run_script
+from conftest import ROOT, assert_quiet, noise_in, run_script
 from models.test_tsn import ref_features, release_weights
+from video_tag.readers.lists import read_list
 
 SEG, SHORT, TARGET = 5, 40, 32
 
@@ -82,8 +83,9 @@ def setup(tmp_path):
 
 def test_extract_outputs_and_resume(setup):
     tmp_path, videos, broken, model, args = setup
-    result = run_script("tsn_extractor.py", *args)
+    result = run_script("tsn_extractor.py", *args, env={"OMP_NUM_THREADS": "2"})
     assert result.returncode == 1, result.stdout  # one video failed
+    assert_quiet(result.stdout)  # also with a video FFmpeg cannot read
     out = tmp_path / "out"
     listed = (out / "features.list").read_text(encoding="utf-8").splitlines()
     assert [os.path.dirname(f) for f in listed] == [str(out)] * 3
@@ -107,8 +109,11 @@ def test_extract_outputs_and_resume(setup):
         f.truncate(200)
     broken.unlink()
     (tmp_path / "videos.list").write_text("\n".join(videos) + "\n", encoding="utf-8")
-    result = run_script("tsn_extractor.py", *args)
+    result = run_script("tsn_extractor.py", *args, "--verbose")
     assert result.returncode == 0, result.stdout
+    # Paddle 3.3 prints both when it builds and first runs the predictor; if a Paddle update drops them,
+    # take them out of conftest.NOISE.
+    assert {"glog line", "oneDNN print"} <= set(noise_in(result.stdout)), result.stdout
     assert [os.path.getmtime(f) for f in listed[:2]] == stamps[:2]
     assert np.load(listed[2]).shape == (SEG, 2048)
     assert (out / "features.list").read_text(encoding="utf-8").splitlines() == listed
@@ -134,6 +139,32 @@ def test_bad_weights_and_list(setup):
     result = run_script("tsn_extractor.py", *[a for a in args if not a.startswith("--filelist")],
                         f"--filelist={tmp_path}/nope.list")
     assert result.returncode == 2 and "nope.list" in result.stdout and "Traceback" not in result.stdout
+
+
+def test_training_list_from_a_labelled_video_list(setup):
+    tmp_path, videos, broken, model, args = setup
+    labelled = tmp_path / "labelled videos.list"
+    lines = [f"{videos[0]} 3", f"{videos[2]} 0 2", f"{broken} 1", f"{videos[1]} 1 2", f"{videos[0]} 4"]
+    labelled.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "lists" / "训练 train.list"
+    args = [a for a in args if not a.startswith("--filelist")]
+    result = run_script("tsn_extractor.py", *args, f"--filelist={labelled}", f"--train_list={out}")
+    assert result.returncode == 1, result.stdout  # the broken video failed
+    assert f"cannot read {broken}" in result.stdout and "1 left out" in result.stdout
+    feature = dict(line.split("\t") for line in (tmp_path / "out" / "manifest.tsv").read_text(
+        encoding="utf-8").splitlines())
+    assert sorted(feature) == sorted(videos)
+    expected = [(feature[videos[0]], [3]), (feature[videos[2]], [0, 2]), (feature[videos[1]], [1, 2]),
+                (feature[videos[0]], [4])]
+    assert [(e.path, e.labels) for e in read_list(str(out), num_classes=5)] == expected
+    assert out.read_text(encoding="utf-8").splitlines()[1] == f"{feature[videos[2]]} 0 2"
+
+    # refused before anything starts: a line without labels, or the list itself as the output
+    labelled.write_text(f"{videos[0]} 3\n{videos[1]}\n", encoding="utf-8")
+    result = run_script("tsn_extractor.py", *args, f"--filelist={labelled}", f"--train_list={out}")
+    assert result.returncode == 2 and f"{labelled}:2: expected 'path label [label ...]'" in result.stdout
+    result = run_script("tsn_extractor.py", *args, f"--filelist={labelled}", f"--train_list={labelled}")
+    assert result.returncode == 2 and "must be a new file" in result.stdout, result.stdout
 
 
 def test_two_processes_share_the_list(setup):

@@ -1,11 +1,13 @@
 """tools/video2frames.py: frame folders, frames.list, failures and resume."""
 import os
+import time
 
 import cv2
 import numpy as np
 import yaml
 
-from conftest import ROOT, run_script
+from conftest import ROOT, assert_quiet, run_script
+from video_tag.frames import RECORD, video_to_frames
 from video_tag.readers.video_reader import VideoReader
 
 
@@ -22,20 +24,21 @@ def test_frames_tool(tmp_path):
     (tmp_path / "b").mkdir()
     videos = [write_video(tmp_path / "a" / "clip 1.avi", 12), write_video(tmp_path / "b" / "clip 1.avi", 7),
               write_video(tmp_path / "a" / "其他.avi", 5)]
-    bad = tmp_path / "broken.avi"
-    bad.write_bytes(b"not a video")
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00" * 100)  # FFmpeg prints "moov atom not found" of its own on this one
     with open(tmp_path / "train.list", "w", encoding="utf-8") as f:
         f.write(f"{videos[0]} 2\n{videos[1]} 0\n{bad} 1\n{videos[2]} 1\n")
     out = tmp_path / "frames"
     result = run_script("tools/video2frames.py", "--filelist", str(tmp_path / "train.list"), "--out_dir", str(out))
     assert result.returncode == 1, result.stdout
+    assert_quiet(result.stdout)  # FFmpeg's own line about the broken file included
     lines = (out / "frames.list").read_text(encoding="utf-8").splitlines()
     assert len(lines) == 3
     folders = [line.rsplit(" ", 2)[0] for line in lines]
     assert [line.rsplit(" ", 2)[1:] for line in lines] == [["12", "2"], ["7", "0"], ["5", "1"]]
     assert folders[0] != folders[1] and os.path.basename(folders[0]).startswith("clip 1_")
     assert folders[2].endswith("其他")
-    assert sorted(os.listdir(folders[1])) == [f"img_{i:05d}.jpg" for i in range(1, 8)]
+    assert sorted(os.listdir(folders[1])) == [RECORD] + [f"img_{i:05d}.jpg" for i in range(1, 8)]
     assert (out / "failed.list").read_text(encoding="utf-8").startswith(f"{bad}\t")
 
     # The frames list feeds the TSN reader in frames mode.
@@ -56,4 +59,89 @@ def test_frames_tool(tmp_path):
     assert result.returncode == 0, result.stdout
     assert os.path.getmtime(folders[0]) == stamp
     assert (out / "failed.list").read_text(encoding="utf-8") == ""
-    assert not [n for n in os.listdir(out) if n.endswith(".tmp")]
+    assert not [n for n in os.listdir(out) if ".tmp" in n]
+
+
+def frame_names(folder):
+    return sorted(n for n in os.listdir(folder) if n.startswith("img_"))
+
+
+def test_resume_decodes_again_what_is_not_complete(tmp_path, caplog):
+    videos = {name: write_video(tmp_path / f"{name}.avi", count) for name, count in
+              (("short", 12), ("old", 9), ("changed", 6), ("intact", 5))}
+    list_path = tmp_path / "l.list"
+    list_path.write_text("".join(f"{v} {i}\n" for i, v in enumerate(videos.values())), encoding="utf-8")
+    out = tmp_path / "frames"
+    assert video_to_frames(str(list_path), str(out), 2) == 0
+    stamp = os.path.getmtime(out / "intact" / RECORD)
+    os.remove(out / "short" / "img_00012.jpg")      # a frame lost since
+    os.remove(out / "old" / RECORD)                 # a folder of an older run: no record of its decode
+    write_video(tmp_path / "changed.avi", 8)        # the video changed since
+
+    with caplog.at_level("INFO"):
+        assert video_to_frames(str(list_path), str(out), 2) == 0
+    for name, count in (("short", 12), ("old", 9), ("changed", 8), ("intact", 5)):
+        assert frame_names(out / name) == [f"img_{i:05d}.jpg" for i in range(1, count + 1)], name
+    assert [line.rsplit(" ", 2)[1] for line in (out / "frames.list").read_text(encoding="utf-8").splitlines()] \
+        == ["12", "9", "8", "5"]
+    again = [r.getMessage() for r in caplog.records if r.getMessage().startswith("decoding ")]
+    assert len(again) == 3, again
+    for name, why in (("short", "11 frame file(s) where 12"), ("old", "no record"), ("changed", "changed")):
+        assert any(m.startswith(f"decoding {videos[name]} again") and why in m for m in again), (name, again)
+    assert os.path.getmtime(out / "intact" / RECORD) == stamp   # a complete folder is not decoded again
+    assert not [n for n in os.listdir(out) if ".tmp" in n]
+
+
+# The first run, in a process of its own, stops after its third frame until told to go on.
+FIRST_RUN = """
+import os, sys, time
+import cv2
+from video_tag.frames import video_to_frames
+write = cv2.imwrite
+def imwrite(path, *args):
+    ok = write(path, *args)
+    if path.endswith("img_00003.jpg"):
+        open(sys.argv[3] + ".waiting", "w").close()
+        deadline = time.time() + 60
+        while not os.path.exists(sys.argv[3] + ".go") and time.time() < deadline:
+            time.sleep(0.02)
+    return ok
+cv2.imwrite = imwrite
+sys.exit(video_to_frames(sys.argv[1], sys.argv[2], 1))
+"""
+
+
+def test_two_runs_keep_their_temporary_folders_apart(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    video = write_video(tmp_path / "clip.avi", 20)
+    list_path = tmp_path / "l.list"
+    list_path.write_text(f"{video} 1\n", encoding="utf-8")
+    out = tmp_path / "frames"
+    out.mkdir()
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    stale = out / f"clip.tmp-{socket.gethostname()}-{gone.pid}"   # left by a killed run
+    stale.mkdir()
+    flag = str(tmp_path / "flag")
+    first = subprocess.Popen([sys.executable, "-c", FIRST_RUN, str(list_path), str(out), flag],
+                             env={**os.environ, "PYTHONPATH": ROOT}, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 60
+        while not os.path.exists(flag + ".waiting"):
+            assert first.poll() is None and time.time() < deadline, first.communicate()[0]
+            time.sleep(0.02)
+        # a second run while the first is half-way through the same video: it must leave the first's
+        # temporary folder alone (and clear the killed run's)
+        assert video_to_frames(str(list_path), str(out), 1) == 0
+        assert not stale.exists()
+        assert frame_names(out / "clip") == [f"img_{i:05d}.jpg" for i in range(1, 21)]
+    finally:
+        open(flag + ".go", "w").close()
+        output = first.communicate(timeout=60)[0]
+    assert first.returncode == 0, output
+    assert frame_names(out / "clip") == [f"img_{i:05d}.jpg" for i in range(1, 21)]
+    assert sorted(os.listdir(out)) == ["clip", "failed.list", "frames.list"]
+    assert (out / "failed.list").read_text(encoding="utf-8") == ""

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from video_tag.metrics import MultiLabelMetrics, TopkAccuracy, batch_metrics, gap
+from video_tag.metrics import MultiLabelMetrics, PerClassAP, TopkAccuracy, batch_metrics, gap, worst_first
 
 # Four videos, four classes; worked with top_k=2.
 #   A: top-2 = c0 (0.9, T), c1 (0.65, F); 2 true labels (c2 at 0.1 falls outside the top-2)
@@ -179,3 +179,116 @@ def test_topk_accuracy_few_classes_and_no_losses():
     check(acc.compute(), {"top1_acc": 0.5, "top5_acc": 1.0, "loss": None, "num_videos": 2})
     with pytest.raises(ValueError):
         acc.update(np.zeros((1, 3)), np.array([3]))
+
+
+# Per-class AP of SCORES / LABELS, each class's column ranked over the four videos A-D:
+#   c0: A .9 T, C .5 F, B .2 F, D 0 T   -> (1/1 + 2/4) / 2 = 3/4
+#   c1: B .7 T, ...                      -> 1
+#   c2: B .6 F, C .3 F, A .1 T, D 0 F    -> (1/3) / 1 = 1/3
+#   c3: C .95 F, D .6 T, ...             -> (1/2) / 1 = 1/2
+PER_CLASS_AP = [3 / 4, 1.0, 1 / 3, 1 / 2]
+
+
+def test_per_class_ap_hand_worked_example():
+    m = PerClassAP(4)
+    m.update(SCORES, LABELS)
+    result = m.compute()
+    np.testing.assert_allclose(result["ap"], PER_CLASS_AP, rtol=0, atol=1e-12)
+    assert result["positives"].tolist() == [2, 1, 1, 1]
+    assert worst_first(**result).tolist() == [2, 3, 0, 1]
+
+
+def test_per_class_ap_ties_rank_negatives_first_and_classes_without_positives_come_last():
+    m = PerClassAP(3)
+    # c0: a positive and a negative with one score, then a positive below: (1/2 + 2/3) / 2.
+    # c1: no positives. c2: the only video ranked first is a positive: 1.
+    m.update([[0.8, 0.5, 0.9], [0.8, 0.5, 0.1], [0.3, 0.5, 0.2]], [[1, 0, 1], [0, 0, 0], [1, 0, 0]])
+    result = m.compute()
+    assert result["ap"][0] == pytest.approx((1 / 2 + 2 / 3) / 2, abs=1e-12)
+    assert np.isnan(result["ap"][1]) and result["ap"][2] == 1.0
+    assert result["positives"].tolist() == [2, 0, 1]
+    assert worst_first(**result).tolist() == [0, 2, 1]
+
+
+def test_per_class_ap_ranks_nan_scores_lowest():
+    m = PerClassAP(1)
+    m.update([[np.nan], [0.1], [0.0]], [[1], [0], [0]])  # NaN shares the lowest bin with 0.0, after it
+    assert m.compute()["ap"].tolist() == [1 / 3]
+
+
+def exact_average_precision(scores, truth):
+    """Textbook AP of one class: videos by descending score, mean precision at each positive."""
+    order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
+    hits = np.asarray(truth, bool)[order]
+    ranks = np.flatnonzero(hits) + 1
+    return float(np.mean(np.arange(1, len(ranks) + 1) / ranks)) if len(ranks) else float("nan")
+
+
+def test_per_class_ap_is_exact_when_scores_are_apart_by_more_than_a_bin():
+    # Logits 0.05 apart (bins are 1/64 wide), in [-6, 6]: no two videos share a bin.
+    rng = np.random.default_rng(3)
+    num_videos, num_classes = 200, 6
+    logits = np.stack([rng.permutation(np.linspace(-6, 6, num_videos, endpoint=False) + 0.003)
+                       for _ in range(num_classes)], axis=1)
+    scores = (1 / (1 + np.exp(-logits))).astype(np.float32)
+    labels = rng.random((num_videos, num_classes)) < 0.2
+    labels[:, 0] |= logits[:, 0] > 2  # one well-predicted class, one reversed, the others random
+    labels[:, 1] |= logits[:, 1] < -2
+    m = PerClassAP(num_classes)
+    for start in range(0, num_videos, 32):
+        m.update(scores[start:start + 32], labels[start:start + 32])
+    expected = [exact_average_precision(scores[:, c], labels[:, c]) for c in range(num_classes)]
+    np.testing.assert_allclose(m.compute()["ap"], expected, rtol=0, atol=1e-12)
+    ap = m.compute()["ap"]
+    assert ap[0] > 0.8 > 0.4 > ap[1]  # the fixture spans good and bad classes
+
+
+def binned_reference(scores, truth, bins=2048, logit_range=16.0):
+    """AP from the documented binning, ranked by sorting: the bin of p is
+    floor((clip(logit(p), -16, 16) + 16) * 64), the top bin holding logit 16; negatives first in a bin."""
+    out = []
+    for p, t in zip(np.asarray(scores, np.float64).T, np.asarray(truth, bool).T):
+        with np.errstate(divide="ignore"):
+            logit = np.clip(np.log(p / (1 - p)), -logit_range, logit_range)
+        b = np.minimum(np.floor((logit + logit_range) * bins / (2 * logit_range)), bins - 1)
+        hits = t[np.lexsort((t, -b))]
+        ranks = np.flatnonzero(hits) + 1
+        out.append(np.mean(np.arange(1, len(ranks) + 1) / ranks) if len(ranks) else np.nan)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_per_class_ap_against_a_sorting_reference_with_many_ties(seed):
+    rng = np.random.default_rng(seed)
+    num_videos, num_classes = 300, 7
+    # Logits 0, 0.012, 0.020: 0.5 and 0.503 share a bin (1024), 0.505 is in the next one.
+    scores = rng.choice([0.0, 0.01, 0.2, 0.5, 0.503, 0.505, 0.9, 1.0], size=(num_videos, num_classes))
+    labels = rng.random((num_videos, num_classes)) < np.linspace(0.0, 0.5, num_classes)  # class 0: none
+    parts = [PerClassAP(num_classes) for _ in range(3)]
+    for i, part in enumerate(parts):
+        part.update(scores[i::3], labels[i::3])
+    total = PerClassAP(num_classes)
+    for part in parts[::-1]:
+        total.merge(part.state())
+    result = total.compute()
+    np.testing.assert_allclose(result["ap"], binned_reference(scores, labels), rtol=0, atol=1e-12)
+    assert np.isnan(result["ap"][0]) and result["positives"].tolist() == labels.sum(axis=0).tolist()
+
+
+def test_per_class_ap_of_class_ids_equals_one_hot():
+    scores = np.array([[0.55, 0.1, 0.35], [0.3, 0.3, 0.4], [0.6, 0.1, 0.3], [0.1, 0.8, 0.1]])
+    ids, one_hot = PerClassAP(3), PerClassAP(3)
+    ids.update(scores, np.array([0, 2, 2, 1]))
+    one_hot.update(scores, np.eye(3)[[0, 2, 2, 1]])
+    np.testing.assert_array_equal(ids.compute()["ap"], one_hot.compute()["ap"])
+    # c0: v2 .6 F, v0 .55 T -> 1/2; c1: v3 first -> 1; c2: v1 .4 T, v0 .35 F, v2 .3 T -> (1 + 2/3) / 2
+    np.testing.assert_allclose(ids.compute()["ap"], [1 / 2, 1.0, (1 + 2 / 3) / 2], rtol=0, atol=1e-12)
+
+
+def test_per_class_ap_state_holds_only_the_used_bins():
+    m = PerClassAP(3396)
+    m.update(np.full((4, 3396), 0.5, np.float32), np.eye(3396)[:4])
+    state = m.state()
+    assert len(state["all_index"]) == 3396 and len(state["positive_index"]) == 4
+    with pytest.raises(ValueError, match=r"\[B, 3396\]"):
+        m.update(np.zeros((2, 5)), np.zeros((2, 5)))

@@ -16,6 +16,7 @@ from video_tag.config import load_config
 from video_tag.errors import RunError
 from video_tag.models import build_model
 from video_tag.readers.lists import split_labels
+from video_tag.streaming import PartialJsonl
 
 
 @pytest.fixture
@@ -46,24 +47,23 @@ def test_killed_run_resumes_to_the_same_output(setup, tmp_path, monkeypatch):
     assert not [n for n in os.listdir(tmp_path / "full") if "partial" in n]
 
     # A run "killed" after 5 complete lines and half of the 6th (SIGKILL leaves at most a torn last line).
-    real_append, count = predict_module._append, [0]
+    real_append, count = PartialJsonl.append, [0]
 
-    def append_then_die(f, path, data):
+    def append_then_die(self, key, record):
         count[0] += 1
         if count[0] == 6:
-            f.write(data[:len(data) // 2])
-            f.flush()
+            self.file.write(json.dumps({"key": key, **record}).encode("utf-8")[:40])
+            self.file.flush()
             raise KeyboardInterrupt
-        real_append(f, path, data)
+        real_append(self, key, record)
 
-    monkeypatch.setattr(predict_module, "_append", append_then_die)
+    monkeypatch.setattr(PartialJsonl, "append", append_then_die)
     with pytest.raises(KeyboardInterrupt):
         run(setup, tmp_path / "cut")
     assert not (tmp_path / "cut" / "predictions.jsonl").exists()
-    monkeypatch.setattr(predict_module, "_append", real_append)
     count[0] = 0
-    monkeypatch.setattr(predict_module, "_append", lambda f, p, d: (count.__setitem__(0, count[0] + 1),
-                                                                   real_append(f, p, d)))
+    monkeypatch.setattr(PartialJsonl, "append", lambda self, k, r: (count.__setitem__(0, count[0] + 1),
+                                                                    real_append(self, k, r)))
     assert run(setup, tmp_path / "cut") == 1
     assert count[0] == len(videos) - 5  # only the videos after the 5 complete lines were predicted again
     assert (tmp_path / "cut" / "predictions.jsonl").read_bytes() == full
@@ -72,15 +72,15 @@ def test_killed_run_resumes_to_the_same_output(setup, tmp_path, monkeypatch):
 
 
 def test_partial_files_of_other_inputs_or_overwrite_start_over(setup, tmp_path, monkeypatch):
-    real_append, count = predict_module._append, [0]
+    real_append, count = PartialJsonl.append, [0]
 
-    def counting(f, path, data):
+    def counting(self, key, record):
         count[0] += 1
         if count[0] == 4:
             raise KeyboardInterrupt
-        real_append(f, path, data)
+        real_append(self, key, record)
 
-    monkeypatch.setattr(predict_module, "_append", counting)
+    monkeypatch.setattr(PartialJsonl, "append", counting)
     with pytest.raises(KeyboardInterrupt):
         run(setup, tmp_path / "out", topk=2)
     count[0] = -100
@@ -101,12 +101,21 @@ def test_disk_full_while_predicting(setup, tmp_path, monkeypatch):
         def write(self, data):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    real_append = predict_module._append
-    monkeypatch.setattr(predict_module, "_append", lambda f, path, data: real_append(Full(), path, data))
+        def close(self):
+            pass
+
+    real_append = PartialJsonl.append
+
+    def append_to_full_disk(self, key, record):
+        self.file.close()
+        self.file = Full()
+        real_append(self, key, record)
+
+    monkeypatch.setattr(PartialJsonl, "append", append_to_full_disk)
     with pytest.raises(RunError, match=r"cannot write .*predictions\.jsonl\.partial\.0\.\S+: No space left"):
         run(setup, tmp_path / "out")
     assert not (tmp_path / "out" / "predictions.jsonl").exists()
-    monkeypatch.setattr(predict_module, "_append", real_append)
+    monkeypatch.setattr(PartialJsonl, "append", real_append)
     assert run(setup, tmp_path / "out") == 1
     assert len((tmp_path / "out" / "predictions.jsonl").read_text(encoding="utf-8").splitlines()) == 12
 
@@ -122,16 +131,19 @@ def launch(tmp_path, script, *args, env=None):
 
 
 def test_two_processes_split_eval_and_predict(setup, tiny_config, tmp_path):
-    from conftest import run_script
+    from conftest import assert_quiet, run_script
     cfg, weights_path, listing, labels, lines = setup
     common = ["--model_name=AttentionLSTM", "--use_gpu=False", f"--config={tiny_config}",
               f"--weights={weights_path}"]
     single = run_script("predict.py", *common, f"--filelist={listing}", f"--label_file={labels}",
-                        f"--save_dir={tmp_path}/p1", "--topk=5")
+                        f"--save_dir={tmp_path}/p1", "--topk=5", env={"OMP_NUM_THREADS": "2"})
     assert single.returncode == 1, single.stdout
+    assert_quiet(single.stdout)
     result, logs = launch(tmp_path, "predict.py", *common, f"--filelist={listing}", f"--label_file={labels}",
                           f"--save_dir={tmp_path}/p2", "--topk=5")
     assert result.returncode == 1, result.stdout + "".join(logs)  # rank 0 carries the exit code
+    for log in logs:
+        assert_quiet(log)
     one = [json.loads(line) for line in open(tmp_path / "p1" / "predictions.jsonl", encoding="utf-8")]
     two = [json.loads(line) for line in open(tmp_path / "p2" / "predictions.jsonl", encoding="utf-8")]
     assert [r["video"] for r in two] == [r["video"] for r in one]
@@ -145,9 +157,12 @@ def test_two_processes_split_eval_and_predict(setup, tiny_config, tmp_path):
     assert "gone.npy" in logs[0] and "gone.npy" not in logs[1]
 
     test_list = cfg["TEST"]["filelist"]
-    single = run_script("eval.py", *common, f"--filelist={test_list}", f"--save_dir={tmp_path}/e1")
+    single = run_script("eval.py", *common, f"--filelist={test_list}", f"--save_dir={tmp_path}/e1", "--per_class",
+                        env={"OMP_NUM_THREADS": "2"})
     assert single.returncode == 0, single.stdout
-    result, logs = launch(tmp_path, "eval.py", *common, f"--filelist={test_list}", f"--save_dir={tmp_path}/e2")
+    assert_quiet(single.stdout)
+    result, logs = launch(tmp_path, "eval.py", *common, f"--filelist={test_list}", f"--save_dir={tmp_path}/e2",
+                          "--per_class")
     assert result.returncode == 0, result.stdout + "".join(logs)
     a = json.load(open(tmp_path / "e1" / "metrics.json"))
     b = json.load(open(tmp_path / "e2" / "metrics.json"))
@@ -155,6 +170,10 @@ def test_two_processes_split_eval_and_predict(setup, tiny_config, tmp_path):
     for key in ("gap", "hit_at_one", "perr", "loss"):
         assert b[key] == pytest.approx(a[key], abs=1e-6), key
     assert "GAP" in logs[0] and "GAP" not in logs[1]
+    # Per-class AP from the score counts of both processes equals the one-process figures.
+    one_rows = (tmp_path / "e1" / "per_class.csv").read_text(encoding="utf-8").splitlines()
+    two_rows = (tmp_path / "e2" / "per_class.csv").read_text(encoding="utf-8").splitlines()
+    assert len(one_rows) == 1 + cfg["MODEL"]["num_classes"] and two_rows == one_rows
 
 
 def test_a_failing_rank_ends_the_launch_with_one_line(setup, tiny_config, tmp_path):
@@ -165,11 +184,10 @@ def test_a_failing_rank_ends_the_launch_with_one_line(setup, tiny_config, tmp_pa
     (hook / "sitecustomize.py").write_text(
         "import os\n"
         "if os.environ.get('PADDLE_TRAINER_ID') == '1':\n"
-        "    import errno, video_tag.predict as p\n"
-        "    def full(path, inputs):\n"
-        "        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))\n"
-        "    p._new_partial = lambda path, inputs: p._append(type('F', (), {'write': lambda s, d: full(0, 0)})(),"
-        " path, b'x')\n", encoding="utf-8")
+        "    import errno, video_tag.streaming as s\n"
+        "    def full(self, rank):\n"
+        "        raise s.RunError(f'cannot write {self.path}.partial.1: ' + os.strerror(errno.ENOSPC))\n"
+        "    s.PartialJsonl.open = full\n", encoding="utf-8")
     import time
     start = time.time()
     result, logs = launch(tmp_path, "predict.py", "--model_name=AttentionLSTM", "--use_gpu=False",
@@ -178,6 +196,6 @@ def test_a_failing_rank_ends_the_launch_with_one_line(setup, tiny_config, tmp_pa
                           env={"PYTHONPATH": f"{hook}{os.pathsep}{ROOT}"})
     assert result.returncode != 0 and time.time() - start < 90
     last = [line for line in logs[1].splitlines() if line.startswith("error:")]
-    assert last == [f"error: rank 1 of 2: cannot write {tmp_path}/out/predictions.jsonl.partial.1."
-                    + last[0].rsplit("partial.1.", 1)[1]] and "No space left" in last[0]
+    assert last == [f"error: rank 1 of 2: cannot write {tmp_path}/out/predictions.jsonl.partial.1: No space "
+                    "left on device"]
     assert not (tmp_path / "out" / "predictions.jsonl").exists()

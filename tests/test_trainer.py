@@ -1,32 +1,48 @@
 """train.py end to end on a tiny AttentionLSTM: outputs, pretrain, resume, and 2-process data parallel."""
+import csv
+import importlib.util
 import json
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
 import time
 
+import cv2
 import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, run_script
+from conftest import ROOT, assert_quiet, run_script
 from video_tag import weights
 
 ARGS = ["--model_name=AttentionLSTM", "--use_gpu=False"]
 
 
-def train(cfg, save_dir, *extra):
-    result = run_script("train.py", *ARGS, f"--config={cfg}", f"--save_dir={save_dir}", *extra)
+def train(cfg, save_dir, *extra, env=None):
+    result = run_script("train.py", *ARGS, f"--config={cfg}", f"--save_dir={save_dir}", *extra, env=env)
     assert result.returncode == 0, result.stdout
     return result.stdout
 
 
+def installed(module):
+    return importlib.util.find_spec(module) is not None
+
+
+def read_metrics_csv(path):
+    with open(path, encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def test_outputs_of_a_run(tiny_config, tmp_path):
-    out = train(tiny_config, tmp_path / "ck", "--epoch", "3")
+    out = train(tiny_config, tmp_path / "ck", "--epoch", "3", "--visualdl", env={"OMP_NUM_THREADS": "2"})
+    assert_quiet(out)
     names = sorted(os.listdir(tmp_path / "ck"))
-    assert names == sorted(["AttentionLSTM.pdparams", "AttentionLSTM_best.pdparams", "valid_metrics.jsonl"]
+    optional = (["curves.png"] if installed("matplotlib") else []) + (["visualdl"] if installed("visualdl") else [])
+    assert names == sorted(["AttentionLSTM.pdparams", "AttentionLSTM_best.pdparams", "valid_metrics.jsonl",
+                            "metrics.csv"] + optional
                            + [f"AttentionLSTM_epoch{k}.{ext}" for k in range(3) for ext in ("pdparams", "pdopt")])
     state = weights.read_state(str(tmp_path / "ck" / "AttentionLSTM"))
     assert state["output.w_0"].shape == (8, 5) and "rgb_lstm_backward.b_0" in state
@@ -35,15 +51,65 @@ def test_outputs_of_a_run(tiny_config, tmp_path):
     assert [r["epoch"] for r in lines] == [0, 1, 2] and all(r["num_videos"] == 10 for r in lines)
     assert "hit_at_one=" in out and "gap=" in out and "perr=" in out
 
+    # metrics.csv: one row per epoch. With one process and log_interval=1 each step's log line gives its
+    # batch's mean loss (5 decimals); the 3 batches are equal in size, so their mean is the epoch's.
+    rows = read_metrics_csv(tmp_path / "ck" / "metrics.csv")
+    assert list(rows[0]) == ["epoch", "train_loss", "learning_rate", "samples_per_s", "train_seconds",
+                             "elapsed_seconds", "valid_hit_at_one", "valid_perr", "valid_gap", "valid_loss",
+                             "valid_num_videos"]
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    for r in rows:
+        step_losses = [float(x) for x in re.findall(rf"epoch {r['epoch']} step \d+/3 lr=\S+ loss=(\S+)", out)]
+        assert len(step_losses) == 3 and float(r["train_loss"]) == pytest.approx(np.mean(step_losses), abs=1e-5)
+    assert [float(r["learning_rate"]) for r in rows] == pytest.approx([0.01, 0.001, 0.001])  # x0.1 at epoch 1
+    assert all(float(r["samples_per_s"]) == pytest.approx(24 / float(r["train_seconds"]), rel=1e-9) for r in rows)
+    elapsed = [float(r["elapsed_seconds"]) for r in rows]
+    assert elapsed == sorted(elapsed) and elapsed[0] >= float(rows[0]["train_seconds"]) > 0
+    for r, line in zip(rows, lines):
+        assert {k: float(r["valid_" + k]) for k in ("hit_at_one", "perr", "gap", "loss")} == \
+            {k: pytest.approx(line[k], rel=1e-12) for k in ("hit_at_one", "perr", "gap", "loss")}
+        assert r["valid_num_videos"] == "10"
+
+    if installed("matplotlib"):
+        image = cv2.imread(str(tmp_path / "ck" / "curves.png"))
+        assert image.shape == (700, 1000, 3) and image.std() > 10  # drawn, not blank
+    else:
+        assert out.count("matplotlib is not installed: no curves.png") == 1
+    if installed("visualdl"):
+        from visualdl import LogReader
+        reader = LogReader(file_path=str(next((tmp_path / "ck" / "visualdl").iterdir())))
+        assert [(p.id, p.value) for p in reader.get_data("scalar", "valid/gap")] == \
+            [(k, pytest.approx(line["gap"], abs=1e-6)) for k, line in enumerate(lines)]
+        assert len(reader.get_data("scalar", "train/loss")) == 3
+    else:
+        assert out.count("--visualdl: VisualDL is not installed") == 1
+
 
 def test_learns_the_signal(tiny_config, tmp_path):
     train(tiny_config, tmp_path / "ck", "--epoch", "12", "-o", "TRAIN.decay_epochs=[100]", "--fix_random_seed=True")
+    labels = tmp_path / "tags.txt"
+    labels.write_text("cat\n海边, \"sea\"\ndog\nrain\nsnow\n", encoding="utf-8")
     result = run_script("eval.py", *ARGS, f"--config={tiny_config}", f"--weights={tmp_path}/ck/AttentionLSTM",
-                        f"--save_dir={tmp_path}/ev")
+                        f"--save_dir={tmp_path}/ev", "--per_class", f"--label_file={labels}")
     assert result.returncode == 0, result.stdout
     with open(tmp_path / "ev" / "metrics.json", encoding="utf-8") as f:
         metrics = json.load(f)
     assert metrics["num_videos"] == 10 and metrics["gap"] > 0.8 and metrics["hit_at_one"] >= 0.8
+
+    # per_class.csv: every class once, worst AP first, positives counted from the list itself.
+    with open(tmp_path / "test.list", encoding="utf-8") as f:
+        truth = [int(label) for line in f for label in line.split(".npy ")[1].split()]
+    with open(tmp_path / "ev" / "per_class.csv", encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["class_id", "class_name", "positives", "ap"]
+    assert sorted(int(r["class_id"]) for r in rows) == list(range(5))
+    for r in rows:
+        assert r["class_name"] == ["cat", '海边, "sea"', "dog", "rain", "snow"][int(r["class_id"])]
+        assert int(r["positives"]) == truth.count(int(r["class_id"]))
+    scored = [float(r["ap"]) for r in rows if int(r["positives"])]
+    assert scored == sorted(scored) and 0.5 < scored[0] and scored[-1] <= 1.0
+    assert all(r["ap"] == "" for r in rows[len(scored):])
+    assert "per-class AP: mean" in result.stdout
 
 
 def test_pretrain_with_other_num_classes(tiny_config, tmp_path):
@@ -84,6 +150,13 @@ def test_killed_run_resumes_to_the_weights_of_an_unbroken_run(tiny_config, tmp_p
     with open(part / "valid_metrics.jsonl", encoding="utf-8") as f:
         assert [json.loads(line)["epoch"] for line in f] == [0, 1, 2]
     assert not [n for n in os.listdir(part) if ".tmp" in n]
+    # The rows of metrics.csv after the resumed epoch were dropped and trained again: each epoch once,
+    # with the unbroken run's figures.
+    full_rows, resumed_rows = read_metrics_csv(tmp_path / "full" / "metrics.csv"), read_metrics_csv(part / "metrics.csv")
+    assert [r["epoch"] for r in resumed_rows] == ["0", "1", "2"]
+    for a, b in zip(full_rows, resumed_rows):
+        for key in ("train_loss", "learning_rate", "valid_gap", "valid_loss"):
+            assert float(b[key]) == pytest.approx(float(a[key]), abs=1e-6), (a["epoch"], key)
 
 
 def test_a_fresh_run_does_not_replace_another_runs_checkpoints(tiny_config, tmp_path):
@@ -99,6 +172,13 @@ def test_a_fresh_run_does_not_replace_another_runs_checkpoints(tiny_config, tmp_
     assert not (tmp_path / "ck" / "AttentionLSTM_epoch1.pdparams").exists()  # the old run's, removed
     with open(tmp_path / "ck" / "valid_metrics.jsonl", encoding="utf-8") as f:
         assert [json.loads(line)["epoch"] for line in f] == [0]
+    assert [r["epoch"] for r in read_metrics_csv(tmp_path / "ck" / "metrics.csv")] == ["0"]
+
+    # A save_dir with only the records of another run (its checkpoints deleted) is refused too.
+    (tmp_path / "records").mkdir()
+    (tmp_path / "records" / "metrics.csv").write_text("epoch,train_loss\n0,1.5\n", encoding="utf-8")
+    result = run_script("train.py", *ARGS, f"--config={tiny_config}", f"--save_dir={tmp_path / 'records'}")
+    assert result.returncode == 2 and "metrics.csv" in result.stdout, result.stdout
 
     result = run_script("train.py", *ARGS, f"--config={tiny_config}", f"--save_dir={tmp_path / 'new'}",
                         f"--pretrain={tmp_path}/ck/AttentionLSTM", f"--resume={tmp_path}/ck/AttentionLSTM_epoch0")
@@ -142,6 +222,10 @@ def test_disk_full_while_saving_a_checkpoint(tiny_config, tmp_path, monkeypatch)
     trainer.train("AttentionLSTM", cfg, str(tmp_path / "ck"), epochs=3,
                   resume=str(tmp_path / "ck" / "AttentionLSTM_epoch0"))
     assert (tmp_path / "ck" / "AttentionLSTM.pdparams").exists()
+    # Resumed again from epoch 0 for 2 epochs in all: epoch 2's record belongs to the abandoned run.
+    trainer.train("AttentionLSTM", cfg, str(tmp_path / "ck"), epochs=2,
+                  resume=str(tmp_path / "ck" / "AttentionLSTM_epoch0"))
+    assert [r["epoch"] for r in read_metrics_csv(tmp_path / "ck" / "metrics.csv")] == ["0", "1"]
 
 
 def harness(config, out_dir, processes):
@@ -185,6 +269,14 @@ def test_two_processes_data_parallel(tiny_config, tmp_path):
         assert np.abs(final[name] - single[name]).max() <= 1e-5, name
     for key in ("gap", "hit_at_one", "perr", "loss"):
         assert valid[key] == pytest.approx(single_valid[key], abs=1e-5), key
+
+    # The training loss of metrics.csv is over the samples of both processes: the one-process figure.
+    two_rows = read_metrics_csv(tmp_path / "two" / "ck" / "metrics.csv")
+    one_rows = read_metrics_csv(tmp_path / "one" / "ck" / "metrics.csv")
+    assert len(two_rows) == len(one_rows) == 2
+    for a, b in zip(two_rows, one_rows):
+        assert float(a["train_loss"]) == pytest.approx(float(b["train_loss"]), abs=1e-5)
+        assert float(a["samples_per_s"]) == pytest.approx(24 / float(a["train_seconds"]), rel=1e-9)
 
     # The gathered validation equals a single-process evaluation of the saved final weights.
     result = run_script("eval.py", *ARGS, f"--config={config}", f"--weights={tmp_path}/two/ck/AttentionLSTM",

@@ -61,12 +61,20 @@ def test_train_eval_predict_tsn_from_scratch(tmp_path):
         sorted(["TSN.pdparams", "TSN_best.pdparams"] + [f"TSN_epoch{k}.pdparams" for k in range(12)])
     print(f"TSN training took {elapsed:.1f} s")  # the budget is 2 minutes; see pytest --durations
 
-    result = run_script("eval.py", *common, f"--weights={tmp_path}/ck/TSN", f"--save_dir={tmp_path}/ev")
+    result = run_script("eval.py", *common, f"--weights={tmp_path}/ck/TSN", f"--save_dir={tmp_path}/ev",
+                        "--per_class")
     assert result.returncode == 0, result.stdout
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text(encoding="utf-8"))
     assert set(metrics) == {"top1_acc", "top5_acc", "loss", "num_videos"}
     assert metrics["num_videos"] == 15 and metrics["top1_acc"] >= 0.8, metrics
     assert "TOP1_ACC" in result.stdout
+    # No label file here: names empty; each colour's 5 videos are its positives, ranked by softmax score.
+    rows = (tmp_path / "ev" / "per_class.csv").read_text(encoding="utf-8").splitlines()
+    assert rows[0] == "class_id,class_name,positives,ap" and len(rows) == 4
+    fields = [row.split(",") for row in rows[1:]]
+    assert sorted(f[0] for f in fields) == ["0", "1", "2"] and all(f[1:3] == ["", "5"] for f in fields)
+    aps = [float(f[3]) for f in fields]
+    assert aps == sorted(aps) and aps[0] >= 0.5, aps
 
     labels = tmp_path / "colours.txt"
     labels.write_text("红\ngreen\nblue\n", encoding="utf-8")

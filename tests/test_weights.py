@@ -326,3 +326,75 @@ def test_load_pretrain_with_nothing_matching(tmp_path):
     weights.write_state({"conv1_weights": np.zeros((2, 3, 7, 7), np.float32)}, str(tmp_path / "tsn.pdparams"))
     with pytest.raises(UserError, match="no parameter matching"):
         weights.load_pretrain(small_model(), str(tmp_path / "tsn"))
+
+
+# --- crafted pickles that would exhaust memory or the C stack: refused in one line, no crash ------------
+
+def _long(n):
+    data = n.to_bytes(n.bit_length() // 8 + 1, "little")
+    return b"\x8a" + bytes([len(data)]) + data                      # LONG1
+
+
+def _entry(value_opcodes):
+    return b"\x80\x02}" + _short_str("w") + value_opcodes + b"s."  # {"w": value}
+
+
+_RECONSTRUCT = b"cnumpy._core.multiarray\n_reconstruct\ncnumpy\nndarray\n"
+_DTYPE_O = b"cnumpy\ndtype\n" + _short_str("O8") + b"K\x00K\x01\x87R"
+
+CRAFTED = {
+    # _reconstruct(ndarray, (2**40,), "b"): numpy would allocate the terabyte before any data is read
+    "reconstruct_terabyte": (_entry(_RECONSTRUCT + b"(" + _long(2 ** 40) + b"t" + _short_str("b") + b"\x87R"),
+                             ["1099511627776 bytes", "more than the whole file"]),
+    # ndarray((2**36,), "f4") called directly: 256 GiB
+    "ndarray_call": (_entry(b"cnumpy\nndarray\n" + _long(2 ** 36) + b"\x85" + _short_str("f4") + b"\x86R"),
+                     ["numpy.ndarray"]),
+    # an object array of 10**9 elements set from a one-element list: numpy crashes (segfault) on it
+    "object_array_state": (_entry(_RECONSTRUCT + b"K\x00\x85" + _short_str("b") + b"\x87R"
+                                  + b"(K\x01" + _long(10 ** 9) + b"\x85" + _DTYPE_O + b"\x89]K\x01at" + b"b"),
+                           ["more than the whole file"]),
+    # a dict key nested a million tuples deep: hashing it overflows the C stack (segfault)
+    "deep_tuple_key": (b"\x80\x02}K\x01" + b"\x85" * 10 ** 6 + b"K\x01s.", ["nested more than"]),
+    # a value nested 100000 lists deep: anything walking it recursively fails
+    "deep_list_value": (_entry(b"(" * 10 ** 5 + b"l" * 10 ** 5), ["nested more than"]),
+}
+
+_READ = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # a few GiB: no terabytes to be had
+from video_tag import weights
+from video_tag.errors import UserError
+try:
+    weights.read_pickle(sys.argv[1])
+except UserError as e:
+    print(f"error: {e}")
+    sys.exit(2)
+print("loaded")
+"""
+
+
+@pytest.mark.parametrize("name", sorted(CRAFTED))
+def test_crafted_pickle_is_refused_in_one_line_without_crash(tmp_path, name):
+    import subprocess
+    import sys
+    data, words = CRAFTED[name]
+    path = tmp_path / f"{name}.pdparams"
+    path.write_bytes(data)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # a process of its own: the unguarded failures crash the interpreter
+    result = subprocess.run([sys.executable, "-c", _READ, str(path)], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": root, "OPENBLAS_NUM_THREADS": "1"})
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, (result.returncode, lines[-5:])
+    assert lines[0].startswith("error: ") and str(path) in lines[0] and "refus" in lines[0], lines[0]
+    assert all(w in lines[0] for w in words), lines[0]
+
+
+def test_nesting_of_real_weight_files_is_accepted(tmp_path):
+    # the refusals above leave room for what this toolkit writes: an optimizer state nests dicts in dicts
+    state = {"epoch": 3, "optimizer": {"fc1.w_0_moment": np.ones((2, 3), np.float32)},
+             "lr_scheduler": {"last_epoch": 7, "last_lr": 1e-3}, "shape": (((1, 2),),)}
+    file = dump(state, tmp_path / "x.pdopt")
+    read = weights.read_pickle(file)
+    assert read["epoch"] == 3 and read["shape"] == (((1, 2),),)
+    np.testing.assert_array_equal(read["optimizer"]["fc1.w_0_moment"], np.ones((2, 3), np.float32))

@@ -2,11 +2,18 @@
 import argparse
 import logging
 import os
+import signal
 import sys
 import traceback
 
-from .config import load_config
-from .errors import RunError, UserError
+from tqdm import tqdm
+
+from . import quiet
+
+quiet.setup()  # before anything imports Paddle or OpenCV: entry scripts import this module first
+
+from .config import load_config, warn_ignored  # noqa: E402
+from .errors import RunError, UserError  # noqa: E402
 
 DEFAULT_CONFIGS = {"AttentionLSTM": "configs/attention_lstm.yaml", "TSN": "configs/tsn.yaml"}
 
@@ -21,6 +28,24 @@ def str2bool(text):
     raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the description's line breaks (its example commands stay copyable) and shows each flag's
+    default once: added only where the help text does not already say it and there is a value to show."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "(default" in text or action.default in (None, False, [], argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return text + " (default: %(default)s)"
+
+
+def add_verbose_flag(p):
+    """``--verbose``; read from ``sys.argv`` by ``video_tag.quiet`` before parsing (it must act before
+    Paddle is imported), declared here so that argparse accepts it and ``--help`` shows it."""
+    p.add_argument("--verbose", action="store_true",
+                   help="also show Paddle's, oneDNN's and FFmpeg's own messages, and debug logs")
+
+
 def parser(description, run_flags=True):
     """An ArgumentParser with the flags every script has.
 
@@ -28,20 +53,35 @@ def parser(description, run_flags=True):
     ``--filelist``, ``--log_interval``); ``export_model.py`` has none of them.
     """
     from .models import MODELS  # here, not above: decode workers import the entry script without Paddle
-    p = argparse.ArgumentParser(description=description,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
     p.add_argument("--model_name", required=True, choices=sorted(MODELS), help="model to run")
     p.add_argument("--config", help="YAML config (default: configs/<model>.yaml)")
     p.add_argument("-o", "--override", action="append", default=[], metavar="SECTION.key=value",
                    help="override a config value, e.g. -o MODEL.num_classes=12 (repeatable)")
-    if not run_flags:
-        return p
-    p.add_argument("--use_gpu", type=str2bool, default=True,
-                   help="run on GPU (falls back to CPU, with a warning, on a CPU build of Paddle)")
-    p.add_argument("--batch_size", type=int, help="batch size (training: total over all devices)")
-    p.add_argument("--filelist", help="list file (default: the config's filelist of this stage)")
-    p.add_argument("--log_interval", type=int, help="log every N batches")
+    if run_flags:
+        p.add_argument("--use_gpu", type=str2bool, default=True,
+                       help="run on GPU (falls back to CPU, with a warning, on a CPU build of Paddle)")
+        p.add_argument("--batch_size", type=int, help="batch size (training: total over all devices)")
+        p.add_argument("--filelist", help="list file (default: the config's filelist of this stage)")
+        p.add_argument("--log_interval", type=int, help="log every N batches")
+    add_verbose_flag(p)
     return p
+
+
+# Flags that take a count, in whichever script defines them: the least value that makes sense.
+FLAG_MINIMUM = {"batch_size": 1, "topk": 1, "epoch": 1, "frame_batch": 1, "num_workers": 0,
+                "log_interval": 1, "valid_interval": 0}
+
+
+def check_flags(args):
+    """Refuse ``--batch_size 0``, ``--topk -1``, ``--learning_rate nan`` and the like in one line."""
+    for name, least in FLAG_MINIMUM.items():
+        value = getattr(args, name, None)
+        if value is not None and value < least:
+            raise UserError(f"--{name} must be at least {least}, got {value}")
+    rate = getattr(args, "learning_rate", None)
+    if rate is not None and not 0 < rate < float("inf"):
+        raise UserError(f"--learning_rate must be a number > 0, got {rate}")
 
 
 def load(args, section):
@@ -49,8 +89,12 @@ def load(args, section):
 
     section None: the config and overrides alone (a script that reads no list, e.g. ``export_model.py``).
     """
+    from .models import model_arguments
+    check_flags(args)
     path = args.config or DEFAULT_CONFIGS[args.model_name]
     cfg = load_config(path, args.override)
+    model_arguments(args.model_name, cfg["MODEL"], f"config {path}")
+    warn_ignored(cfg, path)
     if section is None:
         return cfg
     if args.batch_size is not None:
@@ -64,9 +108,32 @@ def load(args, section):
     return cfg
 
 
+class _ProgressAwareHandler(logging.StreamHandler):
+    """Writes each record on a line of its own above any progress bar (``tqdm.write``)."""
+
+    def emit(self, record):
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # as logging.StreamHandler does
+            self.handleError(record)
+
+
+def _ours_or_serious(record):
+    """INFO and DEBUG records of this project; warnings and errors of every library (Paddle logs INFO
+    notes through the root logger, e.g. on the optimizer's weight decay)."""
+    return record.levelno >= logging.WARNING or record.name.split(".")[0] in ("video_tag", "__main__")
+
+
 def setup_logging():
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
-                        datefmt="%H:%M:%S")
+    """One log format for every script and process, ``HH:MM:SS LEVEL message`` on stderr, replacing the
+    handler ``import paddle`` puts on the root logger. ``--verbose``: debug records of this project and
+    other libraries' INFO records too."""
+    handler = _ProgressAwareHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"))
+    if not quiet.VERBOSE:
+        handler.addFilter(_ours_or_serious)
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    logging.getLogger("video_tag").setLevel(logging.DEBUG if quiet.VERBOSE else logging.NOTSET)
 
 
 def main(function):
@@ -81,6 +148,15 @@ def main(function):
     world = int(os.environ.get("PADDLE_TRAINERS_NUM", "1") or 1)
     # Under paddle.distributed.launch each rank logs to its own file: say which rank failed.
     who = f"rank {os.environ.get('PADDLE_TRAINER_ID', '?')} of {world}: " if world > 1 else ""
+    interrupted = []
+
+    def on_sigint(signum, frame):
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    # Ctrl-C inside a Paddle operator written in Python (the LSTM's backward) comes back from Paddle's C++
+    # as another exception: the flag tells it apart.
+    signal.signal(signal.SIGINT, on_sigint)
     try:
         code = function()
     except UserError as e:
@@ -93,6 +169,9 @@ def main(function):
         print("interrupted", file=sys.stderr)
         code = 130
     except Exception as e:
+        if interrupted:
+            print("interrupted", file=sys.stderr)
+            sys.exit(130)
         if world == 1:
             raise
         # The launcher ends the other ranks when this one exits non-zero; leave one line at the end of

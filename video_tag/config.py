@@ -9,11 +9,15 @@ A config is a plain dict of dicts::
 Keys missing from a user's file are filled from ``DEFAULTS`` (so configs written for the original
 toolkit still load); an override must name a key that exists after that merge.
 """
+import logging
+import math
 import re
 
 import yaml
 
 from .errors import UserError
+
+log = logging.getLogger(__name__)
 
 SECTIONS = ("MODEL", "TRAIN", "VALID", "TEST", "INFER")
 
@@ -52,7 +56,71 @@ def load_config(path, overrides=()):
         raise UserError(f"config {path}: unknown section {unknown[0]} (expected {', '.join(SECTIONS)})")
     for item in overrides:
         apply_override(cfg, item)
+    check_values(cfg, path)
     return cfg
+
+
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _count(least):
+    return lambda v: type(v) is int and v >= least, f"an integer >= {least}"
+
+
+def _integers(v):
+    return isinstance(v, list) and bool(v) and all(type(x) is int and x >= 1 for x in v)
+
+
+# What a value must be, for each key that may appear in a section (any section): (test, description).
+RULES = {
+    "batch_size": _count(1), "num_workers": _count(0), "num_classes": _count(1), "topk": _count(1),
+    "epoch": _count(1), "log_interval": _count(1), "seg_num": _count(1), "short_size": _count(1),
+    "target_size": _count(1), "embedding_size": _count(1), "lstm_size": _count(1),
+    "feature_dims": (_integers, "a list of integers >= 1"), "fc_sizes": (_integers, "a list of integers >= 1"),
+    "num_layers": (lambda v: v in (50, 101, 152) and type(v) is int, "50, 101 or 152"),
+    "learning_rate": (lambda v: _number(v) and v > 0, "a number > 0"),
+    "drop_rate": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "decay_epochs": (lambda v: isinstance(v, list) and all(_number(x) and x >= 0 for x in v),
+                     "a list of numbers >= 0"),
+    **{key: (lambda v: _number(v) and v >= 0, "a number >= 0")
+       for key in ("decay_gamma", "learning_rate_decay", "weight_decay", "l2_weight_decay", "momentum")},
+}
+# Keys whose null means "the default" (the TSN reader's sizes).
+NULLABLE = {"seg_num", "short_size", "target_size"}
+
+
+def check_values(cfg, path):
+    """Refuse absurd values (``batch_size: 0``, ``seg_num: -1``, ``learning_rate: .nan``, a list where a
+    number belongs) in one line naming the key, whether they come from the file or from ``-o``."""
+    for section in SECTIONS:
+        for key, value in cfg[section].items():
+            if key not in RULES or (value is None and key in NULLABLE):
+                continue
+            test, description = RULES[key]
+            if not test(value):
+                raise UserError(f"config {path}: {section}.{key} must be {description}, got {value!r}")
+
+
+# Keys of the original configs that this toolkit does not use, with the original's value: a config
+# setting one to another value gets a warning (README, "Configs").
+IGNORED = {
+    ("MODEL", "image_mean"): ([0.485, 0.456, 0.406], "frames are normalised with the ImageNet mean"),
+    ("MODEL", "image_std"): ([0.229, 0.224, 0.225], "frames are normalised with the ImageNet std"),
+    ("MODEL", "seglen"): (1, "each segment is one frame"),
+    ("MODEL", "seg_num"): (3, "each section's seg_num is, by default TRAIN/VALID 3, TEST 7, INFER 300"),
+    ("TRAIN", "use_gpu"): (True, "the --use_gpu flag decides"),
+    ("TRAIN", "num_samples"): (None, "the decay steps are counted on the training list"),
+    ("TRAIN", "total_videos"): (None, "the decay steps are counted on the training list"),
+}
+
+
+def warn_ignored(cfg, path):
+    """Log a warning for each key of ``IGNORED`` that ``cfg`` sets to another value than the original's."""
+    for (section, key), (original, why) in IGNORED.items():
+        value = cfg.get(section, {}).get(key, original)
+        if value != original:
+            log.warning("config %s: %s.%s=%r is ignored (%s)", path, section, key, value, why)
 
 
 # YAML 1.2 floats that PyYAML (YAML 1.1) leaves as strings: an exponent without a dot, e.g. 1e-4.

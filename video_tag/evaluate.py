@@ -5,7 +5,11 @@
     metrics.json   {"hit_at_one": ..., "perr": ..., "gap": ..., "loss": ..., "num_videos": N}
                    (AttentionLSTM; TSN: top1_acc, top5_acc, loss, num_videos), unrounded fractions
     failed.list    path<TAB>reason for every file that could not be read (rewritten each run)
+    per_class.csv  with ``--per_class``: class_id,class_name,positives,ap per class, worst AP first, the
+                   classes without positives (ap empty) last; see ``metrics.PerClassAP``
 """
+import csv
+import io
 import json
 import logging
 import os
@@ -16,8 +20,10 @@ from tqdm import tqdm
 from . import distributed as dist
 from . import files, weights
 from .cpu import reuse_freed_memory
+from .metrics import PerClassAP, worst_first
 from .models import MODELS, build_model
 from .readers import iterate_batches
+from .readers.lists import read_label_file
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +72,20 @@ def validate(model_name, model, reader, cfg, section="VALID"):
     return total.compute()
 
 
-def evaluate(model_name, cfg, weights_path, filelist, save_dir, use_gpu=False, batch_size=None):
+def evaluate(model_name, cfg, weights_path, filelist, save_dir, use_gpu=False, batch_size=None,
+             per_class=False, label_file=None):
     """``eval.py``: metrics of ``weights_path`` over every video of ``filelist``. Returns the exit code.
 
     Under ``paddle.distributed.launch`` each process reads every world_size-th video of the list (each
     file read once); the per-video records are gathered and rank 0 alone computes the metrics, prints and
-    writes them.
+    writes them. ``per_class`` also writes per_class.csv, with class names from ``label_file`` (None:
+    names left empty).
     """
     dist.init(use_gpu)
     reuse_freed_memory()
     world, rank = dist.world_size(), dist.rank()
+    num_classes = int(cfg["MODEL"]["num_classes"])
+    names = read_label_file(label_file, num_classes) if label_file else [""] * num_classes  # checked up front
     reader = MODELS[model_name].reader(filelist, "test", cfg, check_files=False)
     model = build_model(model_name, cfg)
     weights.load_weights(model, weights_path)
@@ -83,6 +93,7 @@ def evaluate(model_name, cfg, weights_path, filelist, save_dir, use_gpu=False, b
     batch_size = int(batch_size or cfg["TEST"]["batch_size"])
     log.info("evaluating %s on %d video(s) of %s", weights_path, len(reader), filelist)
     metrics = MODELS[model_name].metrics(cfg)
+    class_ap = PerClassAP(num_classes) if per_class else None
     mine = list(range(len(reader)))[rank::world]
     with tqdm(total=len(mine), desc="eval", unit="video", dynamic_ncols=True,
               disable=not dist.is_main()) as progress:
@@ -90,10 +101,13 @@ def evaluate(model_name, cfg, weights_path, filelist, save_dir, use_gpu=False, b
                                                       int(cfg["TEST"]["num_workers"]),
                                                       on_error=failure_recorder(failed)):
             metrics.update(probabilities, batch["labels"], losses)
+            if class_ap:
+                class_ap.update(probabilities, batch["labels"])
             progress.update(len(probabilities))
     total = MODELS[model_name].metrics(cfg)
     for state in dist.gather(metrics.state()):
         total.merge(state)
+    class_states = dist.gather(class_ap.state()) if class_ap else []
     failed = sorted(sum(dist.gather(failed), []))
     if dist.is_main():
         result = total.compute()
@@ -103,8 +117,32 @@ def evaluate(model_name, cfg, weights_path, filelist, save_dir, use_gpu=False, b
         for key, value in result.items():
             print(f"{DISPLAY_NAMES.get(key, key)}: {value}")
         log.info("wrote %s", os.path.join(save_dir, "metrics.json"))
+        if class_ap:
+            total_ap = PerClassAP(num_classes)
+            for state in class_states:
+                total_ap.merge(state)
+            write_per_class(os.path.join(save_dir, "per_class.csv"), total_ap.compute(), names)
     dist.barrier()  # the other ranks end after rank 0 has written everything; rank 0 carries the exit code
     return 1 if failed and dist.is_main() else 0
+
+
+def write_per_class(path, per_class, names):
+    """``per_class.csv`` from ``PerClassAP.compute()`` and the class names, worst AP first; logs the
+    worst few and the mean AP over the classes with positives."""
+    ap, positives = per_class["ap"], per_class["positives"]
+    order = worst_first(ap, positives)
+    text = io.StringIO()
+    out = csv.writer(text, lineterminator="\n")
+    out.writerow(["class_id", "class_name", "positives", "ap"])
+    for c in order:
+        out.writerow([int(c), names[c], int(positives[c]), "" if positives[c] == 0 else repr(float(ap[c]))])
+    files.write_text(path, text.getvalue())
+    scored = [int(c) for c in order if positives[c] > 0]
+    if scored:
+        log.info("per-class AP: mean %.5f over %d class(es) with positives; worst: %s", float(ap[scored].mean()),
+                 len(scored), ", ".join(f"{' '.join(filter(None, (str(c), names[c])))} ({ap[c]:.3f})"
+                                        for c in scored[:5]))
+    log.info("wrote %s", path)
 
 
 def failure_recorder(failed):

@@ -5,6 +5,12 @@ The list has one video path per line (the whole line is the path)::
     data/mp4/cooking class.mp4
     data/mp4/海边 日落.mp4
 
+or, with ``train_list``, one labelled video per line, as in AttentionLSTM lists (the trailing integer
+fields are the labels); ``train_list`` then gets the AttentionLSTM training list of their features::
+
+    data/mp4/cooking class.mp4 3110
+    data/mp4/海边 日落.mp4 12 405
+
 Outputs in ``save_dir``::
 
     <stem>_<hash>.npy  float32 [INFER.seg_num, 2048] per video: the video's file stem and 8 hex digits of
@@ -52,7 +58,7 @@ from . import files, weights
 from .errors import RunError, UserError
 from .inference import InferenceEngine
 from .models.tsn import FEATURE_DIM, TSN
-from .readers.lists import read_lines
+from .readers.lists import read_lines, read_list
 from .readers.video_reader import crop_normalize, decode_cropped, init_decode_worker
 
 log = logging.getLogger(__name__)
@@ -64,6 +70,15 @@ def read_video_list(list_path):
     if not paths:
         raise UserError(f"list file {list_path} has no entries")
     return list(dict.fromkeys(paths))
+
+
+def write_training_list(path, labelled, outputs, extracted):
+    """The AttentionLSTM training list of a labelled video list: ``feature label [label ...]`` for each
+    of its lines (``labelled``: list Entry) whose video is in ``extracted``, in list order; the others
+    are left out. Returns the videos left out."""
+    files.write_text(path, "".join(f"{outputs[e.path]} {' '.join(str(l) for l in e.labels)}\n"
+                                   for e in labelled if e.path in extracted))
+    return list(dict.fromkeys(e.path for e in labelled if e.path not in extracted))
 
 
 def feature_ok(path, seg_num):
@@ -88,8 +103,12 @@ def build_engine(cfg, weights_path, precision="fp32", use_gpu=False, batch_size=
 
 
 def extract(cfg, weights_path, list_path, save_dir, overwrite=False, use_gpu=False, precision="fp32",
-            batch_size=8, num_workers=2):
+            batch_size=8, num_workers=2, train_list=None):
     """``tsn_extractor.py``: extract every video of ``list_path``. Returns the exit code (1 if any failed).
+
+    train_list: ``list_path`` is labelled (``video label [label ...]`` per line); write the AttentionLSTM
+    training list of the features, with the same labels, to this path, leaving out the videos that
+    failed (they are logged and in ``failed.list``).
 
     Under ``paddle.distributed.launch`` (one process per GPU, or several nodes) the list is split
     between the processes first (every world_size-th video), then each skips what is already done;
@@ -103,7 +122,11 @@ def extract(cfg, weights_path, list_path, save_dir, overwrite=False, use_gpu=Fal
     world, rank = dist.world_size(), dist.rank()
     seg_num = int(cfg["INFER"]["seg_num"])
     short_size, target = int(cfg["INFER"]["short_size"]), int(cfg["INFER"]["target_size"])
-    videos = read_video_list(list_path)
+    if train_list and (os.path.isdir(train_list) or os.path.realpath(train_list) == os.path.realpath(list_path)):
+        raise UserError(f"--train_list {train_list}: must be a new file, not "
+                        f"{'a folder' if os.path.isdir(train_list) else 'the video list itself'}")
+    labelled = read_list(list_path, check_files=False) if train_list else None
+    videos = list(dict.fromkeys(e.path for e in labelled)) if train_list else read_video_list(list_path)
     weights.resolve(weights_path)  # a missing file is refused before anything starts
     os.makedirs(save_dir, exist_ok=True)
     outputs = {v: os.path.join(save_dir, feature_name(v) + ".npy") for v in videos}
@@ -146,6 +169,10 @@ def extract(cfg, weights_path, list_path, save_dir, overwrite=False, use_gpu=Fal
                                f"video(s) (e.g. {outputs.get(unseen[0], unseen[0])}): with several nodes, save_dir must be "
                                f"on a filesystem they all share; features.list was not written")
         _write_lists(save_dir, videos, outputs, failed, done)
+        if train_list:
+            left_out = write_training_list(train_list, labelled, outputs, done.difference(failed))
+            log.info("training list %s: %d video(s)%s", train_list, len(videos) - len(left_out),
+                     f"; {len(left_out)} left out, they failed (see failed.list)" if left_out else "")
     dist.barrier()  # the other ranks end after rank 0 has written everything; rank 0 carries the exit code
     return 1 if failed and dist.is_main() else 0
 

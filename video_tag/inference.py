@@ -9,6 +9,7 @@ custom-device builds): Python threads stall meanwhile, so decode in other *proce
     engine = InferenceEngine(backbone, input_shape=(None, 3, 224, 224), precision="bf16")
     features = engine.run(frames)          # float32 [N, 3, 224, 224] -> float32 [N, 2048]
 """
+import contextlib
 import os
 import shutil
 import tempfile
@@ -17,6 +18,7 @@ import threading
 import numpy as np
 import paddle
 
+from . import quiet
 from .cpu import default_cpu_threads
 
 try:
@@ -103,10 +105,12 @@ class InferenceEngine:
         self._lock = threading.Lock()
         self._input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])
         self._output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
+        self._first_run = True
 
     def _config(self, model_file, params_file, use_gpu, device_id, gpu_memory_mb):
         config = paddle_infer.Config(model_file, params_file)
-        config.disable_glog_info()
+        if not quiet.VERBOSE:
+            config.disable_glog_info()
         config.switch_ir_optim(True)
         # No config.enable_memory_optim(): with the PIR programs of Paddle 3.x create_predictor fails with
         # "Not find predictor_id 0 and pass_name memory_optimize_pass"; PIR reuses buffers on its own.
@@ -133,8 +137,11 @@ class InferenceEngine:
             raise ValueError(f"expected input [N, {', '.join(str(e) for e in expected)}], "
                              f"got {list(batch.shape)}")
         with self._lock:
-            outputs = [self._run_chunk(batch[i:i + self.batch_size])
-                       for i in range(0, batch.shape[0], self.batch_size)]
+            # The oneDNN build prints a debug line to stdout at a predictor's first run.
+            with quiet.native_stdout_muted() if self._first_run else contextlib.nullcontext():
+                outputs = [self._run_chunk(batch[i:i + self.batch_size])
+                           for i in range(0, batch.shape[0], self.batch_size)]
+            self._first_run = False
         return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
     __call__ = run

@@ -6,6 +6,8 @@ per-batch averages, so ``compute()`` returns global figures over every video see
 evaluation each rank accumulates its own videos, the ``state()`` dicts are gathered (e.g. with
 ``paddle.distributed.all_gather_object``) and ``merge()``-d into one accumulator on rank 0, which then
 calls ``compute()`` once. The result does not depend on the order of ranks or batches.
+``PerClassAP`` gives each class's average precision over all videos (``eval.py --per_class``), from
+score histograms whose size does not grow with the number of videos.
 
 Ties are broken deterministically: within a video, equal scores rank by class index (lower first, as
 ``numpy.argmax`` does); across videos, see the GAP note in ``MultiLabelMetrics``.
@@ -209,3 +211,93 @@ class TopkAccuracy:
         result["num_videos"] = n
         return result
 
+
+
+class PerClassAP:
+    """Average precision of each class over all videos, for ``eval.py --per_class``: which tags fail.
+
+    For class c, the videos are ranked by their score for c (highest first); its positives are the
+    videos that have c among their labels. With P positives, ``AP_c = (1/P) * sum over positives at
+    1-based rank i of (positives ranked 1..i) / i``. A class without positives has no AP (None).
+    TSN: the same over its softmax probabilities, the videos of a class being its positives.
+
+    Memory does not grow with the number of videos: scores are kept as counts per score bin, not one
+    by one (keeping every score would be [N, C] float32: 13 GB for 1M videos and 3396 classes). The
+    bins are ``bins`` equal steps of the logit ``log(p / (1 - p))`` over [-logit_range, logit_range]
+    (beyond it: the end bins; NaN: the lowest bin): by default steps of 1/64, so two probabilities
+    share a bin only when their odds differ by less than 1.6%. Videos ranked by bin, the negatives of a
+    bin before its positives (the pessimistic order, as for GAP), the AP above is exact. Two count
+    arrays [C, bins] int32 cost 56 MB for 3396 classes, whatever the number of videos; ``state()`` holds
+    their nonzero entries only, for gathering across processes.
+    """
+
+    def __init__(self, num_classes, bins=2048, logit_range=16.0):
+        self.num_classes, self.bins, self.logit_range = int(num_classes), int(bins), float(logit_range)
+        self._all = np.zeros((self.num_classes, self.bins), np.int32)       # videos per (class, bin)
+        self._positive = np.zeros((self.num_classes, self.bins), np.int32)  # positives per (class, bin)
+
+    def bin_of(self, probabilities):
+        """Bin index [B, C] int64 of probabilities [B, C] (see the class docstring)."""
+        p = np.asarray(probabilities, dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logit = np.log(p) - np.log1p(-p)
+        logit = np.clip(np.nan_to_num(logit, nan=-np.inf), -self.logit_range, self.logit_range)
+        index = np.floor((logit + self.logit_range) * (self.bins / (2 * self.logit_range)))
+        return np.minimum(index.astype(np.int64), self.bins - 1)
+
+    def update(self, probabilities, labels, losses=None):
+        """Add a batch. probabilities: [B, C] scores in [0, 1]; labels: [B, C] multi-hot (nonzero = true)
+        or [B] class ids. ``losses`` is ignored (accepted for the same call as the other metrics)."""
+        probabilities = np.asarray(probabilities)
+        labels = np.asarray(labels)
+        if labels.ndim == 1 and probabilities.ndim == 2:
+            labels = np.eye(probabilities.shape[1], dtype=bool)[labels.astype(np.int64)]
+        if probabilities.ndim != 2 or probabilities.shape[1] != self.num_classes or labels.shape != probabilities.shape:
+            raise ValueError(f"expected probabilities and labels of shape [B, {self.num_classes}] (or labels "
+                             f"[B]), got {probabilities.shape} and {labels.shape}")
+        flat = self.bin_of(probabilities) + np.arange(self.num_classes) * self.bins  # [B, C] into [C * bins]
+        # np.add.at is fast only when the added value has the array's dtype.
+        np.add.at(self._all.reshape(-1), flat.reshape(-1), np.int32(1))
+        np.add.at(self._positive.reshape(-1), flat[labels != 0], np.int32(1))
+
+    def state(self):
+        """``{"all_index", "all_count", "positive_index", "positive_count"}``: the nonzero entries of
+        the two count arrays (flat indices into [C * bins], int64), for gathering across processes."""
+        state = {}
+        for name, counts in (("all", self._all), ("positive", self._positive)):
+            index = np.flatnonzero(counts)
+            state[f"{name}_index"], state[f"{name}_count"] = index, counts.reshape(-1)[index].astype(np.int64)
+        return state
+
+    def merge(self, other):
+        """Add the videos of another accumulator or of its ``state()`` dict."""
+        state = other.state() if isinstance(other, PerClassAP) else other
+        for name, counts in (("all", self._all), ("positive", self._positive)):
+            np.add.at(counts.reshape(-1), np.asarray(state[f"{name}_index"], np.int64),
+                      np.asarray(state[f"{name}_count"]).astype(np.int32))
+
+    def compute(self):
+        """``{"ap": [C] float64, NaN for a class without positives, "positives": [C] int64}``."""
+        positive = self._positive[:, ::-1].astype(np.int64)  # bins from the highest score down
+        everything = self._all[:, ::-1].astype(np.int64)
+        positives_before = np.cumsum(positive, axis=1) - positive     # in higher bins
+        ranked_before = np.cumsum(everything, axis=1) - positive      # higher bins + this bin's negatives
+        rows, cols = np.nonzero(positive)
+        count = positive[rows, cols]
+        # The j-th positive (j = 1..count) of bin (row, col) is at rank ranked_before + j with
+        # positives_before + j positives up to it.
+        owner = np.repeat(np.arange(len(count)), count)
+        j = np.arange(len(owner)) - np.repeat(np.cumsum(count) - count, count) + 1
+        precision = (positives_before[rows, cols][owner] + j) / (ranked_before[rows, cols][owner] + j)
+        sums = np.bincount(rows[owner], weights=precision, minlength=self.num_classes)
+        totals = positive.sum(axis=1)
+        ap = np.where(totals > 0, sums / np.maximum(totals, 1), np.nan)
+        return {"ap": ap, "positives": totals}
+
+
+def worst_first(ap, positives):
+    """Class ids ordered for reading failures first: by AP ascending (ties by class id), then the
+    classes without positives (AP NaN) by class id. ap, positives: [C]. Returns [C] int64."""
+    ap = np.asarray(ap, dtype=np.float64)
+    has_ap = ~np.isnan(ap)
+    return np.lexsort((np.arange(len(ap)), np.where(has_ap, ap, 0.0), ~has_ap))

@@ -7,18 +7,14 @@ Writes to ``save_dir``::
                         "probability": 0.977...}, ...]}   (descending probability, unrounded)
     failed.list        path<TAB>reason for every file that could not be read
 
-While it runs, each process appends its predictions, one flushed line per video, to a file of its own,
-``predictions.jsonl.partial.<rank>.<time>.<pid>`` (its first line records the inputs: list, weights, label file, topk,
-config, version). ``predictions.jsonl`` appears only at the end, complete, in list order. A run that
-finds partial files of the same inputs (a killed run) continues after the videos they hold; with other
-inputs, or ``overwrite``, it starts over.
+While it runs, each process streams its predictions to partial files (``streaming.PartialJsonl``, whose
+first line records the inputs: list, weights, label file, topk, config, version); ``predictions.jsonl``
+appears only at the end, complete, in list order. A run that finds partial files of the same inputs (a
+killed run) continues after the videos they hold; with other inputs, or ``overwrite``, it starts over.
 """
-import glob
 import hashlib
-import json
 import logging
 import os
-import time
 
 import numpy as np
 from tqdm import tqdm
@@ -27,15 +23,12 @@ from . import __version__
 from . import distributed as dist
 from . import files, weights
 from .cpu import reuse_freed_memory
-from .errors import RunError
 from .evaluate import failure_recorder, run_model, write_failed_list
 from .models import MODELS, build_model
 from .readers.lists import read_label_file
+from .streaming import PartialJsonl
 
 log = logging.getLogger(__name__)
-
-PARTIAL = "predictions.jsonl.partial"
-
 
 def top_tags(probabilities, names, k):
     """The ``k`` best classes of one video: probabilities [C] -> [{"class_id", "class_name", "probability"}]."""
@@ -61,13 +54,14 @@ def predict(model_name, cfg, weights_path, filelist, label_file, save_dir, topk=
     model = build_model(model_name, cfg)
     weights.load_weights(model, weights_path)
     os.makedirs(save_dir, exist_ok=True)
-    out_path = os.path.join(save_dir, "predictions.jsonl")
     batch_size = int(batch_size or cfg["INFER"]["batch_size"])
     inputs = _inputs(model_name, cfg, weights_path, filelist, label_file, topk)
 
+    output = PartialJsonl(save_dir, "predictions.jsonl", inputs)
     if overwrite and dist.is_main():
-        _remove_partials(save_dir)
-    done = {} if overwrite else _done_lines(save_dir, inputs, reader)
+        output.remove_partials()
+    valid = lambda key, record: key[0] < len(reader) and reader.entries[key[0]].path == record["video"]
+    done = {} if overwrite else {k[0] for k in output.done(valid)}
     dist.barrier()  # every rank has looked at the old partial files before any new one appears
     mine = list(range(len(reader)))[rank::world]
     # The batches are fixed slices of this process's share, as in an unbroken run, so that a resumed run
@@ -78,9 +72,8 @@ def predict(model_name, cfg, weights_path, filelist, label_file, save_dir, topk=
         log.info("resuming: %d of %d video(s) already predicted in %s", len(done), len(reader), save_dir)
     log.info("predicting %d video(s) of %s with %s", sum(i not in done for i in mine), filelist, weights_path)
     failed = []
-    own = os.path.join(save_dir, f"{PARTIAL}.{rank}.{time.time_ns()}.{os.getpid()}")
-    with _new_partial(own, inputs) as f, tqdm(total=len(mine), initial=sum(i in done for i in mine), desc="predict",
-                                     unit="video", dynamic_ncols=True, disable=not dist.is_main()) as progress:
+    with output.open(rank), tqdm(total=len(mine), initial=sum(i in done for i in mine), desc="predict",
+                                 unit="video", dynamic_ncols=True, disable=not dist.is_main()) as progress:
         for batch, probabilities, _ in run_model(model_name, model, reader, todo, batch_size,
                                                  int(cfg["INFER"]["num_workers"]),
                                                  on_error=failure_recorder(failed), with_loss=False):
@@ -90,23 +83,24 @@ def predict(model_name, cfg, weights_path, filelist, label_file, save_dir, topk=
                 video = reader.entries[index].path
                 tags = top_tags(row, names, topk)
                 if dist.is_main():
-                    progress.write(f"{video}\n" + "".join(
-                        f"  {t['class_id']:>5}  {t['class_name']}  {t['probability']:.6f}\n" for t in tags),
-                        end="")
-                line = json.dumps({"index": int(index), "video": video, "tags": tags}, ensure_ascii=False)
-                _append(f, own, (line + "\n").encode("utf-8"))
+                    progress.write(format_tags(video, tags), end="")
+                output.append([int(index)], {"video": video, "tags": tags})
             progress.update(sum(int(i) not in done for i in batch["index"]))
 
     dist.barrier()
     failed = sorted(sum(dist.gather(failed), []))
     if dist.is_main():
-        lines = _done_lines(save_dir, inputs, reader)
-        files.atomic_write(out_path, lambda f: _write_in_order(f, lines))
+        count = output.assemble(output.done(valid))
         write_failed_list(save_dir, failed)
-        _remove_partials(save_dir)
-        log.info("wrote %s: %d video(s)", out_path, len(lines))
+        log.info("wrote %s: %d video(s)", output.path, count)
     dist.barrier()  # the other ranks end after rank 0 has written everything; rank 0 carries the exit code
     return 1 if failed and dist.is_main() else 0
+
+
+def format_tags(video, tags):
+    """The printed form of one video's tags: its path, then ``class_id  name  probability`` lines."""
+    return f"{video}\n" + "".join(f"  {t['class_id']:>5}  {t['class_name']}  {t['probability']:.6f}\n"
+                                  for t in tags)
 
 
 def _inputs(model_name, cfg, weights_path, filelist, label_file, topk):
@@ -123,77 +117,3 @@ def _sha256(path):
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _done_lines(save_dir, inputs, reader):
-    """``{list index: (partial file, offset, length)}`` of the complete prediction lines that the partial
-    files in ``save_dir`` hold for these ``inputs`` (a torn last line, or a file of other inputs, is ignored)."""
-    done = {}
-    header = _header(inputs)
-    for path in sorted(glob.glob(os.path.join(glob.escape(save_dir), PARTIAL + ".*"))):
-        with open(path, "rb") as f:
-            if f.readline() != header:
-                log.info("%s was written for other inputs: not reused", path)
-                continue
-            offset = f.tell()
-            for line in f:
-                if line.endswith(b"\n"):
-                    try:
-                        record = json.loads(line)
-                        index = int(record["index"])
-                        if reader.entries[index].path == record["video"]:
-                            done[index] = (path, offset, len(line))
-                    except (ValueError, KeyError, IndexError, TypeError):
-                        pass
-                offset += len(line)
-    return done
-
-
-def _header(inputs):
-    return json.dumps({"inputs": inputs}, ensure_ascii=False, sort_keys=True).encode("utf-8") + b"\n"
-
-
-def _new_partial(path, inputs):
-    """This run's partial file for this process, opened for appending, its header written."""
-    try:
-        f = open(path, "xb")
-        f.write(_header(inputs))
-        f.flush()
-    except OSError as e:
-        raise RunError(f"cannot write {path}: {e.strerror or e}") from None
-    return f
-
-
-def _remove_partials(save_dir):
-    for path in glob.glob(os.path.join(glob.escape(save_dir), PARTIAL + ".*")):
-        os.remove(path)
-
-
-def _read_lines(locations):
-    """The bytes of each ``(file, offset, length)`` line, in the order given."""
-    files = {}
-    try:
-        for path, offset, length in locations:
-            f = files.get(path) or files.setdefault(path, open(path, "rb"))
-            f.seek(offset)
-            yield f.read(length)
-    finally:
-        for f in files.values():
-            f.close()
-
-
-def _write_in_order(f, lines):
-    """predictions.jsonl: the partial lines in list order, without their ``index`` field."""
-    for line in _read_lines(lines[i] for i in sorted(lines)):
-        record = json.loads(line)
-        del record["index"]
-        f.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
-
-
-def _append(f, path, data):
-    """Append one line and flush it to the OS, so a killed process leaves at most a torn last line."""
-    try:
-        f.write(data)
-        f.flush()
-    except OSError as e:
-        raise RunError(f"cannot write {path}: {e.strerror or e}") from None

@@ -7,6 +7,9 @@ Outputs in ``save_dir`` (k counts epochs from 0)::
     <Model>_best.pdparams       best validation figure so far (GAP, top-1) when validation runs
     <Model>.pdparams            the final weights
     valid_metrics.jsonl         one line of validation metrics per validation
+    metrics.csv                 one row per epoch: training loss, learning rate, speed, validation
+    curves.png                  metrics.csv drawn (needs matplotlib)
+    visualdl/                   with ``visualdl``: the same figures for VisualDL
 """
 import json
 import logging
@@ -14,13 +17,15 @@ import os
 import pickle
 import random
 import re
+import shutil
+import time
 
 import numpy as np
 import paddle
 from tqdm import tqdm
 
 from . import distributed as dist
-from . import files, weights
+from . import curves, files, weights
 from .cli import setup_logging
 from .cpu import reuse_freed_memory
 from .errors import RunError, UserError
@@ -47,7 +52,8 @@ def check_inputs(model_name, cfg, save_dir, pretrain=None, resume=None, overwrit
 
 
 # What a training run writes into save_dir (see the module docstring).
-_RUN_FILES = re.compile(r"(\w+_epoch\d+\.(pdparams|pdopt)|\w+_best\.pdparams|valid_metrics\.jsonl)$")
+_RUN_FILES = re.compile(r"(\w+_epoch\d+\.(pdparams|pdopt)|\w+_best\.pdparams|valid_metrics\.jsonl|"
+                        r"metrics\.csv|curves\.png|visualdl)$")
 
 
 def check_start(model_name, save_dir, pretrain=None, resume=None, overwrite=False):
@@ -72,16 +78,20 @@ def _clear_run_files(model_name, save_dir):
         return
     for name in sorted(os.listdir(save_dir)):
         if _RUN_FILES.fullmatch(name) or name == f"{model_name}{weights.SUFFIX}":
-            os.remove(os.path.join(save_dir, name))
+            path = os.path.join(save_dir, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
             log.info("--overwrite: removed %s", os.path.join(save_dir, name))
 
 
 def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, valid_interval=1,
-          fix_random_seed=False, use_gpu=False, overwrite=False):
+          fix_random_seed=False, use_gpu=False, overwrite=False, visualdl=False):
     """Train ``model_name`` as configured by ``cfg`` (see config.py). Returns the last validation metrics.
 
     A fresh run (no ``resume``) refuses a ``save_dir`` that holds another run's checkpoints unless
-    ``overwrite``, which removes them first.
+    ``overwrite``, which removes them first. ``visualdl``: also log the per-epoch figures to VisualDL.
     """
     check_start(model_name, save_dir, pretrain, resume, overwrite)
     dist.init(use_gpu)
@@ -113,7 +123,7 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
     model = build_model(model_name, cfg)
     if pretrain:
         weights.load_pretrain(model, pretrain)
-    optimizer, schedule = spec.optimizer(model.parameters(), train_cfg, steps_per_epoch)
+    optimizer, schedule = spec.optimizer(model.parameters(), train_cfg, steps_per_epoch, len(reader))
     start_epoch = 0
     if resume:
         start_epoch = _load_checkpoint(model, optimizer, resume) + 1
@@ -121,12 +131,14 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
     net = paddle.DataParallel(model) if world > 1 else model
     main_figure = spec.metrics(cfg).main
     log_interval = max(1, int(train_cfg["log_interval"]))
-    best, last_metrics, recorded = None, None, set()
+    best, last_metrics, recorded, history = None, None, set(), None
     if dist.is_main():
         if overwrite and not resume:
             _clear_run_files(model_name, save_dir)
         os.makedirs(save_dir, exist_ok=True)
         best, recorded = _restart_history(save_dir, main_figure, start_epoch - 1 if resume else None)
+        history = curves.History(save_dir, list(spec.metrics(cfg).compute()), start_epoch - 1 if resume else None,
+                                 title=f"{model_name}: {os.path.abspath(save_dir)}", visualdl=visualdl)
 
     def due(epoch):
         return valid_reader is not None and valid_interval > 0 and ((epoch + 1) % valid_interval == 0
@@ -146,11 +158,14 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
                                     os.path.join(save_dir, f"{model_name}_best.pdparams"))
                 log.info("new best %s=%.5f: saved %s_best.pdparams", main_figure, score, model_name)
             _append_jsonl(os.path.join(save_dir, "valid_metrics.jsonl"), {"epoch": epoch, **last_metrics})
+            history.add(epoch, **{f"valid_{k}": v for k, v in last_metrics.items()})
 
     # A run killed between an epoch's checkpoint and its validation: validate that epoch now (rank 0 knows).
     if resume and due(start_epoch - 1) and dist.gather(start_epoch - 1 not in recorded)[0]:
         log.info("epoch %d was not validated before the run stopped: validating it now", start_epoch - 1)
         validate_epoch(start_epoch - 1)
+        if history:
+            history.end_epoch(start_epoch - 1)
     log.info("training %s on %d sample(s), %d process(es), batch %d per process, %d step(s) per epoch, "
              "epochs %d..%d", model_name, len(reader), world, batch_size, steps_per_epoch, start_epoch,
              epochs - 1)
@@ -163,13 +178,19 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
             random.seed(epoch)
         net.train()
         sampler.set_epoch(epoch)
+        epoch_start, first_lr, loss_sum = time.time(), schedule.get_lr(), paddle.zeros([], "float64")
         with tqdm(total=steps_per_epoch, desc=f"epoch {epoch}", disable=not dist.is_main(),
                   dynamic_ncols=True) as progress:
             batches = iterate_batches(reader, sampler, int(train_cfg["num_workers"]), refill=True)
             for step, batch in enumerate(batches):
+                check_finite_inputs(batch, reader, epoch, step)
                 logits = net(*[paddle.to_tensor(x) for x in batch["inputs"]])
                 labels = paddle.to_tensor(batch["labels"])
                 loss, per_video = spec.loss(logits, labels, world)
+                if not bool(paddle.isfinite(loss)):  # before the update: the weights stay finite
+                    raise RunError(f"training stopped: the loss is {float(loss)} at epoch {epoch} step {step} "
+                                   f"(lower TRAIN.learning_rate?); the batch: {_files(reader, batch['index'])}")
+                loss_sum += per_video.detach().astype("float64").sum()  # a tensor: no device sync per step
                 lr = schedule.get_lr()
                 loss.backward()
                 optimizer.step()
@@ -180,22 +201,47 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
                     figures = spec.metrics(cfg)
                     figures.update(spec.probabilities(logits).numpy(), batch["labels"])
                     text = " ".join(f"{k}={v:.5f}" for k, v in figures.compute().items() if isinstance(v, float))
-                    progress.write(f"epoch {epoch} step {step}/{steps_per_epoch} lr={lr:.3g} "
-                                   f"loss={float(per_video.mean()):.5f} {text}")
+                    log.info("epoch %d step %d/%d lr=%.3g loss=%.5f %s", epoch, step, steps_per_epoch, lr,
+                             float(per_video.mean()), text)
 
+        train_seconds = time.time() - epoch_start
+        # Every process trains steps_per_epoch full batches (an unreadable sample is replaced, not dropped).
+        losses = dist.gather(float(loss_sum))
+        samples = steps_per_epoch * batch_size * world
         if dist.is_main():
+            # The row goes in before the checkpoint: a run killed in between resumes from the epoch
+            # before, and drops the row.
+            history.add(epoch, train_loss=sum(losses) / samples, learning_rate=float(first_lr),
+                        samples_per_s=samples / train_seconds, train_seconds=train_seconds)
             prefix = os.path.join(save_dir, f"{model_name}_epoch{epoch}")
             _save_checkpoint(model, optimizer, epoch, prefix)
             log.info("saved %s.pdparams", prefix)
         if due(epoch):
             validate_epoch(epoch)
+        if history:
+            history.end_epoch(epoch)
         dist.barrier()
 
     if dist.is_main():
         final = os.path.join(save_dir, f"{model_name}.pdparams")
         weights.write_state(weights.model_state(model), final)
         log.info("saved final weights %s", final)
+        history.close()
     return last_metrics
+
+
+def check_finite_inputs(batch, reader, epoch, step):
+    """Raise ``RunError`` naming the files whose rows of ``batch["inputs"]`` hold NaN or Inf (a float64
+    sum per input is finite exactly when every value is: float32 values cannot overflow it)."""
+    for x in batch["inputs"]:
+        if x.dtype.kind == "f" and not np.isfinite(x.sum(dtype=np.float64)):
+            rows = [i for i in range(len(x)) if not np.isfinite(x[i]).all()]
+            raise RunError(f"training stopped: NaN or Inf in the inputs at epoch {epoch} step {step}, from "
+                           f"{_files(reader, batch['index'][rows])}")
+
+
+def _files(reader, indices):
+    return ", ".join(f"{reader.entries[i].path} (list line {reader.entries[i].line})" for i in indices)
 
 
 def _valid_reader(model_name, cfg):

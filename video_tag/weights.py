@@ -31,14 +31,168 @@ _ALLOWED = {
 
 
 class _Refused(pickle.UnpicklingError):
-    """The pickle references something other than plain containers and numpy arrays."""
+    """The pickle references something other than plain containers and numpy arrays, or declares more
+    than its file can hold."""
 
 
-class _SafeUnpickler(pickle.Unpickler):
+# Legitimate weight files nest a handful of levels (dict -> array state -> shape tuple); a crafted one
+# can nest tuples a million deep, and hashing such a tuple (a dict key) recurses in C without a limit:
+# the interpreter crashes. Anything deeper than this is refused.
+MAX_DEPTH = 100
+
+
+class _SafeUnpickler(pickle._Unpickler):
+    """Rebuilds plain containers and numpy arrays only, and refuses a pickle that
+
+    - references any other global (``find_class``): a pickle can call any function it names;
+    - declares an array larger than the whole file (``size`` bytes), before numpy allocates it: a crafted
+      header can ask for terabytes, and numpy crashes on an object array too large to allocate;
+    - nests tuples deeper than ``MAX_DEPTH`` (checked as each tuple is built, before it can be hashed).
+
+    The pure-Python unpickler, because its opcode table can be extended with these checks; the arrays'
+    data are single opcodes, so it reads release weights about as fast as the C one.
+    """
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def __init__(self, file, size):
+        super().__init__(file, encoding="latin1")
+        self.size = size
+        self.depths = {}  # id -> (tuple or frozenset, its nesting depth), for depths above 1
+
     def find_class(self, module, name):
         if (module, name) in _ALLOWED:
             return super().find_class(module, name)
         raise _Refused(f"refusing to load {module}.{name}: only numpy arrays are allowed")
+
+    def _check_call(self, func, args):
+        """Refuse calls that would allocate what the file does not hold (REDUCE, NEWOBJ, OBJ, INST)."""
+        name = getattr(func, "__name__", "")
+        if func is np.ndarray:  # numpy pickles arrays through _reconstruct, never ndarray(shape, ...)
+            raise _Refused("refusing to call numpy.ndarray directly: not how numpy pickles arrays")
+        if func is np.dtype:
+            if not args or not isinstance(args[0], (str, bytes)):
+                raise _Refused("refusing a numpy dtype that is not a plain type code")
+        elif name == "_reconstruct" and len(args) == 3:
+            if args[0] is not np.ndarray:
+                raise _Refused("refusing to rebuild an array of a type other than numpy.ndarray")
+            self._check_size(args[1], args[2])
+        elif name == "_frombuffer" and len(args) == 4:
+            self._check_size(args[2], args[1])
+        elif name == "scalar" and args:
+            self._check_size((), args[0])
+
+    def _check_size(self, shape, dtype, data=None):
+        shape = (shape,) if isinstance(shape, int) else shape
+        if not isinstance(shape, tuple) or not all(type(n) is int and n >= 0 for n in shape):
+            raise _Refused(f"refusing an array of shape {_short(shape)}")
+        if not isinstance(dtype, np.dtype):
+            if not isinstance(dtype, (str, bytes)):
+                raise _Refused(f"refusing an array of dtype {_short(dtype)}")
+            dtype = np.dtype(dtype)
+        count = 1
+        for n in shape:
+            count *= n
+        # an element of an object array costs at least one byte of the file
+        nbytes = count if dtype.hasobject else count * dtype.itemsize
+        if nbytes > self.size:
+            raise _Refused(f"refusing an array of shape {list(shape)} and dtype {dtype} ({nbytes} bytes): "
+                           f"more than the whole file holds ({self.size} bytes)")
+        if dtype.hasobject and data is not None and not (isinstance(data, list) and len(data) == count):
+            raise _Refused(f"refusing an object array of shape {list(shape)} whose data do not match it")
+
+    def _check_build(self):
+        inst, state = self.stack[-2], self.stack[-1]
+        if isinstance(inst, np.ndarray) and isinstance(state, tuple) and len(state) in (4, 5):
+            shape, dtype, _, data = state[-4:]
+            self._check_size(shape, dtype, data)
+        elif isinstance(inst, np.dtype):
+            # (version, byte order, subarray, names, fields, ...): plain dtypes only, no structures
+            if not isinstance(state, tuple) or len(state) < 5 or any(x is not None for x in state[2:5]):
+                raise _Refused("refusing a structured numpy dtype: weight arrays hold plain numbers")
+
+    def _check_depth(self):
+        obj = self.stack[-1]
+        depth = 1
+        for item in obj:
+            known = self.depths.get(id(item))
+            depth = max(depth, 1 + (known[1] if known else int(isinstance(item, (tuple, frozenset)))))
+        if depth > MAX_DEPTH:
+            raise _Refused(f"refusing containers nested more than {MAX_DEPTH} deep")
+        if depth > 1:
+            self.depths[id(obj)] = (obj, depth)  # kept alive: its id stays its own
+
+    def _instantiate(self, klass, args):
+        self._check_call(klass, args)
+        super()._instantiate(klass, args)
+
+    def load_reduce(self):
+        self._check_call(self.stack[-2], self.stack[-1])
+        super().load_reduce()
+
+    def load_newobj(self):
+        self._check_call(self.stack[-2], self.stack[-1])
+        super().load_newobj()
+
+    def load_newobj_ex(self):
+        self._check_call(self.stack[-3], self.stack[-2])
+        super().load_newobj_ex()
+
+    def load_build(self):
+        self._check_build()
+        super().load_build()
+
+    def load_tuple(self):
+        super().load_tuple()
+        self._check_depth()
+
+    def load_tuple1(self):
+        super().load_tuple1()
+        self._check_depth()
+
+    def load_tuple2(self):
+        super().load_tuple2()
+        self._check_depth()
+
+    def load_tuple3(self):
+        super().load_tuple3()
+        self._check_depth()
+
+    def load_frozenset(self):
+        super().load_frozenset()
+        self._check_depth()
+
+
+_SafeUnpickler.dispatch.update({
+    pickle.REDUCE[0]: _SafeUnpickler.load_reduce, pickle.NEWOBJ[0]: _SafeUnpickler.load_newobj,
+    pickle.NEWOBJ_EX[0]: _SafeUnpickler.load_newobj_ex, pickle.BUILD[0]: _SafeUnpickler.load_build,
+    pickle.TUPLE[0]: _SafeUnpickler.load_tuple, pickle.TUPLE1[0]: _SafeUnpickler.load_tuple1,
+    pickle.TUPLE2[0]: _SafeUnpickler.load_tuple2, pickle.TUPLE3[0]: _SafeUnpickler.load_tuple3,
+    pickle.FROZENSET[0]: _SafeUnpickler.load_frozenset,
+})
+
+
+def _short(value):
+    text = repr(value) if isinstance(value, (int, str, bytes, tuple)) else type(value).__name__
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_nesting(obj):
+    """Refuse a result nesting containers deeper than ``MAX_DEPTH``, or cyclic (lists can be filled after
+    being nested, so the per-tuple check misses them): code that walks it recursively would overflow.
+    Iterative, every path walked: shared sub-containers are walked once per path, within a budget."""
+    stack, budget = [(obj, 1)], 1_000_000
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = list(item.keys()) + list(item.values())
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            children = item
+        else:
+            continue
+        budget -= 1
+        if depth > MAX_DEPTH or budget < 0:
+            raise _Refused(f"refusing containers nested more than {MAX_DEPTH} deep (or cyclic)")
+        stack.extend((child, depth + 1) for child in children)
 
 
 def resolve(path):
@@ -53,7 +207,10 @@ def read_pickle(file):
     """Unpickle ``file`` allowing only plain values, containers and numpy arrays."""
     try:
         with open(file, "rb") as f:
-            return _SafeUnpickler(io.BytesIO(f.read()), encoding="latin1").load()
+            data = f.read()
+        obj = _SafeUnpickler(io.BytesIO(data), len(data)).load()
+        _check_nesting(obj)
+        return obj
     except _Refused as e:
         raise UserError(f"{file} was refused: {e}") from None
     except OSError as e:

@@ -192,3 +192,18 @@ def test_iterate_batches_reports_through_on_error(tmp_path):
     assert len(batches) == 1 and batches[0]["index"].tolist() == [0, 2]
     assert batches[0]["inputs"][0].shape == (2, 4, F)
     assert [os.path.basename(p) for p, _ in failed] == ["b.npy"] and "shape" in failed[0][1]
+
+
+def test_iterate_batches_survives_a_header_declaring_terabytes(tmp_path):
+    # np.load tries to allocate what the header declares: MemoryError, not ValueError; the file fails alone
+    import io
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                  "shape": (10 ** 12, F)})
+    files = {"a.npy": features(2), "huge.npy": header.getvalue() + bytes(64), "c.npy": features(4)}
+    reader = FeatureReader(make_list(tmp_path, files), "test", CFG)
+    failed = []
+    batches = list(iterate_batches(reader, [[0, 1, 2]], num_workers=2,
+                                   on_error=lambda entry, reason: failed.append((entry.line, reason))))
+    assert [b["index"].tolist() for b in batches] == [[0, 2]]
+    assert [line for line, _ in failed] == [2] and failed[0][1].startswith("MemoryError"), failed

@@ -218,6 +218,78 @@ def test_lying_frame_count_samples_the_decoded_frames(tmp_path, monkeypatch, cla
     assert_close_to_reference(sample["frames"], expected)
 
 
+def corrupt_avi_frame(path, index, out_path):
+    """Copy of an OpenCV-written MJPG AVI whose frame ``index`` has its JPEG bytes zeroed: the decoder
+    cannot deliver it (grab() fails there) and goes on with the next frame."""
+    data = bytearray(open(path, "rb").read())
+    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]  # JPEG SOI
+    end = data.index(b"\xff\xd9", starts[index]) + 2  # EOI: markers are not escaped, data bytes are
+    data[starts[index]:end] = bytes(end - starts[index])
+    open(out_path, "wb").write(data)
+    return str(out_path)
+
+
+def decode_like_the_original(path):
+    """GUIDE 1.1: ``int(CAP_PROP_FRAME_COUNT)`` read attempts, the failed ones skipped."""
+    cap = cv2.VideoCapture(path)
+    frames = []
+    for _ in range(int(cap.get(cv2.CAP_PROP_FRAME_COUNT))):
+        ok, frame = cap.read()
+        if ok:
+            frames.append(np.ascontiguousarray(frame[:, :, ::-1]))
+    return frames
+
+
+def test_undecodable_frame_mid_stream_is_skipped_as_the_original_does(tmp_path):
+    path = corrupt_avi_frame(write_video(tmp_path / "v.avi", 30, 96, 64), 12, tmp_path / "broken.avi")
+    assert len(decode_all(path)) == 12  # reading until the first failure stops at the broken frame
+    frames = decode_like_the_original(path)
+    assert len(frames) == 29
+    expected, expected_indices = reference(frames, 7, short_size=64, target_size=56)
+    sampled, indices, num_frames = decode_sampled(path, 7, "test")
+    assert num_frames == 29 and indices == expected_indices
+    for frame, index in zip(sampled, indices):
+        np.testing.assert_array_equal(frame, frames[index])
+    sample = VideoReader(write_list(tmp_path, [f"{path} 0"]), "test",
+                         cfg(seg_num=7, short_size=64, target_size=56)).load(0)
+    assert_close_to_reference(sample["frames"], expected)
+
+
+class ScriptedCapture:
+    """A capture whose grab() follows ``script`` ("o": a frame, "x": a failure), then fails for ever."""
+
+    def __init__(self, script, claimed):
+        self.script, self.claimed, self.grabs = script, claimed, 0
+
+    def get(self, prop):
+        return float(self.claimed)
+
+    def grab(self):
+        self.grabs += 1
+        assert self.grabs < 10 ** 4, "reading never stops"
+        return self.grabs <= len(self.script) and self.script[self.grabs - 1] == "o"
+
+    def retrieve(self):
+        return True, np.full((4, 4, 3), self.grabs, np.uint8)
+
+
+@pytest.mark.parametrize("script, claimed, decoded, grabs", [
+    ("ooooo", 5, 5, 6),                                   # stops at the first failure past the count
+    ("ooxoooxo", 8, 6, 9),                                # failures inside the count are skipped
+    ("oooooooo", 5, 8, 9),                                # a container claiming too few frames
+    ("ooooo", 0, 5, 5 + vr.MAX_FAILED_GRABS),             # no count: a run of failures ends it
+    ("ooooo", 10 ** 6, 5, 5 + vr.MAX_FAILED_GRABS),       # a count far too high: likewise
+    ("oo" + "x" * (vr.MAX_FAILED_GRABS - 1) + "oo", 0, 4, 2 + vr.MAX_FAILED_GRABS + 1 + vr.MAX_FAILED_GRABS),
+], ids=["at-count", "inside-count", "count-too-low", "no-count", "count-too-high", "gap-just-short-of-limit"])
+def test_reading_goes_past_failed_grabs_and_stops(script, claimed, decoded, grabs):
+    cap = ScriptedCapture(script, claimed)
+    kept, count = vr._grab(cap, {0, decoded - 1}, None, vr.container_frame_count(cap))
+    assert count == decoded and cap.grabs == grabs
+    # frame k is the k-th delivered one: its content is the number of the grab that delivered it
+    delivered = [i + 1 for i, c in enumerate(script) if c == "o"]
+    assert kept[decoded - 1][0, 0, 0] == delivered[decoded - 1]
+
+
 def _decode_worker_settings():
     vr.init_decode_worker()
     return os.getpriority(os.PRIO_PROCESS, 0), cv2.getNumThreads()
@@ -381,6 +453,48 @@ def test_unreadable_videos_raise_value_error(tmp_path):
     errors = []
     batches = list(iterate_batches(reader, [[0, 1, 2]], 1, on_error=lambda e, r: errors.append(e.line)))
     assert batches == [] and errors == [1, 2, 3]
+
+
+def _raise(error):
+    raise error
+
+
+DECODER_ERRORS = [  # (what the decoder raises, what the report must say)
+    (lambda: cv2.cvtColor(np.zeros((0, 0, 3), np.uint8), cv2.COLOR_BGR2RGB), "cv2.error"),
+    (lambda: 1 // 0, "ZeroDivisionError"),
+    (lambda: _raise(MemoryError()), "MemoryError"),
+    (lambda: Image.open(__import__("io").BytesIO(b"odd frame")), "PIL.UnidentifiedImageError"),
+]
+
+
+@pytest.mark.parametrize("fail, name", DECODER_ERRORS, ids=[n for _, n in DECODER_ERRORS])
+@pytest.mark.parametrize("refill", [False, True])
+def test_a_decoder_error_fails_only_its_video(tmp_path, monkeypatch, caplog, fail, name, refill):
+    videos = [write_video(tmp_path / f"v{i}.avi", 6, 64, 48) for i in range(4)]
+    real = vr.decode_sampled
+
+    def decode(path, *args):
+        return fail() if path == videos[1] else real(path, *args)
+
+    monkeypatch.setattr(vr, "decode_sampled", decode)
+    reader = VideoReader(write_list(tmp_path, [f"{v} {i}" for i, v in enumerate(videos)]), "train",
+                         cfg(seg_num=2, short_size=56, target_size=48))
+    with pytest.raises(ValueError, match=name):
+        reader.load(1)
+    with caplog.at_level("WARNING"):
+        batches = list(iterate_batches(reader, [[0, 1], [2, 3]], 2, refill=refill))
+    # the other videos are all there; with refill the failed one is replaced by the next in the list
+    assert [b["labels"].tolist() for b in batches] == ([[0, 2], [2, 3]] if refill else [[0], [2, 3]])
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and videos[1] in warnings[0] and "line 2" in warnings[0] and name in warnings[0]
+
+
+def test_interrupt_in_a_decoder_is_not_swallowed(tmp_path, monkeypatch):
+    videos = [write_video(tmp_path / f"v{i}.avi", 6, 64, 48) for i in range(2)]
+    monkeypatch.setattr(vr, "decode_sampled", lambda *a: _raise(KeyboardInterrupt()))
+    reader = VideoReader(write_list(tmp_path, [f"{v} 0" for v in videos]), "test", cfg(seg_num=2))
+    with pytest.raises(KeyboardInterrupt):
+        list(iterate_batches(reader, [[0, 1]], 2))
 
 
 def test_collate_and_infer_lists(tmp_path):

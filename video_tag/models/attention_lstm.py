@@ -36,7 +36,7 @@ class AttentionLSTM(nn.Layer):
     """
 
     def __init__(self, num_classes=3396, feature_dims=(2048,), embedding_size=1024, lstm_size=512,
-                 drop_rate=0.5, fc_sizes=(8192, 4096), **unused):
+                 drop_rate=0.5, fc_sizes=(8192, 4096)):
         super().__init__()
         feature_dim = int(sum(feature_dims))
         self.drop_rate = float(drop_rate)
@@ -102,4 +102,5 @@ def _valid_rows(lengths, steps):
 
 SPEC = ModelSpec(layer=AttentionLSTM, reader=FeatureReader, loss=sigmoid_cross_entropy_sum,
                  probabilities=F.sigmoid, optimizer=attention_lstm_optimizer,
-                 metrics=lambda cfg: MultiLabelMetrics(cfg["MODEL"]["num_classes"], top_k=20))
+                 metrics=lambda cfg: MultiLabelMetrics(cfg["MODEL"]["num_classes"], top_k=20),
+                 other_keys=frozenset({"name", "dataset", "bone_nework", "feature_num", "feature_names", "topk"}))

@@ -67,9 +67,9 @@ def fused_backward_ok(place, dtype):
     with _PROBE_LOCK:
         if key not in _PROBED:
             _PROBED[key] = _probe(place, dtype)
-            log.info("fused LSTM kernel, %s %s: backward %s", key[0], key[1].replace("paddle.", ""),
-                     "verified, used for training" if _PROBED[key] else
-                     "WRONG in this Paddle build: training uses videotag's own LSTM backward")
+            log.debug("fused LSTM kernel, %s %s: backward %s", key[0], key[1].replace("paddle.", ""),
+                      "verified, used for training" if _PROBED[key] else
+                      "WRONG in this Paddle build: training uses videotag's own LSTM backward")
         return _PROBED[key]
 
 

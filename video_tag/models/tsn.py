@@ -100,7 +100,7 @@ class TSN(nn.Layer):
     ``features(frames)``: the per-frame features [B, S, 2048] the extractor saves.
     """
 
-    def __init__(self, num_classes=400, num_layers=101, **unused):
+    def __init__(self, num_classes=400, num_layers=101):
         super().__init__()
         self.num_layers = int(num_layers)
         self.backbone = ResNet(self.num_layers)
@@ -155,4 +155,5 @@ def vision_resnet_names(num_layers):
 
 SPEC = ModelSpec(layer=TSN, reader=VideoReader, loss=softmax_cross_entropy_mean,
                  probabilities=lambda logits: F.softmax(logits, axis=-1), optimizer=tsn_optimizer,
-                 metrics=lambda cfg: TopkAccuracy(topk=(1, 5)))
+                 metrics=lambda cfg: TopkAccuracy(topk=(1, 5)),
+                 other_keys=frozenset({"name", "format", "topk", "seg_num", "seglen", "image_mean", "image_std"}))

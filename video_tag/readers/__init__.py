@@ -4,7 +4,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from .feature_reader import FeatureReader  # noqa: F401 (the readers, importable from here)
-from .video_reader import VideoReader  # noqa: F401
+from .video_reader import VideoReader, error_reason  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -13,8 +13,10 @@ def iterate_batches(reader, batches, num_workers=2, on_error=None, prefetch=2, r
     """Load and collate batches of sample indices, a few batches ahead, on ``num_workers`` threads.
 
     batches: iterable of index lists (e.g. a ``paddle.io.BatchSampler``). A sample whose ``load``
-    raises ``ValueError`` is reported once through ``on_error(entry, reason)`` (default: a warning
-    naming the file) and left out of its batch; a batch left empty is skipped. With ``refill``
+    raises ``ValueError`` (or any other ``Exception``: a decoder's ``cv2.error``, ``MemoryError``,
+    ``ZeroDivisionError``, ... is that sample's failure, not the run's; ``KeyboardInterrupt`` and
+    ``SystemExit`` pass) is reported once through ``on_error(entry, reason)`` (default: a warning
+    naming the file and list line) and left out of its batch; a batch left empty is skipped. With ``refill``
     (training) it is replaced by the next readable sample of the list instead, so every batch keeps
     its size and every data-parallel process runs the same number of steps.
     Yields the dicts of ``reader.collate``.
@@ -31,6 +33,8 @@ def iterate_batches(reader, batches, num_workers=2, on_error=None, prefetch=2, r
             return reader.load(index)
         except ValueError as e:
             return e
+        except Exception as e:  # the reader's own code failed on this sample's data
+            return ValueError(error_reason(e))
 
     with ThreadPoolExecutor(max(1, num_workers)) as pool:
         pending = collections.deque()

@@ -93,6 +93,8 @@ RELEASE_LABELS_HINT = ("the release label file label_3396.txt ships with the Vid
 
 def read_label_file(path, num_classes):
     """Class names of a UTF-8 label file (line index = class id). Returns ``num_classes`` names."""
+    if os.path.isdir(path):
+        raise UserError(f"label file {path} is a directory: pass the file, e.g. {os.path.join(path, 'label_3396.txt')}")
     if not os.path.isfile(path):
         raise UserError(f"label file not found: {path} ({RELEASE_LABELS_HINT})")
     names = [text.strip() for _, text in _all_lines(path)]

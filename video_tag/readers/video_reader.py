@@ -16,6 +16,7 @@ Per video: ``seg_num`` segments, one frame each (the centre frame; a random one 
 with PIL bilinear to a 4:3 box, cropped to ``target_size`` (centre; train: random crop and random
 horizontal flip of the whole group), normalised with the ImageNet mean/std, CHW.
 """
+import builtins
 import functools
 import hashlib
 import os
@@ -42,6 +43,17 @@ class TsnEntry(Entry):
     """A TSN list line: ``path``, ``labels`` (one id, or none in infer lists), ``line``, and for frames
     lists ``num_frames``."""
     num_frames: int = 0
+
+
+def error_reason(error):
+    """``"cv2.error: <message>"``, ``"MemoryError: <message>"``: an unexpected exception as one line that
+    says what it was (the module is named unless the name is a built-in one, as numpy's MemoryError)."""
+    name = type(error).__name__
+    builtin = getattr(builtins, name, None)
+    if not (isinstance(builtin, type) and isinstance(error, builtin)):
+        name = f"{type(error).__module__}.{name}"
+    message = " ".join(str(error).split())
+    return f"{name}: {message}" if message else name
 
 
 def sample_indices(num_frames, seg_num, mode, rng=None):
@@ -76,7 +88,8 @@ def decode_sampled(path, seg_num, mode, rng=None, transform=None):
     ``grab()``-ed and only the sampled ones are ``retrieve()``-d and kept (RGB uint8 [H, W, 3], passed
     through ``transform`` if given, e.g. ``resize_frame``). If the decoder delivers another number of
     frames than the container claims, the indices are picked again from the real count and a second pass
-    (stopping at the last sampled frame) retrieves them. Memory: at most ``seg_num`` frames.
+    (stopping at the last sampled frame) retrieves them. A frame the decoder cannot deliver mid-stream is
+    skipped and reading goes on (see ``_grab``). Memory: at most ``seg_num`` frames.
 
     Returns ``(frames, indices, num_frames)``: ``seg_num`` frames (a frame sampled twice appears twice),
     their 0-based indices, and the number of frames decoded. Raises ``ValueError`` with the reason.
@@ -84,14 +97,15 @@ def decode_sampled(path, seg_num, mode, rng=None, transform=None):
     def first_pass(cap):
         claimed = container_frame_count(cap)
         indices = sample_indices(claimed, seg_num, mode, rng) if claimed else []  # 0: only count
-        return (claimed, indices) + _grab(cap, set(indices), transform)
+        return (claimed, indices) + _grab(cap, set(indices), transform, claimed)
 
     claimed, indices, kept, num_frames = _open(path, first_pass)
     if num_frames == 0:
         raise ValueError("no frames decoded")
     if num_frames != claimed:  # the container lied: sample from what is really there
         indices = sample_indices(num_frames, seg_num, mode, rng)
-        kept, _ = _open(path, lambda cap: _grab(cap, set(indices), transform, stop_after=max(indices)))
+        kept, _ = _open(path, lambda cap: _grab(cap, set(indices), transform, claimed,
+                                                stop_after=max(indices)))
         missing = sorted(set(indices) - set(kept))
         if missing:
             raise ValueError(f"frame {missing[0]} of {num_frames} not decoded on the second pass")
@@ -120,15 +134,37 @@ def _open(path, then):
         cap.release()
 
 
-def _grab(cap, wanted, transform, stop_after=None):
-    """Grab frames in order (up to ``stop_after``), retrieve those in ``wanted``.
-    Returns ``({index: frame}, number of frames grabbed)``."""
-    kept, index = {}, 0
-    while (stop_after is None or index <= stop_after) and cap.grab():
-        if index in wanted:
+# The end of a stream and a frame the decoder cannot deliver look alike: ``grab()`` fails. The original
+# made ``CAP_PROP_FRAME_COUNT`` read attempts and skipped the failed ones; so a failed grab is skipped
+# (the frame does not count) and reading goes on, and it stops at the first failure once the container's
+# frame count has been attempted, or after MAX_FAILED_GRABS failures in a row: the only bound for a
+# container that claims no count or too many frames (a real AVI claims 444 and holds 68), and cheap
+# (a grab past the end returns at once).
+MAX_FAILED_GRABS = 50
+
+
+def _grab(cap, wanted, transform, claimed=0, stop_after=None):
+    """Grab frames in order (up to the decoded frame ``stop_after``), retrieve those in ``wanted``.
+
+    Frames are numbered as decoded: a frame whose grab (or, when wanted, retrieve) fails is skipped and
+    the next decoded frame takes its number, as in the original. ``claimed``: the container's count.
+    Returns ``({index: frame}, number of frames decoded)``.
+    """
+    kept, index, attempts, failures = {}, 0, 0, 0
+    while stop_after is None or index <= stop_after:
+        attempts += 1
+        ok = cap.grab()
+        frame = None
+        if ok and index in wanted:
             ok, frame = cap.retrieve()
-            if not ok or frame is None:
-                raise ValueError(f"frame {index} grabbed but could not be decoded")
+            ok = ok and frame is not None
+        if not ok:
+            failures += 1
+            if (claimed and attempts >= claimed) or failures >= MAX_FAILED_GRABS:
+                break
+            continue
+        failures = 0
+        if frame is not None:
             frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
             kept[index] = transform(frame) if transform else frame
         index += 1
@@ -289,7 +325,16 @@ class VideoReader:
 
     def load(self, index):
         """Sample ``index``: {"frames": float32 [seg_num, 3, target, target], "label": int (-1: none),
-        "index": int}."""
+        "index": int}. Raises ``ValueError`` with the reason, also for a decoder's own exceptions
+        (``cv2.error``, ``MemoryError``, a PIL error, ...): an odd video fails alone."""
+        try:
+            return self._load(index)
+        except ValueError:
+            raise
+        except Exception as e:
+            raise ValueError(error_reason(e)) from None
+
+    def _load(self, index):
         entry = self.entries[index]
         rng = self._rng(index) if self.mode == "train" else None
         resize = functools.partial(resize_frame, short_size=self.short_size)  # resized as decoded

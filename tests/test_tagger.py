@@ -1,0 +1,166 @@
+"""videotag.py: videos in, tags out; equal to tsn_extractor.py followed by predict.py; tags per segment."""
+import json
+import os
+import pickle
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+from conftest import ROOT, run_script
+from models.test_tsn import release_weights
+from video_tag import weights
+from video_tag.config import load_config
+from video_tag.models import build_model
+from video_tag.readers.windows import plan_windows
+
+SEG, SHORT, TARGET, FPS = 5, 40, 32, 10
+COLOURS = {"red": (0, 0, 255), "blue": (255, 0, 0), "green": (0, 255, 0)}
+
+
+def write_video(path, colours, seconds_each, size=(64, 48)):
+    """An MJPG .avi at FPS frames/s: ``seconds_each`` of each colour in turn (plus a little noise)."""
+    rng = np.random.default_rng(0)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, size)
+    for colour in colours:
+        for _ in range(int(seconds_each * FPS)):
+            frame = np.empty((size[1], size[0], 3), np.uint8)
+            frame[:] = COLOURS[colour]
+            writer.write(frame)
+    writer.release()
+    return str(path)
+
+
+@pytest.fixture
+def setup(tmp_path):
+    with open(tmp_path / "tsn.pdparams", "wb") as f:
+        pickle.dump(release_weights(50, 4, np.random.default_rng(0)), f, protocol=2)
+    with open(os.path.join(ROOT, "configs", "tsn.yaml"), encoding="utf-8") as f:
+        tsn = yaml.safe_load(f)
+    tsn["MODEL"].update(num_layers=50, num_classes=4)
+    tsn["INFER"].update(seg_num=SEG, short_size=SHORT, target_size=TARGET)
+    (tmp_path / "tsn.yaml").write_text(yaml.safe_dump(tsn), encoding="utf-8")
+    with open(os.path.join(ROOT, "configs", "attention_lstm.yaml"), encoding="utf-8") as f:
+        lstm = yaml.safe_load(f)
+    lstm["MODEL"].update(embedding_size=8, lstm_size=4, num_classes=6, fc_sizes=[16, 8], topk=6)
+    lstm["INFER"].update(batch_size=1, num_workers=1)
+    (tmp_path / "lstm.yaml").write_text(yaml.safe_dump(lstm), encoding="utf-8")
+    model = build_model("AttentionLSTM", load_config(str(tmp_path / "lstm.yaml")))
+    weights.write_state(weights.model_state(model), str(tmp_path / "lstm.pdparams"))
+    (tmp_path / "labels.txt").write_text("".join(f"标签 {i}\n" for i in range(6)), encoding="utf-8")
+    (tmp_path / "v").mkdir()
+    return tmp_path
+
+
+def run_tag(tmp_path, source, save_dir, **kw):
+    from video_tag.tagger import tag
+    return tag(str(source), str(save_dir), load_config(str(tmp_path / "tsn.yaml")),
+               load_config(str(tmp_path / "lstm.yaml")), str(tmp_path / "tsn.pdparams"),
+               str(tmp_path / "lstm.pdparams"), str(tmp_path / "labels.txt"), num_workers=1, frame_batch=4, **kw)
+
+
+def read_jsonl(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def test_plan_windows():
+    assert plan_windows(100, 30, 30) == [(0, 30), (30, 60), (60, 90), (90, 100)]
+    assert plan_windows(90, 30, 30) == [(0, 30), (30, 60), (60, 90)]
+    assert plan_windows(100, 60, 30) == [(0, 60), (30, 90), (60, 100)]
+    assert plan_windows(7, 30, 30) == [(0, 7)]  # shorter than one window: one covering it
+
+
+def test_equals_extractor_then_predict(setup):
+    tmp = setup
+    videos = [write_video(tmp / "v" / "b 视频.avi", ["blue", "red"], 1.2),
+              write_video(tmp / "v" / "a.avi", ["green"], 0.3)]
+    (tmp / "v" / "sub").mkdir()
+    videos.append(write_video(tmp / "v" / "sub" / "c.avi", ["red", "green", "blue"], 0.7))
+    (tmp / "v" / "broken.mp4").write_bytes(b"\x00" * 64)
+    assert run_tag(tmp, tmp / "v", tmp / "out", save_features=str(tmp / "feat")) == 1
+    lines = read_jsonl(tmp / "out" / "predictions.jsonl")
+    # a folder: its videos, recursively, in sorted order; the broken one listed as failed
+    assert [r["video"] for r in lines] == sorted(videos)
+    assert (tmp / "out" / "failed.list").read_text(encoding="utf-8").startswith(str(tmp / "v" / "broken.mp4"))
+
+    common = ["--use_gpu=False"]
+    listing = tmp / "videos.list"
+    listing.write_text("\n".join(sorted(videos)) + "\n", encoding="utf-8")
+    result = run_script("tsn_extractor.py", "--model_name=TSN", *common, f"--config={tmp}/tsn.yaml",
+                        f"--weights={tmp}/tsn.pdparams", f"--filelist={listing}", f"--save_dir={tmp}/ext",
+                        "--frame_batch=3")
+    assert result.returncode == 0, result.stdout
+    result = run_script("predict.py", "--model_name=AttentionLSTM", *common, f"--config={tmp}/lstm.yaml",
+                        f"--weights={tmp}/lstm.pdparams", f"--filelist={tmp}/ext/features.list",
+                        f"--label_file={tmp}/labels.txt", f"--save_dir={tmp}/pred")
+    assert result.returncode == 0, result.stdout
+    reference = read_jsonl(tmp / "pred" / "predictions.jsonl")
+    assert len(reference) == len(lines) == 3
+    for ours, ref in zip(lines, reference):
+        assert [t["class_id"] for t in ours["tags"]] == [t["class_id"] for t in ref["tags"]]
+        np.testing.assert_allclose([t["probability"] for t in ours["tags"]],
+                                   [t["probability"] for t in ref["tags"]], atol=1e-5)
+    # --save_features wrote the extractor's files (same names, features within float rounding)
+    manifest = dict(line.split("\t") for line in (tmp / "feat" / "manifest.tsv").read_text(encoding="utf-8").splitlines())
+    extracted = dict(line.split("\t") for line in (tmp / "ext" / "manifest.tsv").read_text(encoding="utf-8").splitlines())
+    for video in videos:
+        assert os.path.basename(manifest[video]) == os.path.basename(extracted[video])
+        np.testing.assert_allclose(np.load(manifest[video]), np.load(extracted[video]), rtol=1e-4, atol=1e-4)
+
+
+def test_segment_tags_follow_the_content(setup):
+    tmp = setup
+    video = write_video(tmp / "v" / "changes.avi", ["red", "blue"], 3.0)      # 6 s: red, then blue
+    pure = {c: write_video(tmp / "v" / f"{c}.avi", [c], 2.0) for c in ("red", "blue")}
+    assert run_tag(tmp, video, tmp / "seg", segment_seconds=1.5, topk=6) == 0
+    segments = read_jsonl(tmp / "seg" / "segments.jsonl")
+    assert [(s["start"], s["end"]) for s in segments] == [(0.0, 1.5), (1.5, 3.0), (3.0, 4.5), (4.5, 6.0)]
+    assert read_jsonl(tmp / "seg" / "predictions.jsonl")[0]["video"] == video
+    listing = tmp / "pure.list"
+    listing.write_text(f"{pure['red']}\n{pure['blue']}\n", encoding="utf-8")
+    assert run_tag(tmp, listing, tmp / "pure") == 0
+    red, blue = [{t["class_id"]: t["probability"] for t in r["tags"]} for r in read_jsonl(tmp / "pure" / "predictions.jsonl")]
+    assert max(abs(red[c] - blue[c]) for c in red) > 1e-3  # the two colours are told apart
+    for segment, expected in zip(segments, [red, red, blue, blue]):
+        got = {t["class_id"]: t["probability"] for t in segment["tags"]}
+        assert max(abs(got[c] - expected[c]) for c in expected) < 1e-4, segment
+
+    # overlapping windows: every 1 s, 2 s long; the last one ends with the video
+    assert run_tag(tmp, video, tmp / "overlap", segment_seconds=2, segment_stride=1, overwrite=True) == 0
+    spans = [(s["start"], s["end"]) for s in read_jsonl(tmp / "overlap" / "segments.jsonl")]
+    assert spans == [(0.0, 2.0), (1.0, 3.0), (2.0, 4.0), (3.0, 5.0), (4.0, 6.0)]
+    # a video shorter than one window: one segment covering it
+    assert run_tag(tmp, pure["red"], tmp / "short", segment_seconds=10) == 0
+    assert [(s["start"], s["end"]) for s in read_jsonl(tmp / "short" / "segments.jsonl")] == [(0.0, 2.0)]
+
+
+def test_find_videos(tmp_path):
+    from video_tag.errors import UserError
+    from video_tag.tagger import find_videos
+    (tmp_path / "d" / "z").mkdir(parents=True)
+    for name in ("d/b.MP4", "d/a.avi", "d/z/c.mkv", "d/notes.txt"):
+        (tmp_path / name).write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    assert find_videos(str(tmp_path / "d")) == [str(tmp_path / n) for n in ("d/a.avi", "d/b.MP4", "d/z/c.mkv")]
+    listing = tmp_path / "videos.txt"
+    listing.write_text("x/海边 日落.mp4\nb.mp4\n\nx/海边 日落.mp4\n", encoding="utf-8")
+    assert find_videos(str(listing)) == ["x/海边 日落.mp4", "b.mp4"]
+    assert find_videos(str(tmp_path / "d" / "a.avi")) == [str(tmp_path / "d" / "a.avi")]
+    with pytest.raises(UserError, match="not found"):
+        find_videos(str(tmp_path / "nope.mp4"))
+
+
+def test_a_crashing_decoder_fails_only_its_video(monkeypatch):
+    from fussy_decoder import fussy_stream  # no Paddle: the spawned workers import it
+    from video_tag import tagger
+    monkeypatch.setattr(tagger, "stream_worker", fussy_stream)
+    jobs = list(enumerate(["a", "crash1", "bb", "zero", "ccc", "crash2", "dddd"]))
+    with tagger._Streams(jobs, None, num_workers=2) as streams:
+        results = {path: [m[0] for m in messages] for _, path, messages in streams}
+    # (what a worker put on its queue just before dying may be lost with it)
+    for name in ("crash1", "crash2"):
+        assert results.pop(name)[-1:] == ["failed"]
+    assert results == {"a": ["window", "window", "video"], "bb": ["window", "window", "video"],
+                       "zero": ["window", "failed"], "ccc": ["window", "window", "video"],
+                       "dddd": ["window", "window", "video"]}

@@ -1,0 +1,259 @@
+"""``videotag.py``: videos in, tags out, in one pass: TSN features stay in memory and go straight to the
+AttentionLSTM.
+
+Writes to ``save_dir``::
+
+    predictions.jsonl  one line per readable video, in input order, as predict.py writes them:
+                       {"video": "<path>", "tags": [{"class_id", "class_name", "probability"}, ...]}
+    segments.jsonl     with ``segment_seconds``: one line per window, in input and time order:
+                       {"video": "<path>", "start": 0.0, "end": 30.0, "tags": [...]}
+    failed.list        path<TAB>reason for every video that could not be read
+
+Both JSONL files are streamed (``streaming.PartialJsonl``) and a killed run resumes after the videos it
+finished. Videos are decoded in worker processes, one video at a time each, which send each window's
+frames (and last the whole video's) as soon as they are decoded: memory does not depend on the
+video's length. Under ``paddle.distributed.launch`` each process takes every world_size-th video.
+"""
+import hashlib
+import logging
+import multiprocessing
+import os
+import queue as queues
+
+import numpy as np
+import paddle
+from tqdm import tqdm
+
+from . import __version__
+from . import distributed as dist
+from . import extractor, weights
+from .cpu import reuse_freed_memory
+from .errors import UserError
+from .evaluate import write_failed_list
+from .models import MODELS, build_model
+from .predict import format_tags, top_tags
+from .readers.lists import read_label_file, read_lines
+from .readers.video_reader import crop_normalize
+from .readers.windows import stream_worker
+from .streaming import PartialJsonl
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".flv", ".m4v", ".mpg", ".mpeg", ".wmv",
+                    ".3gp", ".ts", ".mts", ".m2ts", ".ogv", ".vob", ".rm", ".rmvb", ".asf")
+
+
+def find_videos(source):
+    """The videos named by ``source``: a video file, a directory (its videos with a known extension,
+    recursively, in sorted order) or a list file (one path per line, as the extractor's)."""
+    if os.path.isdir(source):
+        found = []
+        for root, dirs, names in os.walk(source):
+            dirs.sort()
+            found += [os.path.join(root, n) for n in sorted(names) if n.lower().endswith(VIDEO_EXTENSIONS)]
+        if not found:
+            raise UserError(f"no video files ({', '.join(VIDEO_EXTENSIONS[:4])}, ...) under {source}")
+        return found
+    if not os.path.isfile(source):
+        raise UserError(f"not found: {source} (give a video, a folder of videos or a list file)")
+    if _is_text(source) and not source.lower().endswith(VIDEO_EXTENSIONS):
+        videos = list(dict.fromkeys(text for _, text in read_lines(source)))
+        if not videos:
+            raise UserError(f"list file {source} has no entries")
+        return videos
+    return [source]
+
+
+def _is_text(path):
+    """A list file is UTF-8 text; a video container holds NUL bytes in its first kilobytes."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.start < len(head) - 3:  # not just a character cut at the end of the block
+            return False
+    return b"\0" not in head
+
+
+def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_file, topk=None, threshold=0.0,
+        save_features=None, segment_seconds=None, segment_stride=None, window_seg_num=None, precision="fp32",
+        use_gpu=False, frame_batch=8, num_workers=2, overwrite=False):
+    """Tag every video of ``source``. Returns the exit code (1 if any video failed)."""
+    dist.init(use_gpu)
+    reuse_freed_memory()
+    world, rank = dist.world_size(), dist.rank()
+    videos = find_videos(source)
+    num_classes = int(lstm_cfg["MODEL"]["num_classes"])
+    names = read_label_file(label_file, num_classes)
+    topk = int(topk or lstm_cfg["MODEL"]["topk"])
+    seg_num = int(tsn_cfg["INFER"]["seg_num"])
+    short_size, target = int(tsn_cfg["INFER"]["short_size"]), int(tsn_cfg["INFER"]["target_size"])
+    if segment_stride and not segment_seconds:
+        raise UserError("--segment_stride_seconds needs --segment_seconds")
+    settings = extractor.run_settings(tsn_cfg, tsn_weights, precision)
+    model = build_model("AttentionLSTM", lstm_cfg)
+    weights.load_weights(model, lstm_weights)
+    model.eval()
+    os.makedirs(save_dir, exist_ok=True)
+    inputs = {"videos": [os.path.realpath(v) for v in videos], "tsn": settings,
+              "lstm_sha256": _sha256(weights.resolve(lstm_weights)), "labels_sha256": _sha256(label_file),
+              "topk": topk, "threshold": threshold, "model": lstm_cfg["MODEL"], "segment_seconds": segment_seconds,
+              "segment_stride": segment_stride, "window_seg_num": window_seg_num, "videotag": __version__}
+    predictions = PartialJsonl(save_dir, "predictions.jsonl", inputs)
+    segments = PartialJsonl(save_dir, "segments.jsonl", inputs) if segment_seconds else None
+    outputs = [o for o in (predictions, segments) if o is not None]
+    if overwrite and dist.is_main():
+        for output in outputs:
+            output.remove_partials()
+    valid = lambda key, record: key[0] < len(videos) and record["video"] == videos[key[0]]
+    done = set() if overwrite else {k[0] for k in predictions.done(valid)}
+    dist.barrier()  # every rank has looked at the old partial files before any new one appears
+    mine = list(range(len(videos)))[rank::world]
+    todo = [i for i in mine if i not in done]
+    log.info("%d video(s) in %s%s: %d to tag, %d done before", len(videos), source,
+             f" ({len(mine)} for this process of {world})" if world > 1 else "", len(todo), len(mine) - len(todo))
+
+    failed, features_done = [], []
+    if todo:
+        decode = (seg_num, short_size, target, segment_seconds, segment_stride, window_seg_num)
+        with _Streams([(i, videos[i]) for i in todo], decode, num_workers) as stream:
+            engine = extractor.build_engine(tsn_cfg, tsn_weights, precision, use_gpu, frame_batch,
+                                            paddle.distributed.ParallelEnv().device_id if use_gpu else 0)
+            for output in outputs:
+                output.open(rank)
+            try:
+                with tqdm(total=len(todo), desc="videotag", unit="video", dynamic_ncols=True,
+                          disable=not dist.is_main()) as progress:
+                    for index, path, messages in stream:
+                        result = _tag_video(engine, model, names, topk, threshold, target, messages)
+                        if isinstance(result, str):
+                            log.warning("cannot read %s: %s", path, result)
+                            failed.append((index, path, result))
+                        else:
+                            tags, features, windows = result
+                            for k, start, end, window_tags in windows:
+                                segments.append([index, k], {"video": path, "start": start, "end": end,
+                                                             "tags": window_tags})
+                            predictions.append([index], {"video": path, "tags": tags})
+                            if dist.is_main():
+                                progress.write(format_tags(path, tags), end="")
+                            if save_features:
+                                output = os.path.join(save_features, extractor.feature_name(path) + ".npy")
+                                video = extractor._Video(path, output, extractor.video_provenance(path, settings),
+                                                         seg_num)
+                                video.features[:] = features
+                                extractor._save(video)
+                                features_done.append(path)
+                        progress.update(1)
+            finally:
+                for output in outputs:
+                    output.__exit__()
+
+    dist.barrier()
+    failed = sorted(sum(dist.gather(failed), []))
+    if save_features:
+        features_done = sum(dist.gather(features_done), [])
+    if dist.is_main():
+        for output in outputs:
+            count = output.assemble(output.done(valid))
+            log.info("wrote %s: %d line(s)", output.path, count)
+        write_failed_list(save_dir, failed)
+        if save_features:
+            all_outputs = {v: os.path.join(save_features, extractor.feature_name(v) + ".npy") for v in videos}
+            extractor._write_lists(save_features, videos, all_outputs, {p: r for _, p, r in failed},
+                                   extractor._complete(videos, all_outputs, settings, seg_num))
+    dist.barrier()  # the other ranks end after rank 0 has written everything; rank 0 carries the exit code
+    return 1 if failed and dist.is_main() else 0
+
+
+def _tag_video(engine, model, names, topk, threshold, target, messages):
+    """Consume one video's messages: ``(tags, features [seg_num, 2048], [(k, start, end, tags)])``, or the
+    reason (a string) it could not be read."""
+    windows = []
+    for message in messages:
+        if message[0] == "failed":
+            return message[1]
+        if message[0] == "window":
+            _, k, start, end, frames = message
+            windows.append((k, start, end, _top(model, _features(engine, frames, target), names, topk, threshold)))
+        elif message[0] == "video":
+            features = _features(engine, message[1], target)
+            return _top(model, features, names, topk, threshold), features, windows
+    return "the decoder stopped before the end of this video"
+
+
+def _features(engine, frames, target):
+    """TSN features [len(frames), 2048] of cropped uint8 frames, in batches of the engine's size."""
+    out = []
+    for i in range(0, len(frames), engine.batch_size):
+        out.append(engine.run(crop_normalize(frames[i:i + engine.batch_size], "infer", target)))
+    return np.concatenate(out)
+
+
+def _top(model, features, names, topk, threshold):
+    """The AttentionLSTM's top-``topk`` tags (probability >= ``threshold``) for one video's features."""
+    with paddle.no_grad():
+        logits = model(paddle.to_tensor(features[None]), paddle.to_tensor(np.array([len(features)], np.int64)))
+        probabilities = MODELS["AttentionLSTM"].probabilities(logits).numpy()[0]
+    return [t for t in top_tags(probabilities, names, topk) if t["probability"] >= threshold]
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _Streams:
+    """Videos decoded in ``num_workers`` processes (each takes every num_workers-th video, in order) whose
+    messages come back through bounded queues, so that decoding runs at most a window or two ahead.
+    Iterating yields ``(index, path, messages)`` in input order; ``messages`` must be consumed before
+    the next video. A worker that dies fails its current video only; a fresh one takes the rest."""
+
+    def __init__(self, jobs, decode, num_workers):
+        self.jobs, self.decode = jobs, decode
+        self.context = multiprocessing.get_context("spawn")
+        self.count = max(1, min(num_workers, len(jobs)))
+        self.workers = [self._start(jobs[w::self.count]) for w in range(self.count)]
+
+    def _start(self, jobs):
+        out = self.context.Queue(maxsize=2)
+        process = self.context.Process(target=stream_worker, args=(jobs, self.decode, out), daemon=True)
+        process.start()
+        return process, out, list(jobs)
+
+    def __iter__(self):
+        for n, (index, path) in enumerate(self.jobs):
+            yield index, path, self._messages(n % self.count, index)
+
+    def _messages(self, w, index):
+        process, out, jobs = self.workers[w]
+        while True:
+            try:
+                got, message = out.get(timeout=1.0)
+            except queues.Empty:
+                if process.is_alive():
+                    continue
+                # The worker died on this video: a fresh one takes the videos after it.
+                rest = jobs[[i for i, _ in jobs].index(index) + 1:]
+                self.workers[w] = self._start(rest)
+                yield ("failed", "the decoder crashed on this video")
+                return
+            if got != index:
+                continue  # what a dead worker left of an earlier video
+            if message[0] == "end":
+                return
+            yield message
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for process, out, _ in self.workers:
+            if process.is_alive():
+                process.terminate()
+            process.join(5)
+            out.cancel_join_thread()

@@ -1,0 +1,73 @@
+r"""Tag videos in one command: TSN features and AttentionLSTM tags in one pass, with the release weights.
+
+    python videotag.py my_video.mp4                      # or a folder of videos, or a list file
+    python videotag.py long_video.mp4 --segment_seconds 30 --topk 5
+"""
+import argparse
+
+from video_tag import cli
+
+RELEASE = ("the VideoTag release (PaddleVideo, applications/VideoTag) ships tsn.pdparams, "
+           "attention_lstm.pdparams and label_3396.txt: put the weights in ./weights and the labels in "
+           "the project root, or pass --tsn_weights / --lstm_weights / --label_file")
+
+
+def main():
+    from video_tag.config import load_config
+    from video_tag.inference import PRECISIONS
+    from video_tag.models import model_arguments
+    from video_tag.tagger import tag
+    from video_tag import weights
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
+    p.add_argument("source", metavar="VIDEO_OR_DIR_OR_LIST", help="a video, a folder (recursive) or a list file")
+    p.add_argument("--save_dir", default="./data/videotag_results",
+                   help="where predictions.jsonl, segments.jsonl, failed.list go")
+    p.add_argument("--topk", type=int, help="tags per video or segment (default: MODEL.topk, 20)")
+    p.add_argument("--threshold", type=float, default=0.0,
+                   help="keep only tags of at least this probability")
+    p.add_argument("--segment_seconds", type=float, help="also tag each window of this many seconds")
+    p.add_argument("--segment_stride_seconds", type=float, help="start a window every R seconds (default: S)")
+    p.add_argument("--segment_seg_num", type=int, help="frames sampled per window (default: INFER.seg_num)")
+    p.add_argument("--save_features", metavar="DIR", help="also save each video's TSN features, as the extractor")
+    p.add_argument("--tsn_weights", default="./weights/tsn.pdparams", help="weights of this stage")
+    p.add_argument("--lstm_weights", default="./weights/attention_lstm.pdparams", help="weights of this stage")
+    p.add_argument("--label_file", default="./label_3396.txt", help="class names, one per line")
+    p.add_argument("--config", default="configs/attention_lstm.yaml", help="AttentionLSTM config")
+    p.add_argument("--tsn_config", default="configs/tsn.yaml", help="TSN config")
+    p.add_argument("-o", "--override", action="append", default=[], metavar="SECTION.key=value",
+                   help="override a value of the AttentionLSTM config (repeatable)")
+    p.add_argument("-t", "--tsn_override", action="append", default=[], metavar="SECTION.key=value",
+                   help="override a value of the TSN config, e.g. -t INFER.seg_num=100 (repeatable)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="TSN precision")
+    p.add_argument("--frame_batch", type=int, default=8, help="frames per TSN batch")
+    p.add_argument("--num_workers", type=int, default=2, help="videos decoded in parallel")
+    p.add_argument("--use_gpu", type=cli.str2bool, default=True, help="run on GPU if Paddle has CUDA")
+    p.add_argument("--overwrite", action="store_true", help="start over instead of resuming a killed run")
+    cli.add_verbose_flag(p)
+    args = p.parse_args()
+    for name in ("topk", "frame_batch", "segment_seg_num"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise cli.UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.num_workers < 0:
+        raise cli.UserError(f"--num_workers must be at least 0, got {args.num_workers}")
+    for name in ("segment_seconds", "segment_stride_seconds"):
+        value = getattr(args, name)
+        if value is not None and not 0 < value < float("inf"):
+            raise cli.UserError(f"--{name} must be a number of seconds > 0, got {value}")
+    for path in (args.tsn_weights, args.lstm_weights):
+        try:
+            weights.resolve(path)
+        except cli.UserError:
+            raise cli.UserError(f"weight file not found: {path} ({RELEASE})") from None
+    lstm_cfg = load_config(args.config, args.override)
+    model_arguments("AttentionLSTM", lstm_cfg["MODEL"], f"config {args.config}")
+    tsn_cfg = load_config(args.tsn_config, args.tsn_override)
+    return tag(args.source, args.save_dir, tsn_cfg, lstm_cfg, args.tsn_weights, args.lstm_weights,
+               args.label_file, args.topk, args.threshold, args.save_features, args.segment_seconds,
+               args.segment_stride_seconds, args.segment_seg_num, args.precision, args.use_gpu,
+               args.frame_batch, args.num_workers, args.overwrite)
+
+
+if __name__ == "__main__":
+    cli.main(main)
