@@ -9,7 +9,7 @@ import numpy as np
 import paddle
 import pytest
 
-from conftest import FEATURE_DIM, NUM_CLASSES, ROOT, run_script
+from conftest import FEATURE_DIM, NUM_CLASSES, ROOT, assert_quiet, run_script
 from models.test_tsn import release_weights
 from video_tag import export
 from video_tag.config import load_config
@@ -188,6 +188,7 @@ def test_export_script(tiny_config, tmp_path):
     assert done.returncode == 0, done.stdout
     assert sorted(os.listdir(tmp_path / "out")) == ["attention_lstm.json", "attention_lstm.pdiparams"]
     assert str(tmp_path / "out" / "attention_lstm.json") in done.stdout
+    assert_quiet(done.stdout)
 
     done = run_script("export_model.py", "--model_name=AttentionLSTM", f"--config={tiny_config}",
                       "-o", "MODEL.num_classes=9", f"--weights={tmp_path / 'w'}",
