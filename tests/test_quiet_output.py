@@ -8,7 +8,7 @@ import pytest
 
 from conftest import NOISE, assert_quiet, noise_in, run_script
 
-SCRIPTS = ["train.py", "eval.py", "predict.py", "tsn_extractor.py", "tools/video2frames.py"]
+SCRIPTS = ["train.py", "eval.py", "predict.py", "tsn_extractor.py", "tools/video2frames.py", "export_model.py"]
 
 
 def option_entries(help_text):

@@ -46,19 +46,24 @@ def add_verbose_flag(p):
                    help="also show Paddle's, oneDNN's and FFmpeg's own messages, and debug logs")
 
 
-def parser(description):
-    """An ArgumentParser with the flags every script has."""
+def parser(description, run_flags=True):
+    """An ArgumentParser with the flags every script has.
+
+    run_flags: also the flags of scripts that run a model over a list (``--use_gpu``, ``--batch_size``,
+    ``--filelist``, ``--log_interval``); ``export_model.py`` has none of them.
+    """
     from .models import MODELS  # here, not above: decode workers import the entry script without Paddle
     p = argparse.ArgumentParser(description=description, formatter_class=HelpFormatter)
     p.add_argument("--model_name", required=True, choices=sorted(MODELS), help="model to run")
     p.add_argument("--config", help="YAML config (default: configs/<model>.yaml)")
     p.add_argument("-o", "--override", action="append", default=[], metavar="SECTION.key=value",
                    help="override a config value, e.g. -o MODEL.num_classes=12 (repeatable)")
-    p.add_argument("--use_gpu", type=str2bool, default=True,
-                   help="run on GPU (falls back to CPU, with a warning, on a CPU build of Paddle)")
-    p.add_argument("--batch_size", type=int, help="batch size (training: total over all devices)")
-    p.add_argument("--filelist", help="list file (default: the config's filelist of this stage)")
-    p.add_argument("--log_interval", type=int, help="log every N batches")
+    if run_flags:
+        p.add_argument("--use_gpu", type=str2bool, default=True,
+                       help="run on GPU (falls back to CPU, with a warning, on a CPU build of Paddle)")
+        p.add_argument("--batch_size", type=int, help="batch size (training: total over all devices)")
+        p.add_argument("--filelist", help="list file (default: the config's filelist of this stage)")
+        p.add_argument("--log_interval", type=int, help="log every N batches")
     add_verbose_flag(p)
     return p
 
@@ -80,13 +85,18 @@ def check_flags(args):
 
 
 def load(args, section):
-    """The config of ``args.config`` with ``-o`` overrides, then the explicit flags of ``section``."""
+    """The config of ``args.config`` with ``-o`` overrides, then the explicit flags of ``section``.
+
+    section None: the config and overrides alone (a script that reads no list, e.g. ``export_model.py``).
+    """
     from .models import model_arguments
     check_flags(args)
     path = args.config or DEFAULT_CONFIGS[args.model_name]
     cfg = load_config(path, args.override)
     model_arguments(args.model_name, cfg["MODEL"], f"config {path}")
     warn_ignored(cfg, path)
+    if section is None:
+        return cfg
     if args.batch_size is not None:
         cfg[section]["batch_size"] = args.batch_size
     if args.filelist is not None:

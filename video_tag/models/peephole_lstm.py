@@ -19,6 +19,9 @@ with sigmoid inputs clipped to [-40, 13] as in Paddle's kernel. Two implementati
   the kernel take its correct scalar path but costs ~15% more LSTM time, float64 ~2.4x, while this one
   is *faster* than the kernel on CPU (it multiplies by a transposed copy of W, the GEMM orientation
   MKL runs ~2x faster at batch 32, and computes the weight gradient as one GEMM).
+* ``padded_lstm``: the forward recurrence on a padded, time-major batch in one ``while_loop`` over a
+  variable number of steps: the graph ``export`` traces (the fused kernel reads sequence boundaries
+  from a LoD that a traced graph cannot carry, and a Python loop would unroll under ``to_static``).
 
 ``fused_backward_ok(place, dtype)`` compares a hidden-size-8 gradient with the float64 one, once per
 device and dtype, so a Paddle release that fixes the kernel is used as is, and a GPU build is checked
@@ -343,3 +346,33 @@ class PeepholeLSTM(nn.Layer):
 
     def forward(self, xproj, offsets):
         return fused_lstm(xproj, offsets, self.weight, self.bias, self.is_reverse, not self.training)
+
+
+def padded_lstm(xproj, valid, weight, bias, is_reverse):
+    """The recurrence on a padded batch, traceable by ``paddle.jit.to_static`` with variable T and B.
+
+    xproj [T, B, 4D] time-major input projections; valid [T, B, 1] float, 1 on each sequence's steps
+    (its first ones) and 0 on padding; weight [D, 4D], bias [1, 7D] as in ``PeepholeLSTM``.
+    Returns h [T, B, D], zero at padded steps. The state is zeroed at every padded step, so the reverse
+    direction (t = T-1 .. 0) starts from h0 = c0 = 0 at each sequence's own last step.
+    """
+    d = weight.shape[0]
+    steps, batch = paddle.shape(xproj)[0], paddle.shape(xproj)[1]
+    gate_bias, w_ic, w_fc, w_oc = bias[:, :4 * d], bias[:, 4 * d:5 * d], bias[:, 5 * d:6 * d], bias[:, 6 * d:]
+    # Two tensors, not one: in dygraph, while_loop assigns each step's results into its initial values.
+    h0, c0 = paddle.zeros([batch, d], xproj.dtype), paddle.zeros([batch, d], xproj.dtype)
+    out = paddle.zeros([steps, batch, d], xproj.dtype)
+
+    def step(t, h, c, out):
+        k = steps - 1 - t if is_reverse else t                                  # [1]
+        g = paddle.gather(xproj, k).squeeze(0) + gate_bias + paddle.matmul(h, weight)
+        m = paddle.gather(valid, k).squeeze(0)                                  # [B, 1]
+        i = _sigmoid(g[:, d:2 * d] + c * w_ic)
+        f = _sigmoid(g[:, 2 * d:3 * d] + c * w_fc)
+        c = (paddle.tanh(g[:, :d]) * i + c * f) * m
+        h = _sigmoid(g[:, 3 * d:] + c * w_oc) * paddle.tanh(c) * m
+        return t + 1, h, c, paddle.scatter(out, k, h.unsqueeze(0))
+
+    start = paddle.zeros([1], "int64")
+    _, _, _, out = paddle.static.nn.while_loop(lambda t, h, c, out: t < steps, step, [start, h0, c0, out])
+    return out

@@ -5,6 +5,7 @@ Structure and parameter names follow the Paddle 1.8 original (GUIDE section 1), 
 ``bn4b22_branch2c_variance``, ..., ``fc_0.w_0``. Bottleneck blocks put the stride on the 3x3 conv and on
 the projection shortcut; ReLU follows branch2a, branch2b and the residual add; BN epsilon 1e-5.
 """
+import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
@@ -106,9 +107,9 @@ class TSN(nn.Layer):
         self.fc_0 = nn.Linear(FEATURE_DIM, num_classes)
 
     def features(self, frames):
-        batch, segments = frames.shape[0], frames.shape[1]
-        x = self.backbone(frames.reshape([batch * segments] + list(frames.shape[2:])))
-        return x.reshape([batch, segments, FEATURE_DIM])
+        x = self.backbone(frames.flatten(0, 1))                                 # [B * S, 2048]
+        # paddle.shape, not frames.shape: traced for export, B and S are unknown (-1) in the latter.
+        return x.reshape([-1, paddle.shape(frames)[1], FEATURE_DIM])
 
     def forward(self, frames):
         return self.fc_0(self.features(frames).mean(axis=1))
