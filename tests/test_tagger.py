@@ -164,3 +164,32 @@ def test_a_crashing_decoder_fails_only_its_video(monkeypatch):
     assert results == {"a": ["window", "window", "video"], "bb": ["window", "window", "video"],
                        "zero": ["window", "failed"], "ccc": ["window", "window", "video"],
                        "dddd": ["window", "window", "video"]}
+
+
+def test_a_killed_run_resumes_after_the_videos_it_finished(setup, monkeypatch):
+    from video_tag.streaming import PartialJsonl
+    tmp = setup
+    videos = [write_video(tmp / "v" / f"{c}.avi", [c], 1.0) for c in ("red", "green", "blue")]
+    assert run_tag(tmp, tmp / "v", tmp / "full", segment_seconds=0.5) == 0
+    full = {name: (tmp / "full" / name).read_bytes() for name in ("predictions.jsonl", "segments.jsonl")}
+
+    real_append, calls = PartialJsonl.append, []
+
+    def append_then_die(self, key, record):
+        calls.append(key)
+        if len(calls) == 5:  # the second video's first window: its whole-video line was never written
+            raise KeyboardInterrupt
+        real_append(self, key, record)
+
+    monkeypatch.setattr(PartialJsonl, "append", append_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_tag(tmp, tmp / "v", tmp / "cut", segment_seconds=0.5)
+    assert not (tmp / "cut" / "predictions.jsonl").exists()
+    calls.clear()
+    monkeypatch.setattr(PartialJsonl, "append", lambda self, key, record: (calls.append(key),
+                                                                          real_append(self, key, record)))
+    assert run_tag(tmp, tmp / "v", tmp / "cut", segment_seconds=0.5) == 0
+    assert sorted({key[0] for key in calls}) == [1, 2]  # the first video was not tagged again
+    for name, data in full.items():
+        assert (tmp / "cut" / name).read_bytes() == data, name
+    assert sorted(videos) == [json.loads(line)["video"] for line in full["predictions.jsonl"].decode().splitlines()]

@@ -299,3 +299,9 @@ def test_unreadable_file_mid_run_is_skipped_with_a_warning(tiny_config, tmp_path
     out = train(tiny_config, tmp_path / "ck", "--epoch", "1")
     assert f"skipping {first}" in out
     assert os.path.isfile(tmp_path / "ck" / "AttentionLSTM.pdparams")
+
+
+def test_keep_checkpoints_prunes_old_epochs(tiny_config, tmp_path):
+    train(tiny_config, tmp_path / "ck", "--epoch", "4", "-o", "TRAIN.keep_checkpoints=2")
+    names = sorted(n for n in os.listdir(tmp_path / "ck") if "_epoch" in n)
+    assert names == [f"AttentionLSTM_epoch{k}.{ext}" for k in (2, 3) for ext in ("pdopt", "pdparams")]

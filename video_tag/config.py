@@ -24,7 +24,7 @@ SECTIONS = ("MODEL", "TRAIN", "VALID", "TEST", "INFER")
 # Keys this toolkit adds to the original configs, with values that keep the original behaviour.
 DEFAULTS = {
     "MODEL": {"topk": 20, "fc_sizes": [8192, 4096]},
-    "TRAIN": {"num_workers": 2, "log_interval": 10, "num_gpus": 1, "use_gpu": True,
+    "TRAIN": {"num_workers": 2, "log_interval": 10, "num_gpus": 1, "use_gpu": True, "keep_checkpoints": 0,
               "pretrain_base": None, "num_samples": None, "decay_epochs": [], "decay_gamma": 0.1},
     "VALID": {"batch_size": 128, "filelist": None, "num_workers": 2},
     "TEST": {"batch_size": 128, "filelist": None, "num_workers": 2},
@@ -75,6 +75,7 @@ def _integers(v):
 # What a value must be, for each key that may appear in a section (any section): (test, description).
 RULES = {
     "batch_size": _count(1), "num_workers": _count(0), "num_classes": _count(1), "topk": _count(1),
+    "keep_checkpoints": _count(0),
     "epoch": _count(1), "log_interval": _count(1), "seg_num": _count(1), "short_size": _count(1),
     "target_size": _count(1), "embedding_size": _count(1), "lstm_size": _count(1),
     "feature_dims": (_integers, "a list of integers >= 1"), "fc_sizes": (_integers, "a list of integers >= 1"),

@@ -73,6 +73,27 @@ def make_videos(out, per_class, rng):
     return videos
 
 
+def random_backbone(path, videos):
+    """Random ResNet101 TSN weights whose batch-norm statistics are measured on frames of ``videos``
+    (without that, activations grow layer after layer to ~1e6 and the features saturate the
+    AttentionLSTM); written to ``path`` in the release format."""
+    import paddle
+    from video_tag import weights
+    from video_tag.models.tsn import TSN
+    from video_tag.readers.video_reader import crop_normalize, decode_cropped
+    paddle.seed(0)
+    model = TSN(num_classes=400, num_layers=101)
+    frames = np.concatenate([decode_cropped(v, 2) for v in videos[::len(videos) // 16 or 1]])
+    x = paddle.to_tensor(crop_normalize(list(frames), "infer", 224)[None])  # [1, N, 3, 224, 224]
+    for layer in model.sublayers():
+        if isinstance(layer, paddle.nn.BatchNorm2D):
+            layer._momentum = 0.0  # the running statistics become this batch's
+    model.train()
+    with paddle.no_grad():
+        model.features(x)
+    weights.write_state(weights.model_state(model), path)
+
+
 def run(step, *args):
     """Run one of the project's scripts, showing its output; stop the demo if it fails."""
     print(f"\n=== {step}: python {' '.join(args)}", flush=True)
@@ -92,7 +113,7 @@ def main():
     p.add_argument("--out", default=os.path.join(ROOT, "data", "demo"), help="where everything goes")
     p.add_argument("--per_class", type=int, default=10, help="clips per class (60%% train, 20%% val, 20%% test)")
     p.add_argument("--seg_num", type=int, default=16, help="frames sampled per video (the release uses 300)")
-    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--epochs", type=int, default=20)
     args = p.parse_args()
     start = time.time()
     out = os.path.abspath(args.out)
@@ -110,15 +131,11 @@ def main():
               "apart, not for real videos: put tsn.pdparams and attention_lstm.pdparams\n      (PaddleVideo, "
               "applications/VideoTag) in weights/ and label_3396.txt in the project root.")
         tsn_weights = os.path.join(out, "random_tsn.pdparams")
-        if not os.path.isfile(tsn_weights):
-            import paddle
-            from video_tag import weights
-            from video_tag.models.tsn import TSN
-            paddle.seed(0)
-            weights.write_state(weights.model_state(TSN(num_classes=400, num_layers=101)), tsn_weights)
 
     rng = np.random.default_rng(0)
     videos = make_videos(out, args.per_class, rng)
+    if not have_release and not os.path.isfile(tsn_weights):
+        random_backbone(tsn_weights, [path for path, _ in videos])
     splits = {"train": [], "val": [], "test": []}
     for path, cls in videos:
         i = int(os.path.splitext(path)[0].rsplit("_", 1)[1])
@@ -144,7 +161,9 @@ def main():
     checkpoints = os.path.join(out, "checkpoints")
     train = ["train.py", "--model_name=AttentionLSTM", "--config=configs/attention_lstm-single.yaml",
              "-o", f"MODEL.num_classes={n}", "-o", f"VALID.filelist={out}/val.list", f"--filelist={out}/train.list",
-             f"--save_dir={checkpoints}", f"--epoch={args.epochs}", "--batch_size=12", "--learning_rate=0.001",
+             f"--save_dir={checkpoints}", f"--epoch={args.epochs}", "--batch_size=4",
+             "-o", f"TRAIN.decay_epochs=[{args.epochs * 3 // 4}]", "-o", "TRAIN.keep_checkpoints=1",
+             "--valid_interval=5",
              "--fix_random_seed=True", "--use_gpu=False", "--overwrite"]
     if have_release:
         train.append(f"--pretrain={release['lstm']}")

@@ -216,6 +216,7 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
             prefix = os.path.join(save_dir, f"{model_name}_epoch{epoch}")
             _save_checkpoint(model, optimizer, epoch, prefix)
             log.info("saved %s.pdparams", prefix)
+            _prune_checkpoints(save_dir, model_name, epoch, int(train_cfg.get("keep_checkpoints") or 0))
         if due(epoch):
             validate_epoch(epoch)
         if history:
@@ -250,6 +251,20 @@ def _valid_reader(model_name, cfg):
         log.warning("validation list %s not found: training without validation", path)
         return None
     return MODELS[model_name].reader(path, "valid", cfg, check_files=False)
+
+
+def _prune_checkpoints(save_dir, model_name, epoch, keep):
+    """``TRAIN.keep_checkpoints`` > 0: remove the epoch checkpoints older than the last ``keep`` (a
+    full-size AttentionLSTM's weights and optimizer state take 1.2 GB per epoch); 0 keeps them all."""
+    if keep <= 0:
+        return
+    for old in range(epoch - keep, -1, -1):
+        prefix = os.path.join(save_dir, f"{model_name}_epoch{old}")
+        if not os.path.exists(prefix + ".pdparams") and not os.path.exists(prefix + ".pdopt"):
+            break
+        for suffix in (".pdparams", ".pdopt"):
+            if os.path.exists(prefix + suffix):
+                os.remove(prefix + suffix)
 
 
 def _save_checkpoint(model, optimizer, epoch, prefix):
