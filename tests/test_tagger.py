@@ -193,3 +193,34 @@ def test_a_killed_run_resumes_after_the_videos_it_finished(setup, monkeypatch):
     for name, data in full.items():
         assert (tmp / "cut" / name).read_bytes() == data, name
     assert sorted(videos) == [json.loads(line)["video"] for line in full["predictions.jsonl"].decode().splitlines()]
+
+
+def test_two_processes_split_the_videos(setup):
+    import subprocess
+    import sys
+    tmp = setup
+    for c in ("red", "green", "blue"):
+        write_video(tmp / "v" / f"{c}.avi", [c], 0.6)
+    (tmp / "v" / "broken.mp4").write_bytes(b"\x00" * 64)
+    args = [str(tmp / "v"), f"--tsn_weights={tmp}/tsn.pdparams", f"--tsn_config={tmp}/tsn.yaml",
+            f"--lstm_weights={tmp}/lstm.pdparams", f"--config={tmp}/lstm.yaml", f"--label_file={tmp}/labels.txt",
+            "--use_gpu=False", "--num_workers=1", "--segment_seconds=0.3"]
+    assert run_tag(tmp, tmp / "v", tmp / "one", segment_seconds=0.3) == 1
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
+    result = subprocess.run([sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
+                             "--log_dir", str(tmp / "log"), os.path.join(ROOT, "videotag.py"), *args,
+                             f"--save_dir={tmp}/two"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, timeout=300)
+    logs = [(tmp / "log" / f"workerlog.{r}").read_text(encoding="utf-8") for r in (0, 1)]
+    assert result.returncode == 1, result.stdout + "".join(logs)  # rank 0 carries the exit code
+    for name in ("predictions.jsonl", "segments.jsonl"):
+        one, two = read_jsonl(tmp / "one" / name), read_jsonl(tmp / "two" / name)
+        assert [(r["video"], r.get("start")) for r in two] == [(r["video"], r.get("start")) for r in one]
+        for a, b in zip(one, two):
+            assert [t["class_id"] for t in a["tags"]] == [t["class_id"] for t in b["tags"]]
+            np.testing.assert_allclose([t["probability"] for t in b["tags"]],
+                                       [t["probability"] for t in a["tags"]], atol=1e-6)
+    assert (tmp / "two" / "failed.list").read_text() == (tmp / "one" / "failed.list").read_text() != ""
+    assert not [n for n in os.listdir(tmp / "two") if "partial" in n]
+    # sorted: blue, broken, green, red -> rank 1 decodes broken.mp4 (and red), rank 0 never opens it
+    assert "cannot read" in logs[1] and "broken.mp4" in logs[1] and "cannot read" not in logs[0]

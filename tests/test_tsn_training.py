@@ -43,7 +43,7 @@ def test_train_eval_predict_tsn_from_scratch(tmp_path):
     # A small lr and enough steps: from scratch with batches of 6, the batch-norm running statistics used
     # at evaluation lag far behind the training batches until the weights settle (lr decays at 1/3, 2/3).
     cfg["TRAIN"].update(epoch=12, batch_size=6, learning_rate=0.002, filelist=lists["train"], num_workers=2,
-                        log_interval=4)
+                        log_interval=4, keep_checkpoints=2)  # 200 MB per epoch checkpoint: keep two
     for section, name in (("VALID", "val"), ("TEST", "test"), ("INFER", "test")):
         cfg[section].update(filelist=lists[name], batch_size=6, num_workers=2)
     for section in ("TRAIN", "VALID", "TEST", "INFER"):
@@ -58,7 +58,7 @@ def test_train_eval_predict_tsn_from_scratch(tmp_path):
     elapsed = time.time() - start
     assert result.returncode == 0, result.stdout
     assert sorted(n for n in os.listdir(tmp_path / "ck") if n.endswith(".pdparams")) == \
-        sorted(["TSN.pdparams", "TSN_best.pdparams"] + [f"TSN_epoch{k}.pdparams" for k in range(12)])
+        sorted(["TSN.pdparams", "TSN_best.pdparams"] + [f"TSN_epoch{k}.pdparams" for k in (10, 11)])
     print(f"TSN training took {elapsed:.1f} s")  # the budget is 2 minutes; see pytest --durations
 
     result = run_script("eval.py", *common, f"--weights={tmp_path}/ck/TSN", f"--save_dir={tmp_path}/ev",
