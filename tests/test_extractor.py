@@ -1,17 +1,16 @@
 """tsn_extractor.py end to end: outputs, names, failures, resume, and features equal to a reference
 pipeline (every frame decoded as the original did, GUIDE sampling, PIL resize, crop) followed by the
 independent functional ResNet of tests/models/test_tsn.py on release-format weights."""
-import pickle
 import os
 
 import cv2
 import numpy as np
 import pytest
 import yaml
-from PIL import Image
 
 from conftest import ROOT, assert_quiet, noise_in, run_script
-from models.test_tsn import ref_features, release_weights
+from models.test_tsn import ref_features
+from test_extractor_backbone import reference_frames, write_release
 from video_tag.readers.lists import read_list
 
 SEG, SHORT, TARGET = 5, 40, 32
@@ -27,36 +26,9 @@ def write_video(path, count, w, h, seed):
 
 
 def reference_features(params, video):
-    """The original pipeline: decode all frames, sample, PIL resize to the 4:3 box, centre crop, normalise."""
-    cap = cv2.VideoCapture(video)
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-    n = len(frames)
-    avg = n // SEG
-    idx = [(avg - 1) // 2 + i * avg if avg >= 1 else i % n for i in range(SEG)]
-    out = []
-    for i in idx:
-        img = Image.fromarray(frames[i])
-        w, h = img.size
-        if not ((w <= h and w == SHORT) or (h <= w and h == SHORT)):
-            img = img.resize((int(SHORT * 4 / 3), SHORT) if w >= h else (SHORT, int(SHORT * 4 / 3)), Image.BILINEAR)
-        a = np.asarray(img, np.float32)
-        y, x = int(round((a.shape[0] - TARGET) / 2)), int(round((a.shape[1] - TARGET) / 2))
-        a = a[y:y + TARGET, x:x + TARGET] / 255.0
-        out.append(((a - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]).transpose(2, 0, 1))
-    return ref_features(params, 50, np.stack(out).astype(np.float32))
-
-
-def write_release(path, seed):
-    """Release-format ResNet50 TSN weights (protocol-2 pickle of {fluid name: array}); returns the dict."""
-    params = release_weights(50, 4, np.random.default_rng(seed))
-    with open(path, "wb") as f:
-        pickle.dump(params, f, protocol=2)
-    return params
+    """The original pipeline (test_extractor_backbone.reference_frames: every frame decoded, GUIDE
+    sampling, PIL resize to the 4:3 box, centre crop, normalise), then the functional ResNet50."""
+    return ref_features(params, 50, reference_frames(video, SEG, SHORT, TARGET))
 
 
 @pytest.fixture
@@ -70,7 +42,7 @@ def setup(tmp_path):
     broken.write_bytes(b"\x00" * 100)
     listing = tmp_path / "videos.list"
     listing.write_text("\n".join([videos[0], videos[1], str(broken), videos[2], videos[0]]) + "\n", encoding="utf-8")
-    model = write_release(tmp_path / "tsn.pdparams", 0)
+    model = write_release(tmp_path / "tsn.pdparams", 50, 0)
     with open(os.path.join(ROOT, "configs", "tsn.yaml"), encoding="utf-8") as f:
         cfg = yaml.safe_load(f)
     cfg["MODEL"].update(num_layers=50, num_classes=4)
@@ -228,7 +200,7 @@ def test_provenance_decides_what_resume_skips(setup, caplog):
     assert os.stat(feature).st_mtime_ns == stamp  # same inputs: skipped
 
     # Other weights under the same file name: extracted again, with the new weights' features.
-    other = write_release(tmp_path / "tsn.pdparams", 1)
+    other = write_release(tmp_path / "tsn.pdparams", 50, 1)
     caplog.clear()
     caplog.set_level("INFO")
     assert extract_in_process(tmp_path, listing, out, tmp_path / "tsn.pdparams") == 0

@@ -34,7 +34,6 @@ goes on).
 """
 import collections
 import contextlib
-import hashlib
 import json
 import logging
 import multiprocessing
@@ -184,11 +183,7 @@ def feature_name(video):
 
 def run_settings(cfg, weights_path, precision):
     """What every feature of this run depends on besides its video (recorded beside each feature file)."""
-    digest = hashlib.sha256()
-    with open(weights.resolve(weights_path), "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return {"weights_sha256": digest.hexdigest(), "precision": precision,
+    return {"weights_sha256": files.sha256(weights.resolve(weights_path)), "precision": precision,
             "seg_num": int(cfg["INFER"]["seg_num"]), "short_size": int(cfg["INFER"]["short_size"]),
             "target_size": int(cfg["INFER"]["target_size"]), "videotag": __version__}
 

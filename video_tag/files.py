@@ -1,4 +1,6 @@
-"""Writing output files so that a reader never sees half of one: temporary name, fsync, rename."""
+"""Writing output files so that a reader never sees half of one (temporary name, fsync, rename), and
+fingerprinting inputs."""
+import hashlib
 import os
 
 from .errors import RunError
@@ -28,3 +30,12 @@ def atomic_write(path, write):
 def write_text(path, text):
     """Write ``text`` as UTF-8, atomically."""
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def sha256(path):
+    """The hex sha256 of a file's bytes, read in 1 MiB blocks (weights, lists, label files)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -12,7 +12,6 @@ first line records the inputs: list, weights, label file, topk, config, version)
 appears only at the end, complete, in list order. A run that finds partial files of the same inputs (a
 killed run) continues after the videos they hold; with other inputs, or ``overwrite``, it starts over.
 """
-import hashlib
 import logging
 import os
 
@@ -106,14 +105,7 @@ def format_tags(video, tags):
 def _inputs(model_name, cfg, weights_path, filelist, label_file, topk):
     """What the predictions depend on: a resumed run continues only where all of it is unchanged."""
     settings = {k: v for k, v in cfg["INFER"].items() if k not in ("batch_size", "num_workers", "filelist")}
-    return {"model_name": model_name, "filelist": os.path.abspath(filelist), "list_sha256": _sha256(filelist),
-            "weights_sha256": _sha256(weights.resolve(weights_path)), "label_sha256": _sha256(label_file),
+    return {"model_name": model_name, "filelist": os.path.abspath(filelist),
+            "list_sha256": files.sha256(filelist), "weights_sha256": files.sha256(weights.resolve(weights_path)),
+            "label_sha256": files.sha256(label_file),
             "topk": topk, "model": cfg["MODEL"], "infer": settings, "videotag": __version__}
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

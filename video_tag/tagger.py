@@ -14,7 +14,6 @@ finished. Videos are decoded in worker processes, one video at a time each, whic
 frames (and last the whole video's) as soon as they are decoded: memory does not depend on the
 video's length. Under ``paddle.distributed.launch`` each process takes every world_size-th video.
 """
-import hashlib
 import logging
 import multiprocessing
 import os
@@ -26,7 +25,7 @@ from tqdm import tqdm
 
 from . import __version__
 from . import distributed as dist
-from . import extractor, weights
+from . import extractor, files, weights
 from .cpu import reuse_freed_memory
 from .errors import UserError
 from .evaluate import write_failed_list
@@ -97,7 +96,8 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
     model.eval()
     os.makedirs(save_dir, exist_ok=True)
     inputs = {"videos": [os.path.realpath(v) for v in videos], "tsn": settings,
-              "lstm_sha256": _sha256(weights.resolve(lstm_weights)), "labels_sha256": _sha256(label_file),
+              "lstm_sha256": files.sha256(weights.resolve(lstm_weights)),
+              "labels_sha256": files.sha256(label_file),
               "topk": topk, "threshold": threshold, "model": lstm_cfg["MODEL"], "segment_seconds": segment_seconds,
               "segment_stride": segment_stride, "window_seg_num": window_seg_num, "videotag": __version__}
     predictions = PartialJsonl(save_dir, "predictions.jsonl", inputs)
@@ -197,14 +197,6 @@ def _top(model, features, names, topk, threshold):
         logits = model(paddle.to_tensor(features[None]), paddle.to_tensor(np.array([len(features)], np.int64)))
         probabilities = MODELS["AttentionLSTM"].probabilities(logits).numpy()[0]
     return [t for t in top_tags(probabilities, names, topk) if t["probability"] >= threshold]
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class _Streams:
