@@ -31,10 +31,12 @@ def launched():
 
 
 def init(use_gpu):
-    """Pick this process's device and join the process group when launched with several processes."""
-    if use_gpu and not paddle.is_compiled_with_cuda():
+    """Pick this process's device and join the process group when launched with several processes.
+    Returns whether this process runs on a GPU (``use_gpu`` and a CUDA build of Paddle)."""
+    gpu = bool(use_gpu) and paddle.is_compiled_with_cuda()
+    if use_gpu and not gpu:
         logging.getLogger(__name__).warning("use_gpu is set but this Paddle has no CUDA: running on CPU")
-    paddle.set_device("gpu" if use_gpu and paddle.is_compiled_with_cuda() else "cpu")
+    paddle.set_device("gpu" if gpu else "cpu")
     threads = launch_env("OMP_NUM_THREADS")
     if threads and threads.strip().isdigit() and int(threads) > 0:
         # `import paddle` keeps its math library on one thread whatever OMP_NUM_THREADS says; honour it.
@@ -43,6 +45,7 @@ def init(use_gpu):
         dist.init_parallel_env()
     if not is_main():
         logging.getLogger().setLevel(logging.WARNING)  # rank 0 alone logs progress
+    return gpu
 
 
 def visible_gpus(use_gpu):

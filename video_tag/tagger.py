@@ -79,7 +79,7 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
         save_features=None, segment_seconds=None, segment_stride=None, window_seg_num=None, precision="fp32",
         use_gpu=False, frame_batch=8, num_workers=2, overwrite=False):
     """Tag every video of ``source``. Returns the exit code (1 if any video failed)."""
-    dist.init(use_gpu)
+    use_gpu = dist.init(use_gpu)
     reuse_freed_memory()
     world, rank = dist.world_size(), dist.rank()
     videos = find_videos(source)
@@ -239,6 +239,8 @@ class _Streams:
             if message[0] == "end":
                 return
             yield message
+            if message[0] in ("video", "failed"):
+                return  # this video's last message: its "end" may die with a worker that crashes next
 
     def __enter__(self):
         return self

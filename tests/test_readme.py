@@ -1,0 +1,177 @@
+"""Every shell command of README.md runs, in README order, in a folder laid out as the commands expect.
+
+The folder holds generated videos, feature files, lists and release-format weights of small models; each
+command runs as written, with ``-o`` (``-t`` for videotag.py's TSN) options appended that shrink the
+models and frame sizes. Commands that need GPUs, several machines or an installation are listed in
+``NOT_RUN`` with the reason; a README command that is neither run nor listed fails the test.
+(README's Python serving snippets run in tests/test_export.py.)
+"""
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from video_tag.config import load_config
+from video_tag.models import build_model
+from video_tag.weights import model_state, write_state
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMMAND = re.compile(r"^(\./run|python|pip|CUDA_VISIBLE_DEVICES=\S+ python)\b")
+
+# What a command starts with -> why it is not run here.
+NOT_RUN = {
+    "./run demo": "the demo itself (README states its measured figures; ./run demo runs it)",
+    "./run test": "runs this suite (.ci/run calls it on a clean clone)",
+    "pip install": "installation: ./run installs the same packages from setup.py on a clean clone",
+    "CUDA_VISIBLE_DEVICES=": "needs GPUs; the CPU launch of train.py below runs instead",
+    "python -m paddle.distributed.launch --gpus": "needs GPUs; train.py runs under the launcher on CPU below, "
+                                                  "the extractor in tests/test_extractor.py",
+    "python -m paddle.distributed.launch --nnodes": "needs two machines",
+}
+
+SMALL_LSTM = ["MODEL.embedding_size=8", "MODEL.lstm_size=4", "MODEL.fc_sizes=[16,8]", "TRAIN.batch_size=4",
+              "VALID.batch_size=4", "TEST.batch_size=4", "TRAIN.num_workers=1"]
+SMALL_TSN = ["MODEL.num_layers=50", "TRAIN.epoch=1", "TRAIN.batch_size=2", "VALID.batch_size=2",
+             "TEST.batch_size=2", "INFER.seg_num=4", "TRAIN.seg_num=2", "VALID.seg_num=2", "TEST.seg_num=2"] + [
+    f"{s}.{k}={v}" for s in ("TRAIN", "VALID", "TEST", "INFER") for k, v in (("short_size", 40), ("target_size", 32))]
+
+
+def readme_commands():
+    """The shell commands of README's code blocks (4-space indented or fenced, not ```python), in
+    order, continuation lines joined and trailing comments dropped."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        text = re.sub(r"```python\n.*?```", "", f.read(), flags=re.S)
+    commands, pending = [], None
+    for line in text.splitlines():
+        code = line[4:] if line.startswith("    ") else line
+        if pending is not None:
+            pending += " " + code.strip()
+        elif COMMAND.match(code):
+            pending = code.strip()
+        else:
+            continue
+        if pending.endswith("\\"):
+            pending = pending[:-1].rstrip()
+            continue
+        commands.append(re.sub(r"\s+#.*$", "", pending))
+        pending = None
+    return commands
+
+
+def shrink(command):
+    """``command`` with the options that shrink its models appended."""
+    if "videotag.py" in command:
+        return command + "".join(f" -o {o}" for o in SMALL_LSTM) + "".join(f" -t {o}" for o in SMALL_TSN)
+    model = re.search(r"--model_name=(\w+)", command)
+    if not model:
+        return command
+    return command + "".join(f" -o {o}" for o in (SMALL_LSTM if model.group(1) == "AttentionLSTM" else SMALL_TSN))
+
+
+def write_video(path, seconds, fps, rng, size=(64, 48)):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    colour = rng.integers(0, 256, 3)
+    for i in range(int(seconds * fps)):
+        frame = np.empty((size[1], size[0], 3), np.uint8)
+        frame[:] = (colour + 7 * i) % 256
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def write_lines(path, lines):
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("".join(line + "\n" for line in lines))
+
+
+def release_weights(model_name, config, overrides, path, seed):
+    cfg = load_config(os.path.join(ROOT, "configs", config), overrides)
+    rng = np.random.default_rng(seed)
+    state = {k: rng.uniform(-0.1, 0.1, v.shape).astype(np.float32) for k, v in model_state(build_model(model_name, cfg)).items()}
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    write_state(state, path)
+
+
+def workspace(root):
+    """The project's scripts and configs, and every file README's commands name."""
+    for name in ("train.py", "eval.py", "predict.py", "tsn_extractor.py", "videotag.py", "export_model.py",
+                 "tools", "configs", "video_tag"):
+        os.symlink(os.path.join(ROOT, name), os.path.join(root, name))
+    os.makedirs(os.path.join(root, "bin"))
+    with open(os.path.join(root, "bin", "python"), "w", encoding="utf-8") as f:  # `python` is this interpreter
+        f.write(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
+    os.chmod(os.path.join(root, "bin", "python"), 0o755)
+    release_weights("AttentionLSTM", "attention_lstm.yaml", SMALL_LSTM, os.path.join(root, "weights", "attention_lstm.pdparams"), 0)
+    release_weights("TSN", "tsn.yaml", SMALL_TSN, os.path.join(root, "weights", "tsn.pdparams"), 1)
+    write_lines(os.path.join(root, "label_3396.txt"), [f"标签 {i}" for i in range(3396)])
+    write_lines(os.path.join(root, "my_labels.txt"), [f"class {i}" for i in range(400)])
+
+    rng = np.random.default_rng(2)
+    video = lambda name, seconds=2.0: write_video(os.path.join(root, name), seconds, 4, rng)  # noqa: E731
+    video("my_video.mp4")
+    video("my_videos/b.mp4")
+    video("my_videos/a/海边 日落.mp4")
+    video("long_video.mp4", seconds=70)
+    clips = [video(f"data/mp4/clip {i}.mp4") for i in range(8)]
+    write_lines(os.path.join(root, "data", "train_videos.list"), [f"{c} {i % 3} {3000 + i}" for i, c in enumerate(clips)])
+    write_lines(os.path.join(root, "data", "TsnExtractor.list"), clips[:3])
+    write_lines(os.path.join(root, "data", "dataset", "tsn", "train.list"), [f"{c} {i % 4}" for i, c in enumerate(clips)])
+    for name in ("val", "test", "infer"):
+        write_lines(os.path.join(root, "data", "dataset", "tsn", f"{name}.list"), [f"{c} {i % 4}" for i, c in enumerate(clips[:4])])
+    features = []
+    for i in range(6):
+        path = os.path.join(root, "data", "features", f"v{i}.npy")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        np.save(path, rng.standard_normal((int(rng.integers(3, 6)), 2048)).astype(np.float32))
+        features.append(f"{path} {i % 3} 3395")
+    for name in ("val", "test", "infer"):
+        write_lines(os.path.join(root, "data", "dataset", "attention_lstm", f"{name}.list"), features)
+
+
+def test_readme_commands_run(tmp_path):
+    commands = readme_commands()
+    assert len(commands) >= 15 and commands[:2] == ["./run demo", "./run test"], commands
+    root = str(tmp_path)
+    workspace(root)
+    env = {**os.environ, "PATH": os.path.join(root, "bin") + os.pathsep + os.environ["PATH"],
+           "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
+    ran = 0
+    for command in commands:
+        if any(command.startswith(prefix) for prefix in NOT_RUN):
+            continue
+        assert command.startswith("python "), f"README command neither run nor listed in NOT_RUN: {command}"
+        done = subprocess.run(shrink(command), shell=True, cwd=root, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, encoding="utf-8", timeout=300)
+        assert done.returncode == 0, f"{command}\n{done.stdout[-3000:]}"
+        ran += 1
+    assert ran >= 15
+    # What the commands promise, spot-checked where a later command does not already depend on it.
+    segments = open(os.path.join(root, "data", "videotag_results", "segments.jsonl"), encoding="utf-8").read()
+    assert segments.count("\"start\"") == 5  # 70 s: windows of 30 s every 10 s, the last ending with the video
+    assert os.path.isfile(os.path.join(root, "data", "export", "attention_lstm.json"))
+    assert os.path.isfile(os.path.join(root, "data", "frames", "train", "frames.list"))
+
+
+def test_readme_commands_are_parsed():
+    """The parser finds continued commands whole, and NOT_RUN names only commands README has."""
+    commands = readme_commands()
+    train = [c for c in commands if c.startswith("python train.py --model_name=AttentionLSTM")]
+    assert train and all("--save_dir=" in c for c in train), train
+    for prefix in NOT_RUN:
+        assert any(c.startswith(prefix) for c in commands), f"NOT_RUN lists {prefix!r}, which README no longer has"
+
+
+@pytest.mark.parametrize("command, expected", [
+    ("python eval.py --model_name=TSN --weights=w", "python eval.py --model_name=TSN --weights=w -o MODEL.num_layers=50"),
+    ("python tools/video2frames.py --filelist a --out_dir b", "python tools/video2frames.py --filelist a --out_dir b"),
+])
+def test_shrink(command, expected):
+    assert shrink(command).startswith(expected)
+    assert shlex.split(shrink(command))
