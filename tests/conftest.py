@@ -3,12 +3,16 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
 import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Exported backbones (video_tag/cache.py) go to a folder of this test session, shared by its scripts.
+_CACHE = tempfile.TemporaryDirectory(prefix="videotag_test_cache_")
+os.environ["VIDEOTAG_CACHE_DIR"] = _CACHE.name
 FEATURE_DIM, NUM_CLASSES = 16, 5
 
 

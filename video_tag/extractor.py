@@ -53,9 +53,9 @@ from tqdm import tqdm
 
 from . import __version__
 from . import distributed as dist
-from . import files, weights
+from . import cache, files, weights
 from .errors import RunError, UserError
-from .inference import InferenceEngine
+from .inference import InferenceEngine, check_device, export_layer
 from .models.tsn import FEATURE_DIM, TSN
 from .readers.lists import output_stem, read_list, read_lines
 from .readers.video_reader import crop_normalize, decode_cropped, init_decode_worker
@@ -89,16 +89,33 @@ def feature_ok(path, seg_num):
     return array.dtype == np.float32 and array.shape == (seg_num, FEATURE_DIM)
 
 
-def build_engine(cfg, weights_path, precision="fp32", use_gpu=False, batch_size=8, device_id=0):
-    """The TSN backbone of ``weights_path`` (release ``tsn.pdparams`` or our own) in Paddle Inference."""
-    model = TSN(num_classes=cfg["MODEL"]["num_classes"], num_layers=cfg["MODEL"]["num_layers"])
-    weights.load_weights(model, weights_path, skip=("fc_0.",))  # the extractor needs no classifier
-    target = int(cfg["INFER"]["target_size"])
+def build_engine(cfg, weights_path, precision="fp32", use_gpu=False, batch_size=8, device_id=0,
+                 weights_sha256=None):
+    """The TSN backbone of ``weights_path`` (release ``tsn.pdparams`` or our own) in Paddle Inference.
+
+    The exported backbone is cached (``cache.py``) under the sha256 of the weight file (``weights_sha256``
+    when the caller has it), the depth, the input size and the versions, so that the next run starts
+    from the exported files instead of building, loading and tracing the network again.
+    """
+    path = weights.resolve(weights_path)
+    layers, target = int(cfg["MODEL"]["num_layers"]), int(cfg["INFER"]["target_size"])
+    shape = (None, 3, target, target)
     try:
-        return InferenceEngine(model.backbone, (None, 3, target, target), precision=precision,
-                               use_gpu=use_gpu, batch_size=batch_size, device_id=device_id)
+        check_device(precision, use_gpu, batch_size)
     except (RuntimeError, ValueError) as e:  # precision or device not available here
         raise UserError(str(e)) from None
+    sha = weights_sha256 or files.sha256(path)
+    key = {"model": "TSN backbone", "weights_sha256": sha, "num_layers": layers, "input_shape": list(shape),
+           "paddle": paddle.__version__, "videotag": __version__}
+
+    def export(folder):
+        model = TSN(num_classes=cfg["MODEL"]["num_classes"], num_layers=layers)
+        weights.load_weights(model, path, skip=("fc_0.",))  # the extractor needs no classifier
+        export_layer(model.backbone, shape, os.path.join(folder, "backbone"))
+
+    with cache.exported("tsn_backbone", key, export, lambda: files.sha256(path) == sha) as folder:
+        return InferenceEngine(None, shape, precision=precision, use_gpu=use_gpu, batch_size=batch_size,
+                               device_id=device_id, exported=folder)
 
 
 def extract(cfg, weights_path, list_path, save_dir, overwrite=False, use_gpu=False, precision="fp32",
@@ -151,7 +168,8 @@ def extract(cfg, weights_path, list_path, save_dir, overwrite=False, use_gpu=Fal
             # Decoding starts first: the first videos decode while the network is built (seconds).
             with _DecodeQueue(todo, (decode_cropped, seg_num, short_size, target), num_workers) as decoded:
                 engine = build_engine(cfg, weights_path, precision, use_gpu, batch_size,
-                                      paddle.distributed.ParallelEnv().device_id if use_gpu else 0)
+                                      paddle.distributed.ParallelEnv().device_id if use_gpu else 0,
+                                      shared["weights_sha256"])
                 _run(engine, decoded, len(todo), outputs, provenance, failed, seg_num, target)
     except BaseException:
         if world == 1:  # interrupted: list what is complete (with several processes, the rerun will)

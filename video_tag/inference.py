@@ -56,6 +56,23 @@ def export_layer(layer, input_shape, prefix):
     return prefix + ".json", prefix + ".pdiparams"
 
 
+def check_device(precision, use_gpu, batch_size=1):
+    """Raise ``RuntimeError`` / ``ValueError`` when this Paddle build or machine cannot run ``precision``."""
+    if paddle_infer is None:
+        raise RuntimeError("this Paddle build has no paddle.inference; install the paddlepaddle wheel")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if use_gpu and not paddle.device.is_compiled_with_cuda():
+        raise RuntimeError("use_gpu=True needs a CUDA build of Paddle (paddlepaddle-gpu)")
+    if not use_gpu and precision == "fp16":
+        raise ValueError("precision 'fp16' is GPU only; on CPU use 'bf16' or 'fp32'")
+    if not use_gpu and precision == "bf16" and not cpu_supports_bf16():
+        raise RuntimeError("precision 'bf16' needs a CPU with native bf16 (avx512_bf16 or AMX); "
+                           "this one has none, use 'fp32'")
+
+
 class InferenceEngine:
     """A Paddle Inference predictor built from a dygraph layer with one float32 input and one output.
 
@@ -69,38 +86,30 @@ class InferenceEngine:
         batch_size: ``run`` feeds the predictor at most this many samples at a time.
         cache_dir: keep the exported model there (``backbone.json`` / ``backbone.pdiparams``);
             by default it goes to a temporary directory removed once the predictor is built.
+        exported: a folder holding ``backbone.json`` / ``backbone.pdiparams`` already exported from
+            the layer (``export_layer``): the predictor is built from them and ``layer`` is not used.
 
     ``run`` may be called from any thread; calls are serialised (one predictor, shared handles).
     """
 
     def __init__(self, layer, input_shape=(None, 3, 224, 224), precision="fp32", use_gpu=False,
-                 cpu_threads=None, batch_size=8, cache_dir=None, device_id=0, gpu_memory_mb=256):
-        if paddle_infer is None:
-            raise RuntimeError("this Paddle build has no paddle.inference; install the paddlepaddle wheel")
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if use_gpu and not paddle.device.is_compiled_with_cuda():
-            raise RuntimeError("use_gpu=True needs a CUDA build of Paddle (paddlepaddle-gpu)")
-        if not use_gpu and precision == "fp16":
-            raise ValueError("precision 'fp16' is GPU only; on CPU use 'bf16' or 'fp32'")
-        if not use_gpu and precision == "bf16" and not cpu_supports_bf16():
-            raise RuntimeError("precision 'bf16' needs a CPU with native bf16 (avx512_bf16 or AMX); "
-                               "this one has none, use 'fp32'")
+                 cpu_threads=None, batch_size=8, cache_dir=None, device_id=0, gpu_memory_mb=256, exported=None):
+        check_device(precision, use_gpu, batch_size)
         self.input_shape = tuple(input_shape)
         self.precision = precision
         self.batch_size = int(batch_size)
         self.cpu_threads = int(cpu_threads or default_cpu_threads())
 
-        workdir = cache_dir or tempfile.mkdtemp(prefix="videotag_infer_")
+        workdir = exported or cache_dir or tempfile.mkdtemp(prefix="videotag_infer_")
         try:
             os.makedirs(workdir, exist_ok=True)
-            model_file, params_file = export_layer(layer, self.input_shape, os.path.join(workdir, "backbone"))
+            prefix = os.path.join(workdir, "backbone")
+            model_file, params_file = ((prefix + ".json", prefix + ".pdiparams") if exported
+                                       else export_layer(layer, self.input_shape, prefix))
             config = self._config(model_file, params_file, use_gpu, device_id, gpu_memory_mb)
             self.predictor = paddle_infer.create_predictor(config)  # reads both files completely
         finally:
-            if cache_dir is None:
+            if not (exported or cache_dir):
                 shutil.rmtree(workdir, ignore_errors=True)
         self._lock = threading.Lock()
         self._input = self.predictor.get_input_handle(self.predictor.get_input_names()[0])

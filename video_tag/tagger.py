@@ -119,7 +119,8 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
         decode = (seg_num, short_size, target, segment_seconds, segment_stride, window_seg_num)
         with _Streams([(i, videos[i]) for i in todo], decode, num_workers) as stream:
             engine = extractor.build_engine(tsn_cfg, tsn_weights, precision, use_gpu, frame_batch,
-                                            paddle.distributed.ParallelEnv().device_id if use_gpu else 0)
+                                            paddle.distributed.ParallelEnv().device_id if use_gpu else 0,
+                                            settings["weights_sha256"])
             for output in outputs:
                 output.open(rank)
             try:
