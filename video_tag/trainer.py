@@ -26,7 +26,7 @@ import paddle
 from tqdm import tqdm
 
 from . import distributed as dist
-from . import curves, files, weights
+from . import amp, curves, files, weights
 from .cli import setup_logging
 from .cpu import reuse_freed_memory
 from .errors import RunError, UserError
@@ -130,9 +130,11 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
     if pretrain:
         weights.load_pretrain(model, pretrain)
     optimizer, schedule = spec.optimizer(model.parameters(), train_cfg, steps_per_epoch, len(reader))
+    precision = amp.for_training(bool(train_cfg.get("amp")))
+    scaler = amp.loss_scaler(precision)
     start_epoch, start_step = 0, 0
     if saved:
-        start_epoch, start_step = _load_checkpoint(model, optimizer, saved, shape)
+        start_epoch, start_step = _load_checkpoint(model, optimizer, saved, shape, scaler)
         log.info("resumed from %s: continuing at epoch %d%s of %d", resume, start_epoch,
                  f" step {start_step}/{steps_per_epoch}" if start_step else "", epochs)
     net = paddle.DataParallel(model) if world > 1 else model
@@ -205,16 +207,25 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
                                       refill=True)
             for step, batch in enumerate(batches, first):
                 check_finite_inputs(batch, reader, epoch, step)
-                logits = net(*[paddle.to_tensor(x) for x in batch["inputs"]])
+                with amp.autocast(precision):
+                    logits = net(*[paddle.to_tensor(x) for x in batch["inputs"]])
+                logits = logits.astype("float32") if logits.dtype in amp.LOW_PRECISION else logits
                 labels = paddle.to_tensor(batch["labels"])
                 loss, per_video = spec.loss(logits, labels, world)
                 if not bool(paddle.isfinite(loss)):  # before the update: the weights stay finite
+                    hint = "train without --amp?" if precision.dtype == "float16" else "lower TRAIN.learning_rate?"
                     raise RunError(f"training stopped: the loss is {float(loss)} at epoch {epoch} step {step} "
-                                   f"(lower TRAIN.learning_rate?); the batch: {_files(reader, batch['index'])}")
+                                   f"({hint}); the batch: {_files(reader, batch['index'])}")
                 loss_sum += per_video.detach().astype("float64").sum()  # a tensor: no device sync per step
                 lr = schedule.get_lr()
-                loss.backward()
-                optimizer.step()
+                if scaler:
+                    # float16: a step whose gradients overflow is skipped and the scale lowered.
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
                 optimizer.clear_grad()
                 schedule.step()
                 progress.update(1)
@@ -232,7 +243,7 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
                     if dist.is_main():
                         prefix = os.path.join(save_dir, f"{model_name}_step{done}")
                         _save_checkpoint(model, optimizer, prefix, {
-                            "epoch": epoch, "step": step + 1, "seed": seed, **shape,
+                            "epoch": epoch, "step": step + 1, "seed": seed, **shape, **_scaler_state(scaler),
                             "rng": [r["rng"] for r in ranks], "loss_sums": [r["loss_sum"] for r in ranks],
                             "train_seconds": pause - epoch_start - paused, "first_lr": float(first_lr)})
                         log.info("saved %s.pdparams", prefix)
@@ -250,7 +261,7 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
             history.add(epoch, train_loss=sum(losses) / samples, learning_rate=float(first_lr),
                         samples_per_s=samples / train_seconds, train_seconds=train_seconds)
             prefix = os.path.join(save_dir, f"{model_name}_epoch{epoch}")
-            _save_checkpoint(model, optimizer, prefix, {"epoch": epoch, "seed": seed, **shape})
+            _save_checkpoint(model, optimizer, prefix, {"epoch": epoch, "seed": seed, **shape, **_scaler_state(scaler)})
             log.info("saved %s.pdparams", prefix)
             if keep:
                 _prune_checkpoints(save_dir, model_name, epoch, keep)
@@ -370,10 +381,15 @@ def _read_checkpoint(path):
     return {**state, "file": file}
 
 
-def _load_checkpoint(model, optimizer, saved, shape):
-    """Load the weights and optimizer state of ``saved`` (``_read_checkpoint``). ``shape``: this run's
-    steps_per_epoch, num_samples and total_batch; a step checkpoint must have been saved with the same.
-    Returns ``(epoch, step)`` to go on from."""
+def _scaler_state(scaler):
+    """``{"loss_scaler": state}`` of float16's loss scaler (--amp), for the .pdopt; {} without one."""
+    return {"loss_scaler": scaler.state_dict()} if scaler else {}
+
+
+def _load_checkpoint(model, optimizer, saved, shape, scaler=None):
+    """Load the weights and optimizer state of ``saved`` (``_read_checkpoint``), and the loss scaler's when
+    both have one. ``shape``: this run's steps_per_epoch, num_samples and total_batch; a step checkpoint
+    must have been saved with the same. Returns ``(epoch, step)`` to go on from."""
     file = saved["file"]
     step = int(saved.get("step") or 0)
     if step:
@@ -389,6 +405,8 @@ def _load_checkpoint(model, optimizer, saved, shape):
     if saved["lr_scheduler"] is not None:
         restored["LR_Scheduler"] = saved["lr_scheduler"]
     optimizer.set_state_dict(restored)
+    if scaler and saved.get("loss_scaler"):
+        scaler.load_state_dict(saved["loss_scaler"])
     epoch = int(saved["epoch"])
     return (epoch, step) if step else (epoch + 1, 0)
 
