@@ -149,7 +149,8 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
         os.makedirs(save_dir, exist_ok=True)
         best, recorded = _restart_history(save_dir, main_figure, start_epoch - 1 if resume else None)
         history = curves.History(save_dir, list(spec.metrics(cfg).compute()), start_epoch - 1 if resume else None,
-                                 title=f"{model_name}: {os.path.abspath(save_dir)}", visualdl=visualdl)
+                                 title=f"{model_name}: {os.path.abspath(save_dir)}", visualdl=visualdl,
+                                 elapsed_before=saved.get("elapsed_seconds") if start_step else None)
 
     def due(epoch):
         return valid_reader is not None and valid_interval > 0 and ((epoch + 1) % valid_interval == 0
@@ -245,7 +246,8 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
                         _save_checkpoint(model, optimizer, prefix, {
                             "epoch": epoch, "step": step + 1, "seed": seed, **shape, **_scaler_state(scaler),
                             "rng": [r["rng"] for r in ranks], "loss_sums": [r["loss_sum"] for r in ranks],
-                            "train_seconds": pause - epoch_start - paused, "first_lr": float(first_lr)})
+                            "train_seconds": pause - epoch_start - paused, "first_lr": float(first_lr),
+                            "elapsed_seconds": history.elapsed()})
                         log.info("saved %s.pdparams", prefix)
                         if keep:
                             _prune_steps(save_dir, model_name, done, keep)
