@@ -297,7 +297,7 @@ def _run_seed(train_cfg, fix_random_seed, saved):
         seed = 0
     else:
         seed = dist.gather(draw_seed())[0]
-    if saved is not None:
+    if saved is not None and "missing" not in saved:
         log.warning("%s records no seed (an older videotag wrote it): the resumed run draws with seed %d, not "
                     "as the run it continues", saved["file"], seed)
     log.info("seed %d (-o TRAIN.seed=%d repeats this run)", seed, seed)
@@ -370,11 +370,13 @@ def _save_checkpoint(model, optimizer, prefix, record):
 
 
 def _read_checkpoint(path):
-    """The .pdopt of checkpoint ``path`` (.pdparams, suffix optional) as a dict, with ``file``: the weights."""
+    """The .pdopt of checkpoint ``path`` (.pdparams, suffix optional) as a dict, with ``file``: the weights.
+    A missing .pdopt gives ``{"file", "missing"}``: ``_load_checkpoint`` refuses it after the weights, whose
+    error (another model's checkpoint) says more."""
     file = weights.resolve(path)
     opt_file = file[:-len(weights.SUFFIX)] + ".pdopt" if file.endswith(weights.SUFFIX) else file + ".pdopt"
     if not os.path.isfile(opt_file):
-        raise UserError(f"cannot resume from {file}: optimizer state {opt_file} is missing")
+        return {"file": file, "missing": opt_file}
     state = weights.read_pickle(opt_file)
     if not isinstance(state, dict) or not {"epoch", "optimizer", "lr_scheduler"} <= set(state):
         raise UserError(f"{opt_file} is not an optimizer state written by this toolkit")
@@ -402,6 +404,8 @@ def _load_checkpoint(model, optimizer, saved, shape, scaler=None):
                             f"steps per epoch), this run has {shape['num_samples']}, {shape['total_batch']} "
                             f"({shape['steps_per_epoch']}): resume from an epoch checkpoint instead")
     weights.load_weights(model, file)
+    if "missing" in saved:
+        raise UserError(f"cannot resume from {file}: optimizer state {saved['missing']} is missing")
     back = {fluid: name for name, fluid in _accumulator_renames(model).items()}
     restored = {_rename(k, back): paddle.to_tensor(v) for k, v in saved["optimizer"].items()}
     if saved["lr_scheduler"] is not None:
