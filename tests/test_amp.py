@@ -8,10 +8,10 @@ import numpy as np
 import paddle
 import pytest
 
-from conftest import run_script
 from video_tag import amp, trainer, weights
 from video_tag.config import load_config
-from test_trainer import ARGS, read_metrics_csv, train
+from video_tag.models import build_model
+from test_trainer import read_metrics_csv, train
 
 
 @pytest.mark.parametrize("capability, cuda, dtype, scaled", [
@@ -45,19 +45,18 @@ def test_cpu_flags(tmp_path):
 
 
 def test_amp_on_cpu_trains_in_float32(tiny_config, tmp_path):
-    out = train(tiny_config, tmp_path / "amp", "--amp", "--epoch", "3", "-o", "TRAIN.seed=5")
+    out = train(tiny_config, tmp_path / "amp", "--amp", "--epoch", "2", "-o", "TRAIN.seed=5")
     assert out.count("WARNING --amp: Paddle") == 1 and "training in float32" in out
     losses = [float(r["train_loss"]) for r in read_metrics_csv(tmp_path / "amp" / "metrics.csv")]
-    assert losses[2] < losses[0]
+    assert losses[1] < losses[0]
     tuned = weights.read_state(str(tmp_path / "amp" / "AttentionLSTM"))
     assert {v.dtype for v in tuned.values()} == {np.dtype("float32")}
+    model = build_model("AttentionLSTM", load_config(tiny_config))
+    weights.load_weights(model, str(tmp_path / "amp" / "AttentionLSTM"))  # a release-format checkpoint
     # Float32 really: the weights of the same run without --amp.
-    train(tiny_config, tmp_path / "plain", "--epoch", "3", "-o", "TRAIN.seed=5")
+    train(tiny_config, tmp_path / "plain", "--epoch", "2", "-o", "TRAIN.seed=5")
     plain = weights.read_state(str(tmp_path / "plain" / "AttentionLSTM"))
     assert all(np.array_equal(tuned[k], plain[k]) for k in plain)
-    result = run_script("eval.py", *ARGS, f"--config={tiny_config}", f"--weights={tmp_path}/amp/AttentionLSTM",
-                        f"--save_dir={tmp_path}/ev")
-    assert result.returncode == 0, result.stdout
 
 
 def gpu_like_scaler(**kwargs):
