@@ -363,10 +363,16 @@ def test_killed_mid_epoch_resumes_in_two_processes(tiny_config, tmp_path):
                   processes=2)
     assert len(weights.read_pickle(str(part / "AttentionLSTM_step8.pdopt"))["rng"]) == 2
     seed = run_seed(part / "AttentionLSTM_step8")
+    shutil.copytree(part, tmp_path / "one")
     out = launch_train(tiny_config, part, *opts, f"--resume={part}/AttentionLSTM_step8")
     assert "continuing at epoch 1 step 2/6 of 2" in out
     launch_train(tiny_config, tmp_path / "full", *opts, "-o", f"TRAIN.seed={seed}")
     assert_same_run(part, tmp_path / "full")
+
+    # In one process (the same total batch): the same batches, dropout drawn anew, and a warning.
+    out = train(tiny_config, tmp_path / "one", *opts, f"--resume={tmp_path}/one/AttentionLSTM_step8")
+    assert "was saved by 2 process(es), 1 are running" in out and "step 2/6" in out
+    assert [r["epoch"] for r in read_metrics_csv(tmp_path / "one" / "metrics.csv")] == ["0", "1"]
 
 
 def test_unreadable_file_mid_run_is_skipped_with_a_warning(tiny_config, tmp_path):
