@@ -1,5 +1,6 @@
 """Fine-tuning the AttentionLSTM from a release-format pretrain to 12 classes: validation GAP per epoch and
-how far each LSTM gate block moved, with videotag's LSTM backward and with Paddle's fused kernel as is.
+how far each LSTM gate block moved, with videotag's LSTM backward and with Paddle's fused kernel as is
+(``--compare lstm``), or training samples/s and GAP in float32 and with ``--amp`` (``--compare amp``).
 
 The task: synthetic TSN-like features [T, 2048] per video, N(0, 1) noise plus, on a random 30% of the
 frames, ``--signal`` x the video's class pattern (a fixed random N(0, 1) vector per class). 12 classes,
@@ -7,11 +8,13 @@ frames, ``--signal`` x the video's class pattern (a fixed random N(0, 1) vector 
 size, 3396 classes, random weights at 1/sqrt(fan_in) scale): its classifier is skipped, as for a user
 fine-tuning the release. The config is configs/attention_lstm-single.yaml as shipped (batch 128, lr
 1.25e-4, centered RMSProp, L2 8e-4) with ``num_classes: 12`` and 3 epochs. Same data, same seed for
-both runs.
+both runs. samples/s: metrics.csv's, the mean over the epochs (training steps only).
 
-    python bench/bench_finetune.py [--frames 100] [--per_class 32] [--signal 0.3] [--epochs 3]
+    python bench/bench_finetune.py [--compare lstm|amp] [--use_gpu] [--frames 100] [--per_class 32]
+                                   [--signal 0.3] [--epochs 3]
 """
 import argparse
+import csv
 import json
 import os
 import pickle
@@ -70,6 +73,9 @@ def main():
     parser.add_argument("--per_class", type=int, default=32)
     parser.add_argument("--signal", type=float, default=0.3)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--compare", choices=("lstm", "amp"), default="lstm",
+                        help="lstm: videotag's LSTM backward against the fused kernel's; amp: float32 against --amp")
+    parser.add_argument("--use_gpu", action="store_true")
     args = parser.parse_args()
     setup_logging()
     rng = np.random.default_rng(0)
@@ -90,29 +96,43 @@ def main():
 
         real_probe = peephole_lstm.fused_backward_ok
         results = {}
-        for name, probe in (("videotag", real_probe), ("fused kernel as is", lambda place, dtype: True)):
+        if args.compare == "lstm":
+            runs = [("videotag", real_probe, False), ("fused kernel as is", lambda place, dtype: True, False)]
+        else:
+            runs = [("float32", real_probe, False), ("--amp", real_probe, True)]
+        for name, probe, use_amp in runs:
             peephole_lstm.fused_backward_ok = probe
-            save_dir = os.path.join(tmp, name.replace(" ", "_"))
+            cfg["TRAIN"]["amp"] = use_amp
+            save_dir = os.path.join(tmp, name.replace(" ", "_").replace("-", ""))
             start = time.perf_counter()
-            train("AttentionLSTM", cfg, save_dir, pretrain=os.path.join(tmp, "release"), fix_random_seed=True)
+            train("AttentionLSTM", cfg, save_dir, pretrain=os.path.join(tmp, "release"), fix_random_seed=True,
+                  use_gpu=args.use_gpu)
             seconds = time.perf_counter() - start
             with open(os.path.join(save_dir, "valid_metrics.jsonl"), encoding="utf-8") as f:
                 gaps = [json.loads(line)["gap"] for line in f]
+            with open(os.path.join(save_dir, "metrics.csv"), encoding="utf-8", newline="") as f:
+                speed = float(np.mean([float(r["samples_per_s"]) for r in csv.DictReader(f)]))
             tuned = weights.read_state(os.path.join(save_dir, "AttentionLSTM"))
             moved = {d: [float(np.median(np.abs(tuned[f"rgb_lstm_{d}.w_0"] - release[f"rgb_lstm_{d}.w_0"])
                                          [:, b * HIDDEN:(b + 1) * HIDDEN])) for b in range(4)]
                      for d in ("forward", "backward")}
-            results[name] = gaps, moved, seconds
+            results[name] = gaps, moved, seconds, speed, tuned
         peephole_lstm.fused_backward_ok = real_probe
 
     print(f"\n{CLASSES} classes, {CLASSES * args.per_class} training / {CLASSES * 8} validation videos of "
           f"{args.frames} frames, signal {args.signal}, lr {cfg['TRAIN']['learning_rate']}, batch "
           f"{cfg['TRAIN']['batch_size']}, {args.epochs} epochs")
-    for name, (gaps, moved, seconds) in results.items():
-        print(f"{name:20s} validation GAP per epoch: {' '.join(f'{g:.4f}' for g in gaps)}  ({seconds:.0f} s)")
-        for direction, blocks in moved.items():
-            print(f"{'':20s} rgb_lstm_{direction}.w_0 median |change| per gate block [candidate, input, "
-                  f"forget, output]: {' '.join(f'{m:.2e}' for m in blocks)}")
+    for name, (gaps, moved, seconds, speed, _) in results.items():
+        print(f"{name:20s} validation GAP per epoch: {' '.join(f'{g:.4f}' for g in gaps)}  ({seconds:.0f} s, "
+              f"training {speed:.2f} samples/s)")
+        if args.compare == "lstm":
+            for direction, blocks in moved.items():
+                print(f"{'':20s} rgb_lstm_{direction}.w_0 median |change| per gate block [candidate, input, "
+                      f"forget, output]: {' '.join(f'{m:.2e}' for m in blocks)}")
+    if args.compare == "amp":
+        (_, _, _, base, a), (_, _, _, mixed, b) = results.values()
+        print(f"--amp / float32 samples/s: {mixed / base:.3f}; largest weight difference "
+              f"{max(float(np.abs(a[k] - b[k]).max()) for k in a):.3g}")
 
 
 if __name__ == "__main__":

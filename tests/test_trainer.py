@@ -5,6 +5,7 @@ import json
 import os
 import pickle
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -124,39 +125,89 @@ def test_pretrain_with_other_num_classes(tiny_config, tmp_path):
     assert tuned["output.w_0"].shape == (8, 5)
 
 
-def test_killed_run_resumes_to_the_weights_of_an_unbroken_run(tiny_config, tmp_path):
-    train(tiny_config, tmp_path / "full", "--epoch", "3", "--fix_random_seed=True", "-o", "TRAIN.batch_size=2")
-    # SIGKILL as soon as the first epoch's checkpoint is complete (the run is then inside epoch 1).
+def train_and_die(checkpoint, cfg, save_dir, *extra, processes=1):
+    """train.py killed by SIGKILL right after writing ``checkpoint`` (tests/die_after_checkpoint.py)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
-    part = tmp_path / "part"
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *ARGS, f"--config={tiny_config}",
-                             f"--save_dir={part}", "--epoch", "3", "--fix_random_seed=True",
-                             "-o", "TRAIN.batch_size=2"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not (part / "AttentionLSTM_epoch0.pdopt").exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    proc.kill()
-    proc.wait()
-    assert not (part / "AttentionLSTM.pdparams").exists(), "the run ended before it could be killed"
-    last = max(int(n[len("AttentionLSTM_epoch"):-len(".pdopt")]) for n in os.listdir(part) if n.endswith(".pdopt"))
-    out = train(tiny_config, part, "--epoch", "3", "--fix_random_seed=True", "-o", "TRAIN.batch_size=2",
-                f"--resume={part}/AttentionLSTM_epoch{last}.pdparams")
-    assert f"continuing at epoch {last + 1}" in out
-    full = weights.read_state(str(tmp_path / "full" / "AttentionLSTM"))
-    resumed = weights.read_state(str(part / "AttentionLSTM"))
+    launch = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", str(processes),
+              "--log_dir", str(save_dir) + "_log"] if processes > 1 else [sys.executable]
+    # A session of its own: a killed launcher's workers are ended with it.
+    proc = subprocess.Popen(launch + [os.path.join(ROOT, "tests", "die_after_checkpoint.py"), checkpoint, *ARGS,
+                                      f"--config={cfg}", f"--save_dir={save_dir}", *extra], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None or processes > 1:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+    assert not os.path.exists(os.path.join(save_dir, "AttentionLSTM.pdparams")), out
+    assert os.path.isfile(os.path.join(save_dir, checkpoint + ".pdopt")), out
+    return out
+
+
+def run_seed(checkpoint):
+    return weights.read_pickle(str(checkpoint) + ".pdopt")["seed"]
+
+
+def assert_same_run(resumed_dir, full_dir):
+    """Final weights within 1e-6, and the records of every epoch as the unbroken run's."""
+    full = weights.read_state(str(full_dir / "AttentionLSTM"))
+    resumed = weights.read_state(str(resumed_dir / "AttentionLSTM"))
     for name in full:
         np.testing.assert_allclose(resumed[name], full[name], rtol=0, atol=1e-6, err_msg=name)
-    with open(part / "valid_metrics.jsonl", encoding="utf-8") as f:
-        assert [json.loads(line)["epoch"] for line in f] == [0, 1, 2]
-    assert not [n for n in os.listdir(part) if ".tmp" in n]
-    # The rows of metrics.csv after the resumed epoch were dropped and trained again: each epoch once,
-    # with the unbroken run's figures.
-    full_rows, resumed_rows = read_metrics_csv(tmp_path / "full" / "metrics.csv"), read_metrics_csv(part / "metrics.csv")
-    assert [r["epoch"] for r in resumed_rows] == ["0", "1", "2"]
+    lines = []
+    for d in (full_dir, resumed_dir):
+        with open(d / "valid_metrics.jsonl", encoding="utf-8") as f:
+            lines.append([json.loads(line) for line in f])
+    assert [r["epoch"] for r in lines[1]] == [r["epoch"] for r in lines[0]] == [0, 1]
+    for a, b in zip(*lines):
+        assert b == {k: pytest.approx(v, abs=1e-6) for k, v in a.items()}
+    full_rows, resumed_rows = read_metrics_csv(full_dir / "metrics.csv"), read_metrics_csv(resumed_dir / "metrics.csv")
+    assert [r["epoch"] for r in resumed_rows] == ["0", "1"]
     for a, b in zip(full_rows, resumed_rows):
         for key in ("train_loss", "learning_rate", "valid_gap", "valid_loss"):
             assert float(b[key]) == pytest.approx(float(a[key]), abs=1e-6), (a["epoch"], key)
+    assert not [n for n in os.listdir(resumed_dir) if ".tmp" in n]
+
+
+def step_checkpoints(save_dir):
+    return sorted(int(m.group(1)) for m in map(re.compile(r"AttentionLSTM_step(\d+)\.pdopt").fullmatch,
+                                               os.listdir(save_dir)) if m)
+
+
+def test_killed_mid_epoch_resumes_to_the_weights_of_an_unbroken_run(tiny_config, tmp_path):
+    # No --fix_random_seed: the killed run draws its seed, and dropout (0.5) draws from it at every step.
+    # Batch 2: 12 steps per epoch, a step checkpoint after each step, killed after step 17 (epoch 1,
+    # step 5 of 12), before it could prune.
+    opts = ["--epoch", "2", "-o", "TRAIN.batch_size=2", "-o", "TRAIN.save_interval_steps=1",
+            "-o", "TRAIN.keep_checkpoints=2"]
+    part = tmp_path / "part"
+    train_and_die("AttentionLSTM_step17", tiny_config, part, *opts)
+    # The step checkpoints of epoch 0 went with epoch 0's checkpoint; of epoch 1, the last 2 stay (+ 17).
+    assert step_checkpoints(part) == [15, 16, 17]
+    assert os.path.isfile(part / "AttentionLSTM_epoch0.pdopt")
+    shutil.copytree(part, tmp_path / "from_epoch")
+    seed = run_seed(part / "AttentionLSTM_step17")
+    # Another batch size: the position in the epoch means nothing any more.
+    result = run_script("train.py", *ARGS, f"--config={tiny_config}", f"--save_dir={part}", *opts,
+                        "-o", "TRAIN.batch_size=4", f"--resume={part}/AttentionLSTM_step17")
+    assert result.returncode == 2 and "AttentionLSTM_step17.pdparams mid-epoch" in result.stdout, result.stdout
+    assert "resume from an epoch checkpoint instead" in result.stdout and "Traceback" not in result.stdout
+
+    out = train(tiny_config, part, *opts, f"--resume={part}/AttentionLSTM_step17")
+    assert "continuing at epoch 1 step 5/12 of 2" in out
+    assert step_checkpoints(part) == []  # superseded by epoch 1's checkpoint
+    # The unbroken run, with the seed the killed run drew.
+    train(tiny_config, tmp_path / "full", "--epoch", "2", "-o", "TRAIN.batch_size=2", "-o", f"TRAIN.seed={seed}")
+    assert_same_run(part, tmp_path / "full")
+
+    # The same run resumed from its epoch checkpoint instead (the stale step checkpoints are overwritten).
+    out = train(tiny_config, tmp_path / "from_epoch", *opts, f"--resume={tmp_path}/from_epoch/AttentionLSTM_epoch0")
+    assert "continuing at epoch 1 of 2" in out
+    assert_same_run(tmp_path / "from_epoch", tmp_path / "full")
 
 
 def test_a_fresh_run_does_not_replace_another_runs_checkpoints(tiny_config, tmp_path):
@@ -287,6 +338,41 @@ def test_two_processes_data_parallel(tiny_config, tmp_path):
     assert evaluated["num_videos"] == valid["num_videos"] == 10
     for key in ("gap", "hit_at_one", "perr", "loss"):
         assert evaluated[key] == pytest.approx(valid[key], abs=1e-6), key
+
+
+def launch_train(cfg, save_dir, *extra):
+    """train.py in 2 processes (gloo on CPU); returns rank 0's log."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
+    log_dir = str(save_dir) + "_log"
+    result = subprocess.run([sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
+                             "--log_dir", log_dir, os.path.join(ROOT, "train.py"), *ARGS, f"--config={cfg}",
+                             f"--save_dir={save_dir}", *extra], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, timeout=300)
+    with open(os.path.join(log_dir, "workerlog.0"), encoding="utf-8") as f:
+        out = f.read()
+    assert result.returncode == 0, result.stdout + out
+    return out
+
+
+def test_killed_mid_epoch_resumes_in_two_processes(tiny_config, tmp_path):
+    # Total batch 4, 2 per process: 6 steps per epoch; killed after step 8 (epoch 1, step 2). Each process
+    # draws its own dropout masks: the checkpoint carries both processes' random states.
+    opts = ["--epoch", "2", "-o", "TRAIN.batch_size=4"]
+    part = tmp_path / "part"
+    train_and_die("AttentionLSTM_step8", tiny_config, part, *opts, "-o", "TRAIN.save_interval_steps=4",
+                  processes=2)
+    assert len(weights.read_pickle(str(part / "AttentionLSTM_step8.pdopt"))["rng"]) == 2
+    seed = run_seed(part / "AttentionLSTM_step8")
+    shutil.copytree(part, tmp_path / "one")
+    out = launch_train(tiny_config, part, *opts, f"--resume={part}/AttentionLSTM_step8")
+    assert "continuing at epoch 1 step 2/6 of 2" in out
+    launch_train(tiny_config, tmp_path / "full", *opts, "-o", f"TRAIN.seed={seed}")
+    assert_same_run(part, tmp_path / "full")
+
+    # In one process (the same total batch): the same batches, dropout drawn anew, and a warning.
+    out = train(tiny_config, tmp_path / "one", *opts, f"--resume={tmp_path}/one/AttentionLSTM_step8")
+    assert "was saved by 2 process(es), 1 are running" in out and "step 2/6" in out
+    assert [r["epoch"] for r in read_metrics_csv(tmp_path / "one" / "metrics.csv")] == ["0", "1"]
 
 
 def test_unreadable_file_mid_run_is_skipped_with_a_warning(tiny_config, tmp_path):

@@ -21,11 +21,13 @@ log = logging.getLogger(__name__)
 
 SECTIONS = ("MODEL", "TRAIN", "VALID", "TEST", "INFER")
 
-# Keys this toolkit adds to the original configs, with values that keep the original behaviour.
+# Keys this toolkit adds to the original configs, with values that keep the original behaviour (but
+# keep_checkpoints: the original kept every 1.2 GB epoch checkpoint).
 DEFAULTS = {
     "MODEL": {"topk": 20, "fc_sizes": [8192, 4096]},
-    "TRAIN": {"num_workers": 2, "log_interval": 10, "num_gpus": 1, "use_gpu": True, "keep_checkpoints": 0,
-              "pretrain_base": None, "num_samples": None, "decay_epochs": [], "decay_gamma": 0.1},
+    "TRAIN": {"num_workers": 2, "log_interval": 10, "num_gpus": 1, "use_gpu": True, "keep_checkpoints": 3,
+              "save_interval_steps": 0, "seed": None, "amp": False, "pretrain_base": None, "num_samples": None,
+              "decay_epochs": [], "decay_gamma": 0.1},
     "VALID": {"batch_size": 128, "filelist": None, "num_workers": 2},
     "TEST": {"batch_size": 128, "filelist": None, "num_workers": 2},
     "INFER": {"batch_size": 1, "filelist": None, "num_workers": 2},
@@ -75,7 +77,8 @@ def _integers(v):
 # What a value must be, for each key that may appear in a section (any section): (test, description).
 RULES = {
     "batch_size": _count(1), "num_workers": _count(0), "num_classes": _count(1), "topk": _count(1),
-    "keep_checkpoints": _count(0),
+    "keep_checkpoints": _count(0), "save_interval_steps": _count(0), "seed": _count(0),
+    "amp": (lambda v: isinstance(v, bool), "true or false"),
     "epoch": _count(1), "log_interval": _count(1), "seg_num": _count(1), "short_size": _count(1),
     "target_size": _count(1), "embedding_size": _count(1), "lstm_size": _count(1),
     "feature_dims": (_integers, "a list of integers >= 1"), "fc_sizes": (_integers, "a list of integers >= 1"),
@@ -87,8 +90,8 @@ RULES = {
     **{key: (lambda v: _number(v) and v >= 0, "a number >= 0")
        for key in ("decay_gamma", "learning_rate_decay", "weight_decay", "l2_weight_decay", "momentum")},
 }
-# Keys whose null means "the default" (the TSN reader's sizes).
-NULLABLE = {"seg_num", "short_size", "target_size"}
+# Keys whose null means "the default" (the TSN reader's sizes; a seed drawn at random).
+NULLABLE = {"seg_num", "short_size", "target_size", "seed"}
 
 
 def check_values(cfg, path):

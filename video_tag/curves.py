@@ -43,10 +43,11 @@ class History:
     save_dir: the run's directory. valid_keys: the keys of the model's validation metrics, in order.
     resumed_epoch: for a resumed run, the epoch it resumed from (later rows are dropped: they are
     trained again); None for a fresh run (no rows kept). title: the figure's title.
-    visualdl: log to VisualDL if it is installed (one warning line if not).
+    visualdl: log to VisualDL if it is installed (one warning line if not). elapsed_before: the run's
+    elapsed seconds when it stopped (a run resumed mid-epoch); default: the last kept row's.
     """
 
-    def __init__(self, save_dir, valid_keys, resumed_epoch=None, title="", visualdl=False):
+    def __init__(self, save_dir, valid_keys, resumed_epoch=None, title="", visualdl=False, elapsed_before=None):
         self.path = os.path.join(save_dir, CSV_NAME)
         self.png = os.path.join(save_dir, PNG_NAME)
         self.title = title
@@ -55,7 +56,7 @@ class History:
         if resumed_epoch is not None:
             self.rows = {e: r for e, r in read_csv(self.path).items() if e <= resumed_epoch}
         elapsed = [r["elapsed_seconds"] for r in self.rows.values() if r.get("elapsed_seconds") is not None]
-        self._elapsed_before = max(elapsed, default=0.0)
+        self._elapsed_before = max(elapsed, default=0.0) if elapsed_before is None else float(elapsed_before)
         self._start = time.time()
         self._write()
         self.can_plot = importlib.util.find_spec("matplotlib") is not None
@@ -77,8 +78,12 @@ class History:
             raise ValueError(f"not a column of {CSV_NAME}: {sorted(unknown)}")
         row = self.rows.setdefault(int(epoch), {})
         row.update(fields)
-        row["elapsed_seconds"] = self._elapsed_before + time.time() - self._start
+        row["elapsed_seconds"] = self.elapsed()
         self._write()
+
+    def elapsed(self):
+        """Wall time of the run so far, seconds (resumed runs: without the time it was stopped)."""
+        return self._elapsed_before + time.time() - self._start
 
     def end_epoch(self, epoch):
         """Draw curves.png from every row, and log the row of ``epoch`` to VisualDL."""

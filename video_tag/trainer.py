@@ -1,9 +1,11 @@
 """The training loop, shared by every model: data parallel, resumable, rank 0 alone logs and saves.
 
-Outputs in ``save_dir`` (k counts epochs from 0)::
+Outputs in ``save_dir`` (k counts epochs from 0, n optimizer steps from the start of the run)::
 
     <Model>_epoch{k}.pdparams   weights after epoch k (release format: fluid names)
-    <Model>_epoch{k}.pdopt      optimizer + schedule state and the epoch, for --resume
+    <Model>_epoch{k}.pdopt      optimizer + schedule state, the epoch and the run's seed, for --resume
+    <Model>_step{n}.pdparams    with TRAIN.save_interval_steps: weights after step n, mid-epoch
+    <Model>_step{n}.pdopt       its optimizer state, position in the epoch and every process's RNG states
     <Model>_best.pdparams       best validation figure so far (GAP, top-1) when validation runs
     <Model>.pdparams            the final weights
     valid_metrics.jsonl         one line of validation metrics per validation
@@ -15,7 +17,6 @@ import json
 import logging
 import os
 import pickle
-import random
 import re
 import shutil
 import time
@@ -25,13 +26,14 @@ import paddle
 from tqdm import tqdm
 
 from . import distributed as dist
-from . import curves, files, weights
+from . import amp, curves, files, weights
 from .cli import setup_logging
 from .cpu import reuse_freed_memory
 from .errors import RunError, UserError
 from .evaluate import validate
 from .models import MODELS, build_model
 from .readers import iterate_batches
+from .sampler import EpochSampler, draw_seed, rng_state, seed_epoch, set_rng_state
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,7 @@ def check_inputs(model_name, cfg, save_dir, pretrain=None, resume=None, overwrit
 
 
 # What a training run writes into save_dir (see the module docstring).
-_RUN_FILES = re.compile(r"(\w+_epoch\d+\.(pdparams|pdopt)|\w+_best\.pdparams|valid_metrics\.jsonl|"
+_RUN_FILES = re.compile(r"(\w+_(epoch|step)\d+\.(pdparams|pdopt)|\w+_best\.pdparams|valid_metrics\.jsonl|"
                         r"metrics\.csv|curves\.png|visualdl)$")
 
 
@@ -91,7 +93,9 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
     """Train ``model_name`` as configured by ``cfg`` (see config.py). Returns the last validation metrics.
 
     A fresh run (no ``resume``) refuses a ``save_dir`` that holds another run's checkpoints unless
-    ``overwrite``, which removes them first. ``visualdl``: also log the per-epoch figures to VisualDL.
+    ``overwrite``, which removes them first. ``resume``: an epoch or a step checkpoint; the run goes on
+    from the batch after it, with the seed, sample order and random states it was saved with, and ends
+    with the weights of an unbroken run. ``visualdl``: also log the per-epoch figures to VisualDL.
     """
     check_start(model_name, save_dir, pretrain, resume, overwrite)
     dist.init(use_gpu)
@@ -115,22 +119,29 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
         raise UserError(f"{train_cfg['filelist']} has {len(reader)} samples, fewer than "
                         f"TRAIN.batch_size={total_batch}")
     valid_reader = _valid_reader(model_name, cfg)
-    sampler = paddle.io.DistributedBatchSampler(reader, batch_size, shuffle=True, drop_last=True)
+    saved = _read_checkpoint(resume) if resume else None
+    seed = _run_seed(train_cfg, fix_random_seed, saved)
+    sampler = EpochSampler(len(reader), batch_size, world, rank, seed)
     steps_per_epoch = len(sampler)
+    shape = {"steps_per_epoch": steps_per_epoch, "num_samples": len(reader), "total_batch": total_batch}
 
-    if fix_random_seed:
-        paddle.seed(0)  # the same initial weights on every rank and every run
+    paddle.seed(seed)  # the same initial weights on every rank
     model = build_model(model_name, cfg)
     if pretrain:
         weights.load_pretrain(model, pretrain)
     optimizer, schedule = spec.optimizer(model.parameters(), train_cfg, steps_per_epoch, len(reader))
-    start_epoch = 0
-    if resume:
-        start_epoch = _load_checkpoint(model, optimizer, resume) + 1
-        log.info("resumed from %s: continuing at epoch %d of %d", resume, start_epoch, epochs)
+    precision = amp.for_training(bool(train_cfg.get("amp")))
+    scaler = amp.loss_scaler(precision)
+    start_epoch, start_step = 0, 0
+    if saved:
+        start_epoch, start_step = _load_checkpoint(model, optimizer, saved, shape, scaler)
+        log.info("resumed from %s: continuing at epoch %d%s of %d", resume, start_epoch,
+                 f" step {start_step}/{steps_per_epoch}" if start_step else "", epochs)
     net = paddle.DataParallel(model) if world > 1 else model
     main_figure = spec.metrics(cfg).main
     log_interval = max(1, int(train_cfg["log_interval"]))
+    save_interval = int(train_cfg.get("save_interval_steps") or 0)
+    keep = int(train_cfg.get("keep_checkpoints") or 0)
     best, last_metrics, recorded, history = None, None, set(), None
     if dist.is_main():
         if overwrite and not resume:
@@ -138,7 +149,8 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
         os.makedirs(save_dir, exist_ok=True)
         best, recorded = _restart_history(save_dir, main_figure, start_epoch - 1 if resume else None)
         history = curves.History(save_dir, list(spec.metrics(cfg).compute()), start_epoch - 1 if resume else None,
-                                 title=f"{model_name}: {os.path.abspath(save_dir)}", visualdl=visualdl)
+                                 title=f"{model_name}: {os.path.abspath(save_dir)}", visualdl=visualdl,
+                                 elapsed_before=saved.get("elapsed_seconds") if start_step else None)
 
     def due(epoch):
         return valid_reader is not None and valid_interval > 0 and ((epoch + 1) % valid_interval == 0
@@ -160,8 +172,9 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
             _append_jsonl(os.path.join(save_dir, "valid_metrics.jsonl"), {"epoch": epoch, **last_metrics})
             history.add(epoch, **{f"valid_{k}": v for k, v in last_metrics.items()})
 
-    # A run killed between an epoch's checkpoint and its validation: validate that epoch now (rank 0 knows).
-    if resume and due(start_epoch - 1) and dist.gather(start_epoch - 1 not in recorded)[0]:
+    # A run killed between an epoch's checkpoint and its validation: validate that epoch now (rank 0
+    # knows). A step checkpoint is written after the validation of the epoch before it.
+    if resume and not start_step and due(start_epoch - 1) and dist.gather(start_epoch - 1 not in recorded)[0]:
         log.info("epoch %d was not validated before the run stopped: validating it now", start_epoch - 1)
         validate_epoch(start_epoch - 1)
         if history:
@@ -171,29 +184,49 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
              epochs - 1)
 
     for epoch in range(start_epoch, epochs):
-        if fix_random_seed:
-            # Seeded per epoch (and rank), so a resumed run draws the same dropout masks as an unbroken one.
-            paddle.seed(1000 * epoch + rank)
-            np.random.seed(epoch)
-            random.seed(epoch)
+        first = start_step if epoch == start_epoch else 0
+        # Mid-epoch: the state of the interrupted epoch (random states, partial loss sums, time, lr).
+        carried = saved if first else None
+        if carried and len(carried["rng"]) == world:
+            set_rng_state(carried["rng"][rank])
+        else:
+            if carried:
+                log.warning("%s was saved by %d process(es), %d are running: the batches continue as "
+                            "saved, but dropout draws anew (not the weights of an unbroken run)",
+                            resume, len(carried["rng"]), world)
+            seed_epoch(seed, epoch, rank, first or None)
         net.train()
-        sampler.set_epoch(epoch)
-        epoch_start, first_lr, loss_sum = time.time(), schedule.get_lr(), paddle.zeros([], "float64")
-        with tqdm(total=steps_per_epoch, desc=f"epoch {epoch}", disable=not dist.is_main(),
+        epoch_start, paused = time.time(), 0.0
+        first_lr, loss_sum = schedule.get_lr(), paddle.zeros([], "float64")
+        if carried:
+            first_lr, epoch_start = carried["first_lr"], epoch_start - carried["train_seconds"]
+            sums = carried["loss_sums"]
+            loss_sum += sums[rank] if len(sums) == world else (sum(sums) if rank == 0 else 0.0)
+        with tqdm(total=steps_per_epoch, initial=first, desc=f"epoch {epoch}", disable=not dist.is_main(),
                   dynamic_ncols=True) as progress:
-            batches = iterate_batches(reader, sampler, int(train_cfg["num_workers"]), refill=True)
-            for step, batch in enumerate(batches):
+            batches = iterate_batches(reader, sampler.batches(epoch, first), int(train_cfg["num_workers"]),
+                                      refill=True)
+            for step, batch in enumerate(batches, first):
                 check_finite_inputs(batch, reader, epoch, step)
-                logits = net(*[paddle.to_tensor(x) for x in batch["inputs"]])
+                with amp.autocast(precision):
+                    logits = net(*[paddle.to_tensor(x) for x in batch["inputs"]])
+                logits = logits.astype("float32") if logits.dtype in amp.LOW_PRECISION else logits
                 labels = paddle.to_tensor(batch["labels"])
                 loss, per_video = spec.loss(logits, labels, world)
                 if not bool(paddle.isfinite(loss)):  # before the update: the weights stay finite
+                    hint = "train without --amp?" if precision.dtype == "float16" else "lower TRAIN.learning_rate?"
                     raise RunError(f"training stopped: the loss is {float(loss)} at epoch {epoch} step {step} "
-                                   f"(lower TRAIN.learning_rate?); the batch: {_files(reader, batch['index'])}")
+                                   f"({hint}); the batch: {_files(reader, batch['index'])}")
                 loss_sum += per_video.detach().astype("float64").sum()  # a tensor: no device sync per step
                 lr = schedule.get_lr()
-                loss.backward()
-                optimizer.step()
+                if scaler:
+                    # float16: a step whose gradients overflow is skipped and the scale lowered.
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
                 optimizer.clear_grad()
                 schedule.step()
                 progress.update(1)
@@ -203,8 +236,24 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
                     text = " ".join(f"{k}={v:.5f}" for k, v in figures.compute().items() if isinstance(v, float))
                     log.info("epoch %d step %d/%d lr=%.3g loss=%.5f %s", epoch, step, steps_per_epoch, lr,
                              float(per_video.mean()), text)
+                done = epoch * steps_per_epoch + step + 1
+                if save_interval and done % save_interval == 0 and step + 1 < steps_per_epoch:
+                    pause = time.time()
+                    # Every process's random state and loss so far: a resume continues them.
+                    ranks = dist.gather({"rng": rng_state(), "loss_sum": float(loss_sum)})
+                    if dist.is_main():
+                        prefix = os.path.join(save_dir, f"{model_name}_step{done}")
+                        _save_checkpoint(model, optimizer, prefix, {
+                            "epoch": epoch, "step": step + 1, "seed": seed, **shape, **_scaler_state(scaler),
+                            "rng": [r["rng"] for r in ranks], "loss_sums": [r["loss_sum"] for r in ranks],
+                            "train_seconds": pause - epoch_start - paused, "first_lr": float(first_lr),
+                            "elapsed_seconds": history.elapsed()})
+                        log.info("saved %s.pdparams", prefix)
+                        if keep:
+                            _prune_steps(save_dir, model_name, done, keep)
+                    paused += time.time() - pause
 
-        train_seconds = time.time() - epoch_start
+        train_seconds = time.time() - epoch_start - paused
         # Every process trains steps_per_epoch full batches (an unreadable sample is replaced, not dropped).
         losses = dist.gather(float(loss_sum))
         samples = steps_per_epoch * batch_size * world
@@ -214,9 +263,11 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
             history.add(epoch, train_loss=sum(losses) / samples, learning_rate=float(first_lr),
                         samples_per_s=samples / train_seconds, train_seconds=train_seconds)
             prefix = os.path.join(save_dir, f"{model_name}_epoch{epoch}")
-            _save_checkpoint(model, optimizer, epoch, prefix)
+            _save_checkpoint(model, optimizer, prefix, {"epoch": epoch, "seed": seed, **shape, **_scaler_state(scaler)})
             log.info("saved %s.pdparams", prefix)
-            _prune_checkpoints(save_dir, model_name, epoch, int(train_cfg.get("keep_checkpoints") or 0))
+            if keep:
+                _prune_checkpoints(save_dir, model_name, epoch, keep)
+                _prune_steps(save_dir, model_name, (epoch + 1) * steps_per_epoch, 0)  # superseded
         if due(epoch):
             validate_epoch(epoch)
         if history:
@@ -229,6 +280,28 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
         log.info("saved final weights %s", final)
         history.close()
     return last_metrics
+
+
+def _run_seed(train_cfg, fix_random_seed, saved):
+    """The run's seed: the resumed checkpoint's; else ``TRAIN.seed``; else 0 with ``fix_random_seed``;
+    else drawn at random (rank 0's draw, on every process). Logged, so that any run can be repeated."""
+    configured = train_cfg.get("seed")
+    if saved is not None and saved.get("seed") is not None:
+        if configured is not None and int(configured) != saved["seed"]:
+            log.warning("TRAIN.seed=%s is ignored: the resumed run goes on with its own seed %d", configured,
+                        saved["seed"])
+        return int(saved["seed"])
+    if configured is not None:
+        seed = int(configured)
+    elif fix_random_seed:
+        seed = 0
+    else:
+        seed = dist.gather(draw_seed())[0]
+    if saved is not None and "missing" not in saved:
+        log.warning("%s records no seed (an older videotag wrote it): the resumed run draws with seed %d, not "
+                    "as the run it continues", saved["file"], seed)
+    log.info("seed %d (-o TRAIN.seed=%d repeats this run)", seed, seed)
+    return seed
 
 
 def check_finite_inputs(batch, reader, epoch, step):
@@ -262,16 +335,32 @@ def _prune_checkpoints(save_dir, model_name, epoch, keep):
         prefix = os.path.join(save_dir, f"{model_name}_epoch{old}")
         if not os.path.exists(prefix + ".pdparams") and not os.path.exists(prefix + ".pdopt"):
             break
-        for suffix in (".pdparams", ".pdopt"):
-            if os.path.exists(prefix + suffix):
-                os.remove(prefix + suffix)
+        _remove_checkpoint(prefix)
 
 
-def _save_checkpoint(model, optimizer, epoch, prefix):
-    """``prefix.pdparams`` (fluid names) and ``prefix.pdopt`` (optimizer state keyed by fluid names)."""
+def _prune_steps(save_dir, model_name, upto, leave):
+    """Remove the step checkpoints numbered ``upto`` or less but the last ``leave`` of them. Later ones
+    (from a run resumed from an earlier checkpoint) stay until this run overwrites them."""
+    pattern = re.compile(re.escape(model_name) + r"_step(\d+)\.(pdparams|pdopt)")
+    steps = sorted({int(m.group(1)) for m in map(pattern.fullmatch, os.listdir(save_dir)) if m})
+    old = [n for n in steps if n <= upto]
+    for n in old[:len(old) - leave]:
+        _remove_checkpoint(os.path.join(save_dir, f"{model_name}_step{n}"))
+
+
+def _remove_checkpoint(prefix):
+    for suffix in (".pdopt", ".pdparams"):  # the .pdopt first: a half-removed checkpoint is refused
+        if os.path.exists(prefix + suffix):
+            os.remove(prefix + suffix)
+
+
+def _save_checkpoint(model, optimizer, prefix, record):
+    """``prefix.pdparams`` (fluid names) and ``prefix.pdopt``: ``record`` (epoch, seed, ...; see train)
+    plus the optimizer state keyed by fluid names and the schedule's state. The .pdopt is written last:
+    a checkpoint without it is incomplete."""
     weights.write_state(weights.model_state(model), prefix + ".pdparams")
     renames = _accumulator_renames(model)
-    state = {"epoch": epoch, "optimizer": {}, "lr_scheduler": None}
+    state = {**record, "optimizer": {}, "lr_scheduler": None}
     for key, value in optimizer.state_dict().items():
         if key == "LR_Scheduler":
             state["lr_scheduler"] = {k: v for k, v in value.items()}
@@ -280,22 +369,52 @@ def _save_checkpoint(model, optimizer, epoch, prefix):
     files.atomic_write(prefix + ".pdopt", lambda f: pickle.dump(state, f, protocol=2))
 
 
-def _load_checkpoint(model, optimizer, path):
-    """Load ``path`` (.pdparams, suffix optional) and the .pdopt beside it. Returns the saved epoch."""
+def _read_checkpoint(path):
+    """The .pdopt of checkpoint ``path`` (.pdparams, suffix optional) as a dict, with ``file``: the weights.
+    A missing .pdopt gives ``{"file", "missing"}``: ``_load_checkpoint`` refuses it after the weights, whose
+    error (another model's checkpoint) says more."""
     file = weights.resolve(path)
-    weights.load_weights(model, file)
     opt_file = file[:-len(weights.SUFFIX)] + ".pdopt" if file.endswith(weights.SUFFIX) else file + ".pdopt"
     if not os.path.isfile(opt_file):
-        raise UserError(f"cannot resume from {file}: optimizer state {opt_file} is missing")
+        return {"file": file, "missing": opt_file}
     state = weights.read_pickle(opt_file)
     if not isinstance(state, dict) or not {"epoch", "optimizer", "lr_scheduler"} <= set(state):
         raise UserError(f"{opt_file} is not an optimizer state written by this toolkit")
+    if state.get("step") and not {"rng", "loss_sums", "train_seconds", "first_lr"} <= set(state):
+        raise UserError(f"{opt_file} is a step checkpoint without its training state")
+    return {**state, "file": file}
+
+
+def _scaler_state(scaler):
+    """``{"loss_scaler": state}`` of float16's loss scaler (--amp), for the .pdopt; {} without one."""
+    return {"loss_scaler": scaler.state_dict()} if scaler else {}
+
+
+def _load_checkpoint(model, optimizer, saved, shape, scaler=None):
+    """Load the weights and optimizer state of ``saved`` (``_read_checkpoint``), and the loss scaler's when
+    both have one. ``shape``: this run's steps_per_epoch, num_samples and total_batch; a step checkpoint
+    must have been saved with the same. Returns ``(epoch, step)`` to go on from."""
+    file = saved["file"]
+    step = int(saved.get("step") or 0)
+    if step:
+        theirs = {k: saved.get(k) for k in shape}
+        if theirs != shape:
+            raise UserError(f"cannot resume from {file} mid-epoch: it was saved with {theirs['num_samples']} "
+                            f"samples, TRAIN.batch_size={theirs['total_batch']} ({theirs['steps_per_epoch']} "
+                            f"steps per epoch), this run has {shape['num_samples']}, {shape['total_batch']} "
+                            f"({shape['steps_per_epoch']}): resume from an epoch checkpoint instead")
+    weights.load_weights(model, file)
+    if "missing" in saved:
+        raise UserError(f"cannot resume from {file}: optimizer state {saved['missing']} is missing")
     back = {fluid: name for name, fluid in _accumulator_renames(model).items()}
-    restored = {_rename(k, back): paddle.to_tensor(v) for k, v in state["optimizer"].items()}
-    if state["lr_scheduler"] is not None:
-        restored["LR_Scheduler"] = state["lr_scheduler"]
+    restored = {_rename(k, back): paddle.to_tensor(v) for k, v in saved["optimizer"].items()}
+    if saved["lr_scheduler"] is not None:
+        restored["LR_Scheduler"] = saved["lr_scheduler"]
     optimizer.set_state_dict(restored)
-    return int(state["epoch"])
+    if scaler and saved.get("loss_scaler"):
+        scaler.load_state_dict(saved["loss_scaler"])
+    epoch = int(saved["epoch"])
+    return (epoch, step) if step else (epoch + 1, 0)
 
 
 def _accumulator_renames(model):

@@ -292,12 +292,24 @@ def bidirectional(x, projections, lstms, offsets, parallel):
     ``projections``: the two input projections (E -> 4D, no bias); ``lstms``: the forward and reverse
     ``PeepholeLSTM``. The fused kernel runs every forward pass without gradients, and training where its
     backward is verified (``fused_backward_ok``); otherwise ``OwnLSTM`` does. ``parallel``: run the two
-    directions on two threads.
+    directions on two threads. Inside a mixed-precision autocast region (``--amp``, video_tag/amp.py) the
+    projections run in its low precision and the recurrence in float32 (h is float32): 300 steps of
+    accumulation in float16/bfloat16 are not measured safe, and the fused kernel has no such kernel.
     """
     (proj_f, proj_b), (lstm_f, lstm_b) = projections, lstms
     params = [x, lstm_f.weight, lstm_f.bias, lstm_b.weight, lstm_b.bias]
-    if (paddle.is_grad_enabled() and not all(t.stop_gradient for t in params)
-            and not fused_backward_ok(x.place, x.dtype)):
+    amp = paddle.amp.is_autocast_enabled()
+    dtype = paddle.float32 if amp else x.dtype  # the recurrence's
+    own = (paddle.is_grad_enabled() and not all(t.stop_gradient for t in params)
+           and not fused_backward_ok(x.place, dtype))
+    if amp:
+        x_f, x_b = (t.astype(dtype) for t in run_both(lambda: proj_f(x), lambda: proj_b(x), parallel))
+        with paddle.amp.auto_cast(enable=False, dtype=paddle.amp.get_autocast_dtype()):  # dtype: kept as is
+            if own:
+                return OwnLSTM.apply(x_f, x_b, lstm_f.weight, lstm_f.bias, lstm_b.weight, lstm_b.bias, offsets,
+                                     parallel)
+            return run_both(lambda: lstm_f(x_f, offsets), lambda: lstm_b(x_b, offsets), parallel)
+    if own:
         x_f, x_b = run_both(lambda: proj_f(x), lambda: proj_b(x), parallel)
         return OwnLSTM.apply(x_f, x_b, lstm_f.weight, lstm_f.bias, lstm_b.weight, lstm_b.bias, offsets, parallel)
     return run_both(lambda: lstm_f(proj_f(x), offsets), lambda: lstm_b(proj_b(x), offsets), parallel)
