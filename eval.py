@@ -21,6 +21,8 @@ def main():
                    help="also write per_class.csv: each class's average precision over all videos, worst first")
     p.add_argument("--label_file", help=f"class names for per_class.csv (default: {DEFAULT_LABEL_FILE} if it "
                                         f"exists; without one the names are left empty)")
+    p.add_argument("--engine", choices=["dygraph", "inference"], default="dygraph",
+                   help="run the AttentionLSTM in dygraph, or exported, in Paddle Inference (see bench/README.md)")
     args = p.parse_args()
     cfg = cli.load(args, "TEST")
     label_file = args.label_file
@@ -32,7 +34,7 @@ def main():
                                              DEFAULT_LABEL_FILE)
     return evaluate(args.model_name, cfg, args.weights, cfg["TEST"]["filelist"],
                     args.save_dir or SAVE_DIRS[args.model_name], args.use_gpu,
-                    per_class=args.per_class, label_file=label_file)
+                    per_class=args.per_class, label_file=label_file, engine=args.engine)
 
 
 if __name__ == "__main__":

@@ -17,11 +17,13 @@ def main():
     p.add_argument("--topk", "--infer_topk", dest="topk", type=int, help="tags per video (default: MODEL.topk)")
     p.add_argument("--overwrite", action="store_true",
                    help="start over instead of continuing after the videos a killed run predicted")
+    p.add_argument("--engine", choices=["dygraph", "inference"], default="dygraph",
+                   help="run the AttentionLSTM in dygraph, or exported, in Paddle Inference (see bench/README.md)")
     args = p.parse_args()
     cfg = cli.load(args, "INFER")
     return predict(args.model_name, cfg, args.weights, cfg["INFER"]["filelist"], args.label_file,
                    args.save_dir or SAVE_DIRS[args.model_name], args.topk, args.use_gpu,
-                   overwrite=args.overwrite)
+                   overwrite=args.overwrite, engine=args.engine)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ and batch. The two models alternate step by step (less drift between them); the 
 Inference: ``model.eval()`` under ``paddle.no_grad()`` at batch 1 and 64, alternating the same way.
 Figures and the settings that matter on AMD CPUs (MKL_DEBUG_CPU_TYPE, threads): bench/README.md.
 
-    python bench/bench_attention_lstm.py [--steps 5] [--warmup 1] [--threads N]
+    python bench/bench_attention_lstm.py [--steps 5] [--warmup 1] [--threads N]    # N: default every core
 """
 import argparse
 import os
@@ -20,7 +20,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from video_tag.cpu import reuse_freed_memory, set_math_threads  # noqa: E402
+from video_tag.cpu import reuse_freed_memory, set_math_threads, use_default_threads  # noqa: E402
 from video_tag.models.attention_lstm import AttentionLSTM  # noqa: E402
 
 T, FEATURE, CLASSES = 300, 2048, 3396
@@ -94,14 +94,18 @@ def main():
     parser.add_argument("--steps", type=int, default=5, help="timed training steps per model")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=0,
-                        help="paddle.base.core.set_num_threads(N) before anything runs (0: Paddle's default, 1)")
+                        help="math threads (0: videotag's default, as train.py: OMP_NUM_THREADS if set, else "
+                             "every core)")
     args = parser.parse_args()
     reuse_freed_memory()  # as train.py does
     if args.threads:
-        set_math_threads(args.threads)  # must precede the first matmul to take effect
+        set_math_threads(args.threads)
+        threads = f"{args.threads} (--threads)"
+    else:
+        threads = "{} ({})".format(*use_default_threads())
 
     env = {k: os.environ.get(k, "unset") for k in ("OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE")}
-    print(f"paddle {paddle.__version__}, {os.cpu_count()} CPUs, threads={args.threads or 'default'}, "
+    print(f"paddle {paddle.__version__}, {os.cpu_count()} CPUs, math threads {threads}, "
           f"env {env} (OMP_NUM_THREADS as after import paddle), batch 32, T {T}, {args.steps} timed steps")
     paddle.seed(0)
     rng = np.random.default_rng(0)

@@ -1,7 +1,8 @@
 """Speed and memory of tsn_extractor.py against the model alone.
 
     python bench/bench_extract.py [--videos 8] [--seconds 20] [--fps 30] [--size 640x360] [--precision fp32]
-                                  [--skip_long] [--skip_bf16] [--skip_contention]
+                                  [--skip_long] [--skip_bf16] [--skip_contention] [--skip_videotag]
+                                  [--skip_memory] [--use_gpu] [--model_seconds 20]
 
 Prints, in one run:
   1. model-only frames/s: the extractor's backbone (ResNet101, Paddle Inference, same precision and
@@ -65,9 +66,9 @@ def frames_per_second(engine, batch, seconds):
     return frames / (time.time() - start)
 
 
-def model_only(cfg, weights_path, precision, batch, seconds=20):
+def model_only(cfg, weights_path, precision, batch, seconds=20, use_gpu=False):
     """frames/s of the extractor's engine on random input, and the engine."""
-    engine = build_engine(cfg, weights_path, precision, batch_size=batch)
+    engine = build_engine(cfg, weights_path, precision, use_gpu=use_gpu, batch_size=batch)
     frames_per_second(engine, batch, 1)  # warm-up
     return frames_per_second(engine, batch, seconds), engine
 
@@ -150,7 +151,10 @@ def main():
     p.add_argument("--skip_bf16", action="store_true", help="skip the bf16 figures")
     p.add_argument("--skip_contention", action="store_true",
                    help="skip the network's speed beside a busy decoder")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="fp16: GPU only")
+    p.add_argument("--use_gpu", action="store_true", help="extract on the GPU (model only and end to end)")
+    p.add_argument("--model_seconds", type=float, default=20, help="length of each model-only measurement")
+    p.add_argument("--skip_memory", action="store_true", help="skip the peak-memory runs on long videos")
     p.add_argument("--batch", type=int, default=8, help="frames per network batch")
     p.add_argument("--skip_long", action="store_true", help="skip the 10-minute memory runs")
     p.add_argument("--skip_videotag", action="store_true",
@@ -177,17 +181,18 @@ def main():
 
     # The model-only figure is taken before and after the end-to-end run and averaged: these VMs drift by
     # several % over minutes, and both halves of the ratio should see the same machine.
-    before, engine = model_only(cfg, weights_path, args.precision, args.batch)
+    before, engine = model_only(cfg, weights_path, args.precision, args.batch, args.model_seconds, args.use_gpu)
     del engine
-    print(f"model only        : {before:6.1f} frames/s (ResNet101, Paddle Inference {args.precision}, "
+    print(f"model only        : {before:6.1f} frames/s (ResNet101, Paddle Inference {args.precision} on "
+          f"{'GPU' if args.use_gpu else 'CPU'}, "
           f"batch {args.batch}; before the end-to-end run)", flush=True)
 
-    common = ["--model_name=TSN", f"--config={config}", f"--weights={weights_path}", "--use_gpu=False",
+    common = ["--model_name=TSN", f"--config={config}", f"--weights={weights_path}", f"--use_gpu={args.use_gpu}",
               f"--precision={args.precision}", f"--frame_batch={args.batch}"]
     frames = 300 * len(videos)
     seconds, rss, output = run_extractor(common + [f"--filelist={listing}", f"--save_dir={work}/features"])
     fps_e2e = frames / seconds
-    after, engine = model_only(cfg, weights_path, args.precision, args.batch)
+    after, engine = model_only(cfg, weights_path, args.precision, args.batch, args.model_seconds, args.use_gpu)
     del engine
     fps_model = (before + after) / 2
     print(f"model only        : {after:6.1f} frames/s after it; mean {fps_model:.1f}", flush=True)
@@ -202,7 +207,7 @@ def main():
               f"exit left out: {seconds - float(steady.group(2)):.1f} s of the run; target >= 0.9)", flush=True)
     print(f"peak RSS          : {rss / 2 ** 20:6.0f} MiB during that run", flush=True)
 
-    if cpu_supports_bf16() and args.precision == "fp32" and not args.skip_bf16:
+    if cpu_supports_bf16() and args.precision == "fp32" and not args.skip_bf16 and not args.use_gpu:
         fps_bf16, engine = model_only(cfg, weights_path, "bf16", args.batch, seconds=10)
         fp32 = np.load(os.path.join(work, "features", "video0.npy"))
         seconds, _, _ = run_extractor(common[:-2] + ["--precision=bf16", f"--frame_batch={args.batch}",
@@ -232,7 +237,7 @@ def main():
         labels = os.path.join(work, "labels.txt")
         with open(labels, "w", encoding="utf-8") as f:
             f.write("".join(f"tag {i}\n" for i in range(10)))
-    for minutes in ([1] if args.skip_long else [1, 10]):
+    for minutes in ([] if args.skip_memory else [1] if args.skip_long else [1, 10]):
         video = write_video(os.path.join(work, f"long{minutes}.mp4"), 60 * minutes, seed=99)
         one = os.path.join(work, f"long{minutes}.list")
         with open(one, "w", encoding="utf-8") as f:

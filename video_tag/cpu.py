@@ -57,15 +57,87 @@ def launch_env(name):
     return next((e[len(prefix):].decode(errors="replace") for e in entries if e.startswith(prefix)), None)
 
 
-def default_cpu_threads():
-    """OMP_NUM_THREADS when the process was started with it, else the cores this process may run on:
-    those of its CPU affinity, fewer where a container's CPU quota allows less."""
-    env = (launch_env("OMP_NUM_THREADS") or "").strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
+def parent_env(name):
+    """``name`` from the environment the parent process started with, or None (also where unknowable)."""
+    try:
+        with open(f"/proc/{os.getppid()}/environ", "rb") as f:
+            entries = f.read().split(b"\0")
+    except OSError:
+        return None
+    prefix = name.encode() + b"="
+    return next((e[len(prefix):].decode(errors="replace") for e in entries if e.startswith(prefix)), None)
+
+
+def launched_processes(environ=None):
+    """Processes of a ``paddle.distributed`` job in total (PADDLE_TRAINERS_NUM; 1 when not launched)."""
+    environ = os.environ if environ is None else environ
+    value = environ.get("PADDLE_TRAINERS_NUM", "1").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else 1
+
+
+def local_processes(environ=None):
+    """How many processes of this ``paddle.distributed`` job run on this machine (1 when not launched).
+
+    ``paddle.distributed.launch`` says it in PADDLE_LOCAL_SIZE; ``paddle.distributed.spawn`` (and the
+    older fleet launcher) only list every process's endpoint: count those on this process's host.
+    """
+    environ = os.environ if environ is None else environ
+    if launched_processes(environ) <= 1:
+        return 1
+    local = environ.get("PADDLE_LOCAL_SIZE", "").strip()
+    if local.isdigit() and int(local) > 0:
+        return int(local)
+    endpoints = [e.strip() for e in environ.get("PADDLE_TRAINER_ENDPOINTS", "").split(",") if e.strip()]
+    host = environ.get("PADDLE_CURRENT_ENDPOINT", "").rpartition(":")[0]
+    same_host = sum(e.rpartition(":")[0] == host for e in endpoints)
+    return same_host if host and same_host else launched_processes(environ)
+
+
+def user_threads():
+    """OMP_NUM_THREADS as the user set it (an int > 0), or None.
+
+    Only the environment the process started with counts (see ``launch_env``). Under
+    ``paddle.distributed.launch`` or ``spawn`` that environment comes from a parent that imported Paddle,
+    which wrote OMP_NUM_THREADS=1 when it was unset: a 1 the parent itself did not start with is Paddle's.
+    """
+    value = (launch_env("OMP_NUM_THREADS") or "").strip()
+    if not (value.isdigit() and int(value) > 0):
+        return None
+    if value == "1" and launched_processes() > 1 and parent_env("OMP_NUM_THREADS") is None:
+        return None
+    return int(value)
+
+
+def available_cores():
+    """The cores this process may run on: those of its CPU affinity, fewer where a container's CPU quota
+    allows less."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     quota = cgroup_cpu_quota()
     return max(1, min(cores, quota)) if quota else cores
+
+
+def default_cpu_threads():
+    """The CPU threads to compute on: OMP_NUM_THREADS when the user set it, else the cores this process
+    may run on, shared equally between the processes of a ``paddle.distributed`` job on this machine."""
+    return thread_choice()[0]
+
+
+def thread_choice():
+    """``(threads, why)``: ``default_cpu_threads()`` and a few words saying where it comes from."""
+    user = user_threads()
+    if user:
+        return user, "OMP_NUM_THREADS"
+    cores, local = available_cores(), local_processes()
+    if local > 1:
+        return max(1, cores // local), f"{cores} core(s) shared by {local} local processes"
+    return cores, "every core this process may run on"
+
+
+def use_default_threads():
+    """Run Paddle's math library on ``default_cpu_threads()`` threads; returns ``(threads, why)``."""
+    threads, why = thread_choice()
+    set_math_threads(threads)
+    return threads, why
 
 
 def cgroup_cpu_quota(root="/sys/fs/cgroup"):

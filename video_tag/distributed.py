@@ -10,7 +10,7 @@ import os
 import paddle
 import paddle.distributed as dist
 
-from .cpu import launch_env, set_math_threads
+from .cpu import use_default_threads
 
 
 def world_size():
@@ -37,14 +37,14 @@ def init(use_gpu):
     if use_gpu and not gpu:
         logging.getLogger(__name__).warning("use_gpu is set but this Paddle has no CUDA: running on CPU")
     paddle.set_device("gpu" if gpu else "cpu")
-    threads = launch_env("OMP_NUM_THREADS")
-    if threads and threads.strip().isdigit() and int(threads) > 0:
-        # `import paddle` keeps its math library on one thread whatever OMP_NUM_THREADS says; honour it.
-        set_math_threads(int(threads))
+    # `import paddle` keeps its math library on one thread whatever OMP_NUM_THREADS says: use every core
+    # this process may run on (its share under a launcher), or what OMP_NUM_THREADS says.
+    threads, why = use_default_threads()
     if launched() and not dist.is_initialized():
         dist.init_parallel_env()
     if not is_main():
         logging.getLogger().setLevel(logging.WARNING)  # rank 0 alone logs progress
+    logging.getLogger(__name__).info("CPU: %d math thread(s) per process (%s)", threads, why)
     return gpu
 
 

@@ -19,7 +19,8 @@ from tqdm import tqdm
 
 from . import distributed as dist
 from . import files, weights
-from .cpu import reuse_freed_memory
+from .cpu import default_cpu_threads, reuse_freed_memory
+from .errors import UserError
 from .metrics import PerClassAP, worst_first
 from .models import MODELS, build_model
 from .readers import iterate_batches
@@ -32,11 +33,12 @@ DISPLAY_NAMES = {"hit_at_one": "Hit@1", "perr": "PERR", "gap": "GAP", "top1_acc"
 
 
 def run_model(model_name, model, reader, indices, batch_size, num_workers=2, on_error=None,
-              with_loss=True):
+              with_loss=True, runner=None):
     """Inference over ``reader`` samples ``indices`` (in order; no partial batch dropped).
 
     Yields ``(batch, probabilities [B, C] ndarray, per-video losses [B] ndarray or None)``; unreadable
-    samples are left out and reported through ``on_error(entry, reason)``.
+    samples are left out and reported through ``on_error(entry, reason)``. ``runner``: compute the logits
+    with it (``export.InferenceRunner`` of ``model``) instead of the dygraph model.
     """
     batches = [indices[i:i + batch_size] for i in range(0, len(indices), batch_size)]
     was_training = model.training
@@ -44,7 +46,10 @@ def run_model(model_name, model, reader, indices, batch_size, num_workers=2, on_
     try:
         with paddle.no_grad():
             for batch in iterate_batches(reader, batches, num_workers, on_error):
-                logits = model(*[paddle.to_tensor(x) for x in batch["inputs"]])
+                if runner is None:
+                    logits = model(*[paddle.to_tensor(x) for x in batch["inputs"]])
+                else:
+                    logits = paddle.to_tensor(runner(*batch["inputs"]))
                 losses = None
                 if with_loss:
                     losses = MODELS[model_name].loss(logits, paddle.to_tensor(batch["labels"]))[1].numpy()
@@ -73,14 +78,15 @@ def validate(model_name, model, reader, cfg, section="VALID"):
 
 
 def evaluate(model_name, cfg, weights_path, filelist, save_dir, use_gpu=False, batch_size=None,
-             per_class=False, label_file=None):
+             per_class=False, label_file=None, engine="dygraph"):
     """``eval.py``: metrics of ``weights_path`` over every video of ``filelist``. Returns the exit code.
 
     Under ``paddle.distributed.launch`` each process reads every world_size-th video of the list (each
     file read once); the per-video records are gathered and rank 0 alone computes the metrics, prints and
     writes them. ``per_class`` also writes per_class.csv, with class names from ``label_file`` (None:
-    names left empty).
+    names left empty). ``engine``: "dygraph", or "inference" (Paddle Inference, see ``build_runner``).
     """
+    check_engine(model_name, engine)
     dist.init(use_gpu)
     reuse_freed_memory()
     world, rank = dist.world_size(), dist.rank()
@@ -89,6 +95,7 @@ def evaluate(model_name, cfg, weights_path, filelist, save_dir, use_gpu=False, b
     reader = MODELS[model_name].reader(filelist, "test", cfg, check_files=False)
     model = build_model(model_name, cfg)
     weights.load_weights(model, weights_path)
+    runner = build_runner(model_name, model, cfg, use_gpu, engine)
     failed = []
     batch_size = int(batch_size or cfg["TEST"]["batch_size"])
     log.info("evaluating %s on %d video(s) of %s", weights_path, len(reader), filelist)
@@ -99,7 +106,7 @@ def evaluate(model_name, cfg, weights_path, filelist, save_dir, use_gpu=False, b
               disable=not dist.is_main()) as progress:
         for batch, probabilities, losses in run_model(model_name, model, reader, mine, batch_size,
                                                       int(cfg["TEST"]["num_workers"]),
-                                                      on_error=failure_recorder(failed)):
+                                                      on_error=failure_recorder(failed), runner=runner):
             metrics.update(probabilities, batch["labels"], losses)
             if class_ap:
                 class_ap.update(probabilities, batch["labels"])
@@ -143,6 +150,31 @@ def write_per_class(path, per_class, names):
                  len(scored), ", ".join(f"{' '.join(filter(None, (str(c), names[c])))} ({ap[c]:.3f})"
                                         for c in scored[:5]))
     log.info("wrote %s", path)
+
+
+ENGINES = ("dygraph", "inference")
+
+
+def check_engine(model_name, engine):
+    """Refuse an unknown engine, or ``inference`` for another model than the AttentionLSTM."""
+    if engine not in ENGINES:
+        raise UserError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "inference" and model_name != "AttentionLSTM":
+        raise UserError(f"--engine inference runs the AttentionLSTM only, not {model_name}")
+
+
+def build_runner(model_name, model, cfg, use_gpu, engine):
+    """None for the dygraph engine; for "inference", ``model`` exported and loaded in Paddle Inference
+    (``export.InferenceRunner``) on this process's device, with this process's share of the cores."""
+    if engine == "dygraph":
+        return None
+    from .export import InferenceRunner
+    gpu = use_gpu and paddle.is_compiled_with_cuda()
+    runner = InferenceRunner(model_name, model, cfg, use_gpu=gpu,
+                             device_id=paddle.distributed.ParallelEnv().device_id if gpu else 0,
+                             cpu_threads=default_cpu_threads())
+    log.info("engine: Paddle Inference (the model exported to a temporary directory, checked against dygraph)")
+    return runner
 
 
 def failure_recorder(failed):

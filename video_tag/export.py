@@ -208,3 +208,56 @@ def convert_to_onnx(model_file, params_file, onnx_file):
         errors = [line for line in lines if "ERROR" in line] or lines[-1:] or ["no output"]
         raise RunError(f"paddle2onnx could not convert the model (exit {done.returncode}): {errors[0]}; "
                        f"nothing was written (--onnx=no exports the Paddle model alone)")
+
+
+# The exported AttentionLSTM runs its LSTM as a loop of small operators, which oneDNN runs several times
+# slower than Paddle's own CPU kernels (bench/README.md, bench_engine.py).
+ONEDNN = {"AttentionLSTM": False, "TSN": True}
+
+
+class InferenceRunner:
+    """A loaded dygraph model, exported and run through Paddle Inference: ``predict.py`` and ``eval.py``
+    with ``--engine inference``.
+
+    The export goes to a fresh temporary directory, private to this process and removed once the
+    predictor has read it, so no export of other weights (or a half-written one) can ever be picked up.
+    Before it is used it must give the dygraph model's logits on a sample input (``check``).
+
+    ``runner(*inputs)``: the model's inputs as numpy arrays, as its reader collates them (AttentionLSTM:
+    features float32 [B, T, F], lengths int64 [B]) -> logits float32 [B, C].
+    """
+
+    def __init__(self, model_name, model, cfg, use_gpu=False, device_id=0, cpu_threads=None, onednn=None):
+        from .inference import predictor_config
+        model.eval()
+        graph, specs, sample = graph_and_inputs(model_name, model, cfg)
+        self.dtypes = [a.dtype for a in sample]  # the dtypes of the specs
+        with paddle.no_grad():
+            expected = model(*[paddle.to_tensor(a) for a in sample]).numpy()
+        work = tempfile.mkdtemp(prefix="videotag_engine_")
+        try:
+            prefix = os.path.join(work, FILE_NAMES[model_name])
+            with warnings.catch_warnings():  # as in export_model
+                warnings.filterwarnings("ignore", message="Tensor do not have 'place' interface")
+                paddle.jit.save(graph, prefix, input_spec=specs)
+            config = predictor_config(prefix + ".json", prefix + ".pdiparams", use_gpu, cpu_threads,
+                                      onednn=ONEDNN[model_name] if onednn is None else onednn,
+                                      device_id=device_id)
+            self.predictor = paddle.inference.create_predictor(config)  # reads both files completely
+        except OSError as e:
+            raise RunError(f"cannot export the model for Paddle Inference: {e.strerror or e}") from None
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        self.inputs = [self.predictor.get_input_handle(n) for n in self.predictor.get_input_names()]
+        self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
+        with quiet.native_stdout_muted():  # oneDNN's first-run print
+            check("Paddle Inference", self(*sample), expected)
+
+    def __call__(self, *arrays):
+        for handle, array, dtype in zip(self.inputs, arrays, self.dtypes):
+            array = np.ascontiguousarray(array, dtype=dtype)
+            handle.reshape(list(array.shape))
+            handle.copy_from_cpu(array)
+        self.predictor.run()
+        return self.output.copy_to_cpu()
+

@@ -117,25 +117,8 @@ class InferenceEngine:
         self._first_run = True
 
     def _config(self, model_file, params_file, use_gpu, device_id, gpu_memory_mb):
-        config = paddle_infer.Config(model_file, params_file)
-        if not quiet.VERBOSE:
-            config.disable_glog_info()
-        config.switch_ir_optim(True)
-        # No config.enable_memory_optim(): with the PIR programs of Paddle 3.x create_predictor fails with
-        # "Not find predictor_id 0 and pass_name memory_optimize_pass"; PIR reuses buffers on its own.
-        if use_gpu:
-            # Not tested here (CPU-only machine); API as in AnalysisConfig::EnableUseGpu of Paddle 3.x:
-            # Half/Bfloat16 turn on the auto mixed precision pass (bf16 needs compute capability >= 8.0).
-            mode = {"fp32": paddle_infer.PrecisionType.Float32, "fp16": paddle_infer.PrecisionType.Half,
-                    "bf16": paddle_infer.PrecisionType.Bfloat16}[self.precision]
-            config.enable_use_gpu(gpu_memory_mb, device_id, mode)
-        else:
-            config.disable_gpu()
-            config.enable_onednn()  # already the default in 3.3 CPU builds; explicit for older ones
-            config.set_cpu_math_library_num_threads(self.cpu_threads)  # the predictor's default is 1
-            if self.precision == "bf16":
-                config.enable_onednn_bfloat16()
-        return config
+        return predictor_config(model_file, params_file, use_gpu, self.cpu_threads, self.precision,
+                                device_id=device_id, gpu_memory_mb=gpu_memory_mb)
 
     def run(self, batch):
         """Features of a batch: float32 [N, *input_shape[1:]] -> float32 [N, ...] (N >= 1, any size)."""
@@ -160,3 +143,32 @@ class InferenceEngine:
         self._input.copy_from_cpu(chunk)
         self.predictor.run()
         return self._output.copy_to_cpu()
+
+
+def predictor_config(model_file, params_file, use_gpu=False, cpu_threads=None, precision="fp32", onednn=True,
+                     device_id=0, gpu_memory_mb=256):
+    """A ``paddle.inference.Config`` for an exported model: on CPU with ``cpu_threads`` threads (default
+    ``default_cpu_threads()``) and oneDNN unless ``onednn`` is False; on GPU ``device_id``, with
+    ``precision`` "fp16"/"bf16" turning on Paddle's mixed precision pass."""
+    config = paddle_infer.Config(model_file, params_file)
+    if not quiet.VERBOSE:
+        config.disable_glog_info()
+    config.switch_ir_optim(True)
+    # No config.enable_memory_optim(): with the PIR programs of Paddle 3.x create_predictor fails with
+    # "Not find predictor_id 0 and pass_name memory_optimize_pass"; PIR reuses buffers on its own.
+    if use_gpu:
+        # Not tested here (CPU-only machine); API as in AnalysisConfig::EnableUseGpu of Paddle 3.x:
+        # Half/Bfloat16 turn on the auto mixed precision pass (bf16 needs compute capability >= 8.0).
+        mode = {"fp32": paddle_infer.PrecisionType.Float32, "fp16": paddle_infer.PrecisionType.Half,
+                "bf16": paddle_infer.PrecisionType.Bfloat16}[precision]
+        config.enable_use_gpu(gpu_memory_mb, device_id, mode)
+    else:
+        config.disable_gpu()
+        if onednn:
+            config.enable_onednn()  # already the default in 3.3 CPU builds; explicit for older ones
+            if precision == "bf16":
+                config.enable_onednn_bfloat16()
+        else:
+            config.disable_onednn()
+        config.set_cpu_math_library_num_threads(int(cpu_threads or default_cpu_threads()))  # its default is 1
+    return config

@@ -22,7 +22,7 @@ from . import __version__
 from . import distributed as dist
 from . import files, weights
 from .cpu import reuse_freed_memory
-from .evaluate import failure_recorder, run_model, write_failed_list
+from .evaluate import build_runner, check_engine, failure_recorder, run_model, write_failed_list
 from .models import MODELS, build_model
 from .readers.lists import read_label_file
 from .streaming import PartialJsonl
@@ -37,12 +37,14 @@ def top_tags(probabilities, names, k):
 
 
 def predict(model_name, cfg, weights_path, filelist, label_file, save_dir, topk=None, use_gpu=False,
-            batch_size=None, overwrite=False):
+            batch_size=None, overwrite=False, engine="dygraph"):
     """Predict every video of ``filelist``; print and save the top-``topk`` tags. Returns the exit code.
 
     Under ``paddle.distributed.launch`` each process takes every world_size-th video of the list; rank 0
-    writes the outputs once all are done, and alone prints tags and progress.
+    writes the outputs once all are done, and alone prints tags and progress. ``engine``: "dygraph", or
+    "inference" (Paddle Inference, see ``evaluate.build_runner``).
     """
+    check_engine(model_name, engine)
     dist.init(use_gpu)
     reuse_freed_memory()
     world, rank = dist.world_size(), dist.rank()
@@ -55,6 +57,8 @@ def predict(model_name, cfg, weights_path, filelist, label_file, save_dir, topk=
     os.makedirs(save_dir, exist_ok=True)
     batch_size = int(batch_size or cfg["INFER"]["batch_size"])
     inputs = _inputs(model_name, cfg, weights_path, filelist, label_file, topk)
+    if engine != "dygraph":  # its probabilities differ in the last bits: a resumed run must not mix them
+        inputs["engine"] = engine
 
     output = PartialJsonl(save_dir, "predictions.jsonl", inputs)
     if overwrite and dist.is_main():
@@ -63,6 +67,7 @@ def predict(model_name, cfg, weights_path, filelist, label_file, save_dir, topk=
     done = {} if overwrite else {k[0] for k in output.done(valid)}
     dist.barrier()  # every rank has looked at the old partial files before any new one appears
     mine = list(range(len(reader)))[rank::world]
+    runner = build_runner(model_name, model, cfg, use_gpu, engine) if any(i not in done for i in mine) else None
     # The batches are fixed slices of this process's share, as in an unbroken run, so that a resumed run
     # gives bit-identical probabilities; a batch with any video not done yet (or unreadable) runs again.
     chunks = [mine[i:i + batch_size] for i in range(0, len(mine), batch_size)]
@@ -75,7 +80,8 @@ def predict(model_name, cfg, weights_path, filelist, label_file, save_dir, topk=
                                  unit="video", dynamic_ncols=True, disable=not dist.is_main()) as progress:
         for batch, probabilities, _ in run_model(model_name, model, reader, todo, batch_size,
                                                  int(cfg["INFER"]["num_workers"]),
-                                                 on_error=failure_recorder(failed), with_loss=False):
+                                                 on_error=failure_recorder(failed), with_loss=False,
+                                                 runner=runner):
             for index, row in zip(batch["index"], probabilities):
                 if index in done:
                     continue
