@@ -182,7 +182,7 @@ def main():
         weights.load_weights(model, weight_file, skip=("fc_0.",))
         export_layer(model.backbone, SHAPE, os.path.join(work, "pir", "backbone"))
 
-        # FLAGS_use_mkldnn: the calibration runs (static-graph executor) on oneDNN kernels, ~3x faster.
+        # FLAGS_use_mkldnn: the calibration runs (static-graph executor) on oneDNN kernels.
         env = dict(os.environ, FLAGS_enable_pir_api="0", FLAGS_use_mkldnn="1", FLAGS_use_onednn="1",
                    OMP_NUM_THREADS=str(threads))
         for algo in args.algo:
