@@ -94,7 +94,9 @@ def write_lines(path, lines):
 def release_weights(model_name, config, overrides, path, seed):
     cfg = load_config(os.path.join(ROOT, "configs", config), overrides)
     rng = np.random.default_rng(seed)
-    state = {k: rng.uniform(-0.1, 0.1, v.shape).astype(np.float32) for k, v in model_state(build_model(model_name, cfg)).items()}
+    state = {k: rng.uniform(0.5, 1.5, v.shape) if k.endswith("_variance") else rng.uniform(-0.1, 0.1, v.shape)
+             for k, v in model_state(build_model(model_name, cfg)).items()}  # batch-norm variances > 0
+    state = {k: v.astype(np.float32) for k, v in state.items()}
     os.makedirs(os.path.dirname(path), exist_ok=True)
     write_state(state, path)
 
