@@ -12,7 +12,7 @@
 #   3. prediction: predict.py from start to exit (batch 64), against the model alone at batch 64; and
 #      the model alone at batch 1 and 64 in dygraph and through Paddle Inference (bench_engine.py).
 # A step that fails or runs out of time (timeout: exit 124) says so and the next one runs; all steps
-# together get GPU_CHECK_SECONDS (460). GPU_CHECK_ON_CPU=1 runs the same steps on CPU at small sizes: a
+# together get GPU_CHECK_SECONDS (450). GPU_CHECK_ON_CPU=1 runs the same steps on CPU at small sizes: a
 # check of this script, not figures.
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -22,7 +22,7 @@ if [ -z "${PYTHON:-}" ]; then
 fi
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 START=$(date +%s)
-BUDGET=${GPU_CHECK_SECONDS:-460}  # every step's time limit is cut to what is left of this
+BUDGET=${GPU_CHECK_SECONDS:-450}  # every step's time limit is cut to what is left of this
 say() { printf '%s\n' "$*"; }
 elapsed() { echo $(( $(date +%s) - START )); }
 failed() {  # $1: what failed, $2: its exit status, $3: its output
@@ -77,6 +77,7 @@ fi
 USE_GPU_FLAG=$([ "$GPU" = True ] && echo "--use_gpu" || true)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX") || exit 1
 trap 'rm -rf "$WORK"' EXIT
+export TMPDIR=$WORK  # the steps' own temporary files (bench_extract.py keeps its) go when the script ends
 
 # --- 1. Extraction -------------------------------------------------------------------------------
 say ""
@@ -103,7 +104,7 @@ say "($(elapsed) s so far)"
 # --- 2. AttentionLSTM training ---------------------------------------------------------------------
 say ""
 say "== 2. AttentionLSTM training (train.py, full size, batch $BATCH, $FEATURES random videos of 300 steps)"
-"$PYTHON" - "$WORK" "$FEATURES" <<'EOF' || { say "could not write the features"; exit 0; }
+timeout "$(limit 90)" "$PYTHON" - "$WORK" "$FEATURES" <<'EOF' || { say "could not write the features in time"; exit 0; }
 import os, sys
 import numpy as np
 work, count = sys.argv[1], int(sys.argv[2])
@@ -161,7 +162,7 @@ say ""
 say "== 3. prediction (predict.py from start to exit, batch ${BATCHES##* }; the model alone: bench_engine.py)"
 WEIGHTS="$WORK/train_fp32/AttentionLSTM.pdparams"
 if [ ! -f "$WEIGHTS" ]; then
-    "$PYTHON" - "$WEIGHTS" 2>/dev/null <<'EOF'
+    timeout "$(limit 60)" "$PYTHON" - "$WEIGHTS" 2>/dev/null <<'EOF'
 import sys
 from video_tag import weights
 from video_tag.config import load_config

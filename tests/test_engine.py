@@ -13,6 +13,7 @@ from video_tag.errors import UserError
 from video_tag.evaluate import check_engine, evaluate
 from video_tag.models import build_model
 from video_tag.predict import predict
+from video_tag.streaming import PartialJsonl
 
 
 @pytest.fixture
@@ -75,3 +76,22 @@ def test_engine_choices():
         check_engine("TSN", "inference")
     with pytest.raises(UserError, match="--engine must be one of dygraph, inference, got 'onnx'"):
         check_engine("AttentionLSTM", "onnx")
+
+
+def test_a_killed_prediction_is_not_resumed_with_the_other_engine(lively, tmp_path, monkeypatch):
+    cfg, weights_path, listing, labels = lively
+    real_append, count = PartialJsonl.append, [0]
+
+    def append_then_die(self, key, record):
+        count[0] += 1
+        if count[0] == 4:
+            raise KeyboardInterrupt
+        real_append(self, key, record)
+
+    monkeypatch.setattr(PartialJsonl, "append", append_then_die)
+    with pytest.raises(KeyboardInterrupt):  # killed after 3 of 10 videos
+        predict("AttentionLSTM", cfg, weights_path, listing, labels, str(tmp_path / "out"), engine="dygraph")
+    count[0] = -100
+    assert predict("AttentionLSTM", cfg, weights_path, listing, labels, str(tmp_path / "out"),
+                   engine="inference") == 1
+    assert count[0] == -100 + 10  # every video predicted again: no dygraph probabilities in the output
