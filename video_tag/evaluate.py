@@ -22,7 +22,7 @@ from . import files, weights
 from .cpu import reuse_freed_memory
 from .metrics import PerClassAP, worst_first
 from .models import MODELS, build_model
-from .readers import iterate_batches
+from .readers import iterate_batches, to_tensors
 from .readers.lists import read_label_file
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def run_model(model_name, model, reader, indices, batch_size, num_workers=2, on_
     try:
         with paddle.no_grad():
             for batch in iterate_batches(reader, batches, num_workers, on_error):
-                logits = model(*[paddle.to_tensor(x) for x in batch["inputs"]])
+                logits = model(*to_tensors(batch))
                 losses = None
                 if with_loss:
                     losses = MODELS[model_name].loss(logits, paddle.to_tensor(batch["labels"]))[1].numpy()

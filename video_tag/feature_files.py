@@ -96,9 +96,10 @@ def complete(path, dtype, shape):
             and found["scale"] == found["offset"] == (shape[1:], False, np.dtype(np.float32)))
 
 
-def read(path):
+def read(path, empty=np.empty):
     """The stored arrays of a feature file: ``(data, scale, offset)``; ``data`` is float [T, F] as stored
-    (scale and offset None) or uint8 [T, F] with float32 [F] ``scale`` and ``offset``.
+    (scale and offset None) or uint8 [T, F] with float32 [F] ``scale`` and ``offset``. ``empty(shape,
+    dtype)`` allocates them.
 
     Raises ``ValueError`` with a one-line reason for anything else (the file type is told by its first
     bytes, not by its name): a missing or unreadable file, another format (a pickle is never unpickled),
@@ -110,14 +111,14 @@ def read(path):
             head = f.read(len(NPY_MAGIC))
             f.seek(0)
             if head == NPY_MAGIC:
-                array = _npy(f, os.fstat(f.fileno()).st_size, "")
+                array = _npy(f, os.fstat(f.fileno()).st_size, "", empty)
                 if not np.issubdtype(array.dtype, np.floating):
                     raise ValueError(f"features of dtype {array.dtype}, expected float" + (
                         " (uint8 features come as a .npz with q, scale and offset: tsn_extractor.py "
                         "--feature_dtype uint8)" if array.dtype == np.uint8 else ""))
                 return array, None, None
             if head.startswith(ZIP_MAGIC):
-                return _uint8_npz(f)
+                return _uint8_npz(f, empty)
     except FileNotFoundError:
         raise ValueError("file not found") from None
     except OSError as e:
@@ -128,7 +129,7 @@ def read(path):
 _HEADERS = {}  # NPY header bytes -> (shape, fortran_order, dtype): files of one extraction share a header
 
 
-def _npy(f, end, where):
+def _npy(f, end, where, empty):
     """The array of the .npy data at ``f``'s position, which ends at byte ``end`` of the file; ``where``
     names an .npz member in messages."""
     try:
@@ -157,7 +158,7 @@ def _npy(f, end, where):
         nbytes = math.prod(shape) * dtype.itemsize
         if end - f.tell() < nbytes:
             raise ValueError(f"cut short: {max(0, end - f.tell())} bytes of data for shape {list(shape)}")
-        array = np.empty(shape[::-1] if fortran else shape, dtype)
+        array = empty(shape[::-1] if fortran else shape, dtype)
         if nbytes and f.readinto(memoryview(array.reshape(-1).view(np.uint8))) < nbytes:
             raise ValueError("cut short")
     except (ValueError, EOFError, OverflowError, struct.error) as e:
@@ -165,7 +166,7 @@ def _npy(f, end, where):
     return array.T if fortran else array
 
 
-def _uint8_npz(f):
+def _uint8_npz(f, empty):
     """``(q, scale, offset)`` of the .npz at ``f``; stored members are read in place (no CRC check, as for
     an .npy), compressed ones (``np.savez_compressed``) through zipfile."""
     arrays = []
@@ -184,10 +185,10 @@ def _uint8_npz(f):
                     if local[:4] != ZIP_MAGIC:
                         raise zipfile.BadZipFile(f"bad local header of {m}.npy")
                     f.seek(info.header_offset + 30 + sum(struct.unpack("<HH", local[26:30])))
-                    arrays.append(_npy(f, f.tell() + info.file_size, f" ({m} in the .npz)"))
+                    arrays.append(_npy(f, f.tell() + info.file_size, f" ({m} in the .npz)", empty))
                 else:
                     data = z.read(info)
-                    arrays.append(_npy(io.BytesIO(data), len(data), f" ({m} in the .npz)"))
+                    arrays.append(_npy(io.BytesIO(data), len(data), f" ({m} in the .npz)", empty))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError,
             struct.error) as e:
         raise ValueError(f"not a readable .npz file ({' '.join(str(e).split()) or type(e).__name__})") from None

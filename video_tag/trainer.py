@@ -31,7 +31,7 @@ from .cpu import reuse_freed_memory
 from .errors import RunError, UserError
 from .evaluate import validate
 from .models import MODELS, build_model
-from .readers import iterate_batches
+from .readers import iterate_batches, to_tensors
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
             batches = iterate_batches(reader, sampler, int(train_cfg["num_workers"]), refill=True)
             for step, batch in enumerate(batches):
                 check_finite_inputs(batch, reader, epoch, step)
-                logits = net(*[paddle.to_tensor(x) for x in batch["inputs"]])
+                logits = net(*to_tensors(batch))
                 labels = paddle.to_tensor(batch["labels"])
                 loss, per_video = spec.loss(logits, labels, world)
                 if not bool(paddle.isfinite(loss)):  # before the update: the weights stay finite
