@@ -1,4 +1,4 @@
-r"""Extract TSN features (float32 [INFER.seg_num, 2048] per video) for every video of a list.
+r"""Extract TSN features ([INFER.seg_num, 2048] per video; float32, float16 or uint8) for every video of a list.
 
     python tsn_extractor.py --model_name=TSN --config=./configs/tsn.yaml --weights=./weights/tsn.pdparams \
         --filelist=./data/TsnExtractor.list --save_dir=./data/tsn_features
@@ -17,6 +17,7 @@ def main():
     p.add_argument("--overwrite", action="store_true", help="extract again videos whose features exist")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="bf16: CPUs with native bf16 or GPUs; fp16: GPUs (features differ slightly from fp32)")
+    p.add_argument("--feature_dtype", help=cli.FEATURE_DTYPE_HELP)
     p.add_argument("--frame_batch", type=int, default=8, help="frames per network batch")
     p.add_argument("--num_workers", type=int, help="videos decoded in parallel (default: INFER.num_workers)")
     p.add_argument("--train_list", metavar="OUT",
@@ -26,6 +27,7 @@ def main():
     if args.model_name != "TSN":
         raise cli.UserError(f"tsn_extractor.py runs the TSN model, not {args.model_name}: use --model_name=TSN")
     cfg = cli.load(args, "INFER")
+    cli.set_feature_dtype(cfg, args.feature_dtype)
     return extract(cfg, args.weights, cfg["INFER"]["filelist"], args.save_dir, overwrite=args.overwrite,
                    use_gpu=args.use_gpu, precision=args.precision, batch_size=args.frame_batch,
                    num_workers=args.num_workers or int(cfg["INFER"]["num_workers"]),

@@ -201,7 +201,8 @@ TSN_SINGLE = os.path.join(ROOT, "configs", "tsn-single.yaml")
     (SINGLE, "TRAIN.epoch=0"), (SINGLE, "MODEL.topk=0"), (SINGLE, "TEST.num_workers=-1"),
     (SINGLE, "TRAIN.learning_rate=-1e-3"), (SINGLE, "TRAIN.learning_rate=.nan"), (SINGLE, "MODEL.drop_rate=1"),
     (SINGLE, "MODEL.feature_dims=[0]"), (SINGLE, "MODEL.fc_sizes=[]"), (SINGLE, "TRAIN.decay_epochs=[-1]"),
-    (SINGLE, "TRAIN.log_interval=0"),
+    (SINGLE, "TRAIN.log_interval=0"), (TSN_SINGLE, "INFER.feature_dtype=int8"),
+    (TSN_SINGLE, "INFER.feature_dtype=[1]"),
 ])
 def test_absurd_value_is_refused_naming_the_key(config, override):
     with pytest.raises(UserError) as e:
@@ -217,6 +218,7 @@ def test_absurd_value_is_refused_naming_the_key(config, override):
     (b"TRAIN:\n  batch_size: yes\n", ["TRAIN.batch_size", "integer"]),  # YAML 1.1 reads a bool
     (b"INFER:\n  batch_size: null\n", ["INFER.batch_size"]),
     (b"TRAIN:\n  learning_rate: .inf\n", ["TRAIN.learning_rate"]),
+    (b"INFER:\n  feature_dtype: int4\n", ["INFER.feature_dtype", "float32, float16 or uint8", "'int4'"]),
 ])
 def test_absurd_config_file_names_file_and_key(tmp_path, content, words):
     path = tmp_path / "odd config.yaml"
@@ -224,6 +226,14 @@ def test_absurd_config_file_names_file_and_key(tmp_path, content, words):
     with pytest.raises(UserError) as e:
         load_config(str(path))
     assert str(path) in str(e.value) and all(w in str(e.value) for w in words), str(e.value)
+
+
+def test_feature_dtype_defaults_to_float32_and_takes_the_three_dtypes(tmp_path):
+    path = tmp_path / "old.yaml"
+    path.write_text("MODEL:\n  name: TSN\n", encoding="utf-8")  # a config from before the key
+    assert load_config(str(path))["INFER"]["feature_dtype"] == "float32"
+    for dtype in ("float32", "float16", "uint8"):
+        assert load_config(TSN_SINGLE, [f"INFER.feature_dtype={dtype}"])["INFER"]["feature_dtype"] == dtype
 
 
 def test_sizes_left_null_mean_the_defaults(tmp_path):

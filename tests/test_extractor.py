@@ -111,6 +111,13 @@ def test_bad_weights_and_list(setup):
     result = run_script("tsn_extractor.py", *[a for a in args if not a.startswith("--filelist")],
                         f"--filelist={tmp_path}/nope.list")
     assert result.returncode == 2 and "nope.list" in result.stdout and "Traceback" not in result.stdout
+    result = run_script("tsn_extractor.py", *args, "--feature_dtype=int8")
+    assert result.returncode == 2, result.stdout
+    assert result.stdout.strip() == "error: --feature_dtype must be float32, float16 or uint8, got 'int8'"
+    result = run_script("tsn_extractor.py", *args, "-o", "INFER.feature_dtype=bfloat16")
+    assert result.returncode == 2, result.stdout
+    assert result.stdout.strip() == (f"error: config {tmp_path}/tsn.yaml: INFER.feature_dtype must be float32, "
+                                     f"float16 or uint8, got 'bfloat16'")
 
 
 def test_training_list_from_a_labelled_video_list(setup):
@@ -223,6 +230,49 @@ def test_provenance_decides_what_resume_skips(setup, caplog):
     stamp = os.stat(feature).st_mtime_ns
     assert extract_in_process(tmp_path, listing, out, tmp_path / "tsn.pdparams", short_size=48) == 0
     assert os.stat(feature).st_mtime_ns != stamp and os.path.isfile(feature[:-4] + ".json")
+
+
+def test_feature_dtype_is_stored_and_a_change_redoes_the_features(setup, caplog):
+    import json
+    tmp_path, videos, broken, model, args = setup
+    listing = tmp_path / "one.list"
+    listing.write_text(videos[2] + "\n", encoding="utf-8")
+    out, weights_file = tmp_path / "dtypes", tmp_path / "tsn.pdparams"
+    ref = reference_features(model, videos[2])
+    assert extract_in_process(tmp_path, listing, out, weights_file, feature_dtype="uint8") == 0
+    feature = rows(out / "manifest.tsv")[0][1]
+    assert feature.endswith(".npz") and (out / "features.list").read_text(encoding="utf-8") == feature + "\n"
+    with np.load(feature) as d:  # as a user without this toolkit reads it
+        got = d["q"] * d["scale"] + d["offset"]
+    step = (ref.max(0) - ref.min(0)) / 255  # 256 levels over each dimension's range in this video
+    assert (np.abs(got - ref) <= step / 2 + 1e-4 * np.abs(ref).max()).all()
+    with open(feature[:-4] + ".json", encoding="utf-8") as f:
+        assert json.load(f)["feature_dtype"] == "uint8"
+    stamp = os.stat(feature).st_mtime_ns
+    assert extract_in_process(tmp_path, listing, out, weights_file, feature_dtype="uint8") == 0
+    assert os.stat(feature).st_mtime_ns == stamp  # same dtype: skipped
+
+    # float16: extracted again; the .npy replaces the .npz (one feature file per video)
+    caplog.set_level("INFO")
+    assert extract_in_process(tmp_path, listing, out, weights_file, feature_dtype="float16") == 0
+    assert "another feature_dtype" in caplog.text
+    half = rows(out / "manifest.tsv")[0][1]
+    assert half == feature[:-4] + ".npy" and not os.path.exists(feature)
+    assert np.load(half).dtype == np.float16
+    np.testing.assert_allclose(np.load(half), ref, rtol=2e-3, atol=1e-4 * np.abs(ref).max())
+    # float32 after float16: the same file name, told apart by the provenance record and the header
+    stamp = os.stat(half).st_mtime_ns
+    assert extract_in_process(tmp_path, listing, out, weights_file) == 0
+    assert os.stat(half).st_mtime_ns != stamp and np.load(half).dtype == np.float32
+    # a record written before feature_dtype existed describes float32 features: not redone
+    with open(half[:-4] + ".json", encoding="utf-8") as f:
+        record = json.load(f)
+    del record["feature_dtype"]
+    with open(half[:-4] + ".json", "w", encoding="utf-8") as f:
+        json.dump(record, f)
+    stamp = os.stat(half).st_mtime_ns
+    assert extract_in_process(tmp_path, listing, out, weights_file) == 0
+    assert os.stat(half).st_mtime_ns == stamp
 
 
 def test_same_stem_in_two_runs_and_lists_of_both(setup):

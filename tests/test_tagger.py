@@ -224,3 +224,32 @@ def test_two_processes_split_the_videos(setup):
     assert not [n for n in os.listdir(tmp / "two") if "partial" in n]
     # sorted: blue, broken, green, red -> rank 1 decodes broken.mp4 (and red), rank 0 never opens it
     assert "cannot read" in logs[1] and "broken.mp4" in logs[1] and "cannot read" not in logs[0]
+
+
+def test_save_features_in_the_chosen_dtype(setup):
+    from video_tag.tagger import tag
+    tmp = setup
+    video = write_video(tmp / "v" / "a.avi", ["green", "red"], 0.8)
+    saved = {}
+    for dtype in ("float32", "uint8"):
+        tsn = load_config(str(tmp / "tsn.yaml"), [f"INFER.feature_dtype={dtype}"])
+        assert tag(video, str(tmp / f"out_{dtype}"), tsn, load_config(str(tmp / "lstm.yaml")),
+                   str(tmp / "tsn.pdparams"), str(tmp / "lstm.pdparams"), str(tmp / "labels.txt"),
+                   save_features=str(tmp / dtype), num_workers=1, frame_batch=4) == 0
+        saved[dtype] = (tmp / dtype / "features.list").read_text(encoding="utf-8").splitlines()
+        assert len(saved[dtype]) == 1
+        with open(saved[dtype][0][:-4] + ".json", encoding="utf-8") as f:
+            assert json.load(f)["feature_dtype"] == dtype
+    assert saved["uint8"][0].endswith(".npz")
+    reference = np.load(saved["float32"][0])
+    with np.load(saved["uint8"][0]) as d:
+        got = d["q"] * d["scale"] + d["offset"]
+    step = (reference.max(0) - reference.min(0)) / 255
+    assert (np.abs(got - reference) <= step / 2 + 1e-5 * np.abs(reference).max()).all()
+
+    result = run_script("videotag.py", video, f"--tsn_weights={tmp}/tsn.pdparams", f"--tsn_config={tmp}/tsn.yaml",
+                        f"--lstm_weights={tmp}/lstm.pdparams", f"--config={tmp}/lstm.yaml",
+                        f"--label_file={tmp}/labels.txt", "--use_gpu=False", f"--save_features={tmp}/f",
+                        "--feature_dtype=float64")
+    assert result.returncode == 2
+    assert result.stdout.strip() == "error: --feature_dtype must be float32, float16 or uint8, got 'float64'"

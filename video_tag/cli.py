@@ -84,6 +84,21 @@ def check_flags(args):
         raise UserError(f"--learning_rate must be a number > 0, got {rate}")
 
 
+FEATURE_DTYPE_HELP = ("how the features are stored: float32 (the release format, .npy), float16 (.npy, half "
+                      "the bytes) or uint8 (.npz with q, scale, offset: a quarter; features = q * scale + "
+                      "offset) (default: INFER.feature_dtype of the TSN config, float32)")
+
+
+def set_feature_dtype(cfg, dtype):
+    """``--feature_dtype``: set ``INFER.feature_dtype`` of the TSN config ``cfg`` (None: keep the config's)."""
+    from .feature_files import DTYPES
+    if dtype is None:
+        return
+    if dtype not in DTYPES:
+        raise UserError(f"--feature_dtype must be {', '.join(DTYPES[:-1])} or {DTYPES[-1]}, got {dtype!r}")
+    cfg["INFER"]["feature_dtype"] = dtype
+
+
 def load(args, section):
     """The config of ``args.config`` with ``-o`` overrides, then the explicit flags of ``section``.
 

@@ -16,6 +16,7 @@ import re
 import yaml
 
 from .errors import UserError
+from .feature_files import DTYPES as FEATURE_DTYPES
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ DEFAULTS = {
               "decay_epochs": [], "decay_gamma": 0.1},
     "VALID": {"batch_size": 128, "filelist": None, "num_workers": 2},
     "TEST": {"batch_size": 128, "filelist": None, "num_workers": 2},
-    "INFER": {"batch_size": 1, "filelist": None, "num_workers": 2},
+    "INFER": {"batch_size": 1, "filelist": None, "num_workers": 2, "feature_dtype": "float32"},
 }
 
 
@@ -83,6 +84,7 @@ RULES = {
     "target_size": _count(1), "embedding_size": _count(1), "lstm_size": _count(1),
     "feature_dims": (_integers, "a list of integers >= 1"), "fc_sizes": (_integers, "a list of integers >= 1"),
     "num_layers": (lambda v: v in (50, 101, 152) and type(v) is int, "50, 101 or 152"),
+    "feature_dtype": (lambda v: v in FEATURE_DTYPES, " or ".join(FEATURE_DTYPES).replace(" or ", ", ", 1)),
     "learning_rate": (lambda v: _number(v) and v > 0, "a number > 0"),
     "drop_rate": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
     "decay_epochs": (lambda v: isinstance(v, list) and all(_number(x) and x >= 0 for x in v),

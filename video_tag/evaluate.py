@@ -23,7 +23,7 @@ from .cpu import default_cpu_threads, reuse_freed_memory
 from .errors import UserError
 from .metrics import PerClassAP, worst_first
 from .models import MODELS, build_model
-from .readers import iterate_batches
+from .readers import iterate_batches, to_tensors
 from .readers.lists import read_label_file
 
 log = logging.getLogger(__name__)
@@ -46,10 +46,11 @@ def run_model(model_name, model, reader, indices, batch_size, num_workers=2, on_
     try:
         with paddle.no_grad():
             for batch in iterate_batches(reader, batches, num_workers, on_error):
+                inputs = to_tensors(batch)  # float32 whatever the features' storage type
                 if runner is None:
-                    logits = model(*[paddle.to_tensor(x) for x in batch["inputs"]])
+                    logits = model(*inputs)
                 else:
-                    logits = paddle.to_tensor(runner(*batch["inputs"]))
+                    logits = paddle.to_tensor(runner(*[x.numpy() for x in inputs]))
                 losses = None
                 if with_loss:
                     losses = MODELS[model_name].loss(logits, paddle.to_tensor(batch["labels"]))[1].numpy()

@@ -13,11 +13,13 @@ fields are the labels); ``train_list`` then gets the AttentionLSTM training list
 
 Outputs in ``save_dir``::
 
-    <stem>_<hash>.npy  float32 [INFER.seg_num, 2048] per video: the video's file stem and 8 hex digits of
-                       sha1(its real path), so the same video always maps to the same file and different
-                       videos never share one
+    <stem>_<hash>.npy  [INFER.seg_num, 2048] per video, float32 (``feature_dtype``, default) or float16;
+                       with uint8, <stem>_<hash>.npz (q, scale, offset: ``feature_files``). The name is
+                       the video's file stem and 8 hex digits of sha1(its real path), so the same video
+                       always maps to the same file and different videos never share one
     <stem>_<hash>.json its provenance: the video (as listed, real path, size, mtime), sha256 of the
-                       weights, precision, seg_num, short_size, target_size, the videotag version
+                       weights, precision, feature_dtype, seg_num, short_size, target_size, the videotag
+                       version
     features.list      one feature path per line, for every video extracted into save_dir (this run or before)
     manifest.tsv       video<TAB>feature for the same videos
     failed.list        video<TAB>reason for every video whose last extraction failed
@@ -53,7 +55,7 @@ from tqdm import tqdm
 
 from . import __version__
 from . import distributed as dist
-from . import cache, files, weights
+from . import cache, feature_files, files, weights
 from .errors import RunError, UserError
 from .inference import InferenceEngine, check_device, export_layer
 from .models.tsn import FEATURE_DIM, TSN
@@ -80,13 +82,14 @@ def write_training_list(path, labelled, outputs, extracted):
     return list(dict.fromkeys(e.path for e in labelled if e.path not in extracted))
 
 
-def feature_ok(path, seg_num):
-    """True when ``path`` is a complete float32 [seg_num, 2048] ``.npy`` file (only the header is read)."""
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError):
-        return False
-    return array.dtype == np.float32 and array.shape == (seg_num, FEATURE_DIM)
+def feature_dtype(cfg):
+    """``INFER.feature_dtype``: how the features are stored (``feature_files.DTYPES``; float32 by default)."""
+    return cfg["INFER"].get("feature_dtype") or "float32"
+
+
+def feature_path(save_dir, video, dtype):
+    """Where ``video``'s features go: ``save_dir/<stem>_<hash>.npy`` (``.npz`` for uint8)."""
+    return os.path.join(save_dir, feature_name(video) + feature_files.suffix(dtype))
 
 
 def build_engine(cfg, weights_path, precision="fp32", use_gpu=False, batch_size=8, device_id=0,
@@ -145,7 +148,8 @@ def extract(cfg, weights_path, list_path, save_dir, overwrite=False, use_gpu=Fal
     videos = list(dict.fromkeys(e.path for e in labelled)) if train_list else read_video_list(list_path)
     weights.resolve(weights_path)  # a missing file is refused before anything starts
     os.makedirs(save_dir, exist_ok=True)
-    outputs = {v: os.path.join(save_dir, feature_name(v) + ".npy") for v in videos}
+    dtype = feature_dtype(cfg)
+    outputs = {v: feature_path(save_dir, v, dtype) for v in videos}
     shared = run_settings(cfg, weights_path, precision)
     mine = list(dict((outputs[v], v) for v in reversed(videos)).values())[::-1]  # one video per output
     mine = mine[rank::world]  # split first, then filter: every rank sees the same split
@@ -170,7 +174,7 @@ def extract(cfg, weights_path, list_path, save_dir, overwrite=False, use_gpu=Fal
                 engine = build_engine(cfg, weights_path, precision, use_gpu, batch_size,
                                       paddle.distributed.ParallelEnv().device_id if use_gpu else 0,
                                       shared["weights_sha256"])
-                _run(engine, decoded, len(todo), outputs, provenance, failed, seg_num, target)
+                _run(engine, decoded, len(todo), outputs, provenance, failed, seg_num, target, dtype)
     except BaseException:
         if world == 1:  # interrupted: list what is complete (with several processes, the rerun will)
             _write_lists(save_dir, videos, outputs, failed, _complete(videos, outputs, shared, seg_num))
@@ -195,15 +199,16 @@ def extract(cfg, weights_path, list_path, save_dir, overwrite=False, use_gpu=Fal
 
 
 def feature_name(video):
-    """The feature file's name (without ``.npy``): ``lists.output_stem``, ``<stem>_<8 hex digits>``."""
+    """The feature file's name (without suffix): ``lists.output_stem``, ``<stem>_<8 hex digits>``."""
     return output_stem(video)
 
 
 def run_settings(cfg, weights_path, precision):
     """What every feature of this run depends on besides its video (recorded beside each feature file)."""
     return {"weights_sha256": files.sha256(weights.resolve(weights_path)), "precision": precision,
-            "seg_num": int(cfg["INFER"]["seg_num"]), "short_size": int(cfg["INFER"]["short_size"]),
-            "target_size": int(cfg["INFER"]["target_size"]), "videotag": __version__}
+            "feature_dtype": feature_dtype(cfg), "seg_num": int(cfg["INFER"]["seg_num"]),
+            "short_size": int(cfg["INFER"]["short_size"]), "target_size": int(cfg["INFER"]["target_size"]),
+            "videotag": __version__}
 
 
 def video_provenance(video, settings):
@@ -217,23 +222,27 @@ def video_provenance(video, settings):
 
 
 def provenance_path(feature):
-    """``x_1f3a9c2e.npy -> x_1f3a9c2e.json``: the provenance record beside a feature file."""
+    """``x_1f3a9c2e.npy`` (or ``.npz``) ``-> x_1f3a9c2e.json``: the provenance record beside a feature file."""
     return os.path.splitext(feature)[0] + ".json"
 
 
 def up_to_date(feature, expected, seg_num):
     """``(True, [])`` when ``feature`` is complete and its provenance record matches ``expected`` (all but
     the path as listed); else ``(False, [what differs])``."""
-    if expected is None or not feature_ok(feature, seg_num):
+    if expected is None:
         return False, []
     try:
         with open(provenance_path(feature), encoding="utf-8") as f:
             recorded = json.load(f)
     except (OSError, ValueError):
-        return False, ["provenance (none recorded)"]
-    if not isinstance(recorded, dict):
-        return False, ["provenance (unreadable)"]
-    differ = [k for k in expected if k != "video" and recorded.get(k) != expected[k]]
+        recorded = None
+    differ = ["provenance (none recorded)"] if recorded is None else ["provenance (unreadable)"]
+    if isinstance(recorded, dict):
+        recorded.setdefault("feature_dtype", "float32")  # records from before the field: float32 was all there was
+        differ = [k for k in expected if k != "video" and recorded.get(k) != expected[k]]
+    if not feature_files.complete(feature, expected["feature_dtype"], (seg_num, FEATURE_DIM)):
+        # e.g. killed while writing, or features of another dtype under the other suffix
+        return False, [k for k in differ if not k.startswith("provenance")]
     return not differ, differ
 
 
@@ -333,7 +342,7 @@ def _reason(error):
     return text if isinstance(error, (ValueError, OSError)) and text else f"{type(error).__name__}: {text}"
 
 
-def _run(engine, decoded, total, outputs, provenance, failed, seg_num, target):
+def _run(engine, decoded, total, outputs, provenance, failed, seg_num, target, dtype):
     """Run the network over the frames of ``decoded`` (a ``_DecodeQueue``), frames of consecutive videos
     sharing batches; save each video's features as soon as they are complete."""
     batch_size = engine.batch_size
@@ -354,7 +363,7 @@ def _run(engine, decoded, total, outputs, provenance, failed, seg_num, target):
             row += count
             video.missing -= count
             if video.missing == 0:
-                _save(video)
+                _save(video, dtype)
                 progress.update(1)
         frames_done += fill
         progress.set_postfix(frames_per_s=f"{frames_done / (time.time() - start):.1f}")
@@ -387,13 +396,20 @@ def _run(engine, decoded, total, outputs, provenance, failed, seg_num, target):
              frames_done / max(elapsed, 1e-9))
 
 
-def _save(video):
-    """The features, then their provenance record: a feature file without a matching record (e.g. killed
-    in between) is extracted again on resume, never trusted."""
+def _save(video, dtype):
+    """The features stored as ``dtype``, then their provenance record: a feature file without a matching
+    record (e.g. killed in between) is extracted again on resume, never trusted. The video's file of the
+    other suffix (features of another dtype, from an earlier run) goes: one feature file per video."""
     record = provenance_path(video.output)
-    if os.path.exists(record):
-        os.remove(record)
-    files.atomic_write(video.output, lambda f: np.save(f, video.features))
+    stem = os.path.splitext(video.output)[0]
+    others = {stem + s for s in feature_files.SUFFIXES.values()} - {video.output}
+    for old in (record, *sorted(others)):
+        if os.path.exists(old):
+            os.remove(old)
+    try:
+        files.atomic_write(video.output, lambda f: feature_files.write(f, video.features, dtype))
+    except ValueError as e:  # NaN or Inf cannot be quantised: the weights are broken, not this video
+        raise RunError(f"cannot store the features of {video.path} as {dtype}: {e}") from None
     files.write_text(record, json.dumps(video.provenance, ensure_ascii=False, indent=1) + "\n")
 
 

@@ -140,11 +140,11 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
                             if dist.is_main():
                                 progress.write(format_tags(path, tags), end="")
                             if save_features:
-                                output = os.path.join(save_features, extractor.feature_name(path) + ".npy")
+                                output = extractor.feature_path(save_features, path, settings["feature_dtype"])
                                 video = extractor._Video(path, output, extractor.video_provenance(path, settings),
                                                          seg_num)
                                 video.features[:] = features
-                                extractor._save(video)
+                                extractor._save(video, settings["feature_dtype"])
                                 features_done.append(path)
                         progress.update(1)
             finally:
@@ -161,7 +161,7 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
             log.info("wrote %s: %d line(s)", output.path, count)
         write_failed_list(save_dir, failed)
         if save_features:
-            all_outputs = {v: os.path.join(save_features, extractor.feature_name(v) + ".npy") for v in videos}
+            all_outputs = {v: extractor.feature_path(save_features, v, settings["feature_dtype"]) for v in videos}
             extractor._write_lists(save_features, videos, all_outputs, {p: r for _, p, r in failed},
                                    extractor._complete(videos, all_outputs, settings, seg_num))
     dist.barrier()  # the other ranks end after rank 0 has written everything; rank 0 carries the exit code

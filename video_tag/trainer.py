@@ -32,7 +32,7 @@ from .cpu import reuse_freed_memory
 from .errors import RunError, UserError
 from .evaluate import validate
 from .models import MODELS, build_model
-from .readers import iterate_batches
+from .readers import iterate_batches, to_tensors
 from .sampler import EpochSampler, draw_seed, rng_state, seed_epoch, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,7 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
             for step, batch in enumerate(batches, first):
                 check_finite_inputs(batch, reader, epoch, step)
                 with amp.autocast(precision):
-                    logits = net(*[paddle.to_tensor(x) for x in batch["inputs"]])
+                    logits = net(*to_tensors(batch))
                 logits = logits.astype("float32") if logits.dtype in amp.LOW_PRECISION else logits
                 labels = paddle.to_tensor(batch["labels"])
                 loss, per_video = spec.loss(logits, labels, world)

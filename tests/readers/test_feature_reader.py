@@ -8,7 +8,7 @@ import pytest
 from video_tag.errors import UserError
 from video_tag.models import MODELS
 from video_tag.readers import iterate_batches
-from video_tag.readers.feature_reader import FeatureReader
+from video_tag.readers.feature_reader import FeatureReader, features_of
 
 F, C = 8, 6
 CFG = {"MODEL": {"num_classes": C, "feature_dims": [F]}}
@@ -54,12 +54,20 @@ def test_load_returns_features_labels_index(tmp_path):
     assert first["labels"].tolist() == [1, 0, 1, 0, 0, 0]
 
 
-@pytest.mark.parametrize("dtype", [np.float16, np.float64])
-def test_other_float_widths_become_float32(tmp_path, dtype):
-    x = features(4, dtype=dtype)
-    sample = FeatureReader(make_list(tmp_path, {"a.npy": x}), "test", CFG).load(0)
-    assert sample["features"].dtype == np.float32
-    np.testing.assert_allclose(sample["features"], x.astype(np.float32))
+def test_float64_becomes_float32_and_float16_stays_compact_until_a_mixed_batch(tmp_path):
+    x16, x64 = features(4, dtype=np.float16), features(3, dtype=np.float64)
+    reader = FeatureReader(make_list(tmp_path, {"a.npy": x16, "b.npy": x64}), "test", CFG)
+    half, double = reader.load(0), reader.load(1)
+    assert half["features"].dtype == np.float16 and double["features"].dtype == np.float32
+    np.testing.assert_array_equal(features_of(half), x16.astype(np.float32))
+    np.testing.assert_array_equal(double["features"], x64.astype(np.float32))
+    only_half = reader.collate([half, half])["inputs"][0]
+    assert only_half.dtype == np.float16 and only_half.shape == (2, 4, F)
+    mixed = reader.collate([half, double])["inputs"][0]
+    assert mixed.dtype == np.float32
+    np.testing.assert_array_equal(mixed[0], x16.astype(np.float32))
+    np.testing.assert_array_equal(mixed[1, :3], x64.astype(np.float32))
+    assert not mixed[1, 3:].any()
 
 
 def test_infer_mode_needs_no_labels(tmp_path):
@@ -107,7 +115,7 @@ def _truncated():
     (b"definitely not an npy file", ["npy"]),                            # corrupted
     (b"", ["npy"]),                                                      # empty file
     (b"\x80\x02}q\x00.", ["npy"]),                                       # a pickle
-    (_npz(), ["npy"]),                                                   # an .npz renamed .npy
+    (_npz(), ["npz", "q, scale, offset"]),                               # an .npz of other arrays
     (_truncated(), ["npy"]),                                             # cut short
     (None, ["not found"]),                                               # missing
 ])
@@ -195,7 +203,7 @@ def test_iterate_batches_reports_through_on_error(tmp_path):
 
 
 def test_iterate_batches_survives_a_header_declaring_terabytes(tmp_path):
-    # np.load tries to allocate what the header declares: MemoryError, not ValueError; the file fails alone
+    # np.load would try to allocate what the header declares; the file fails alone, nothing is allocated
     import io
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
@@ -206,4 +214,57 @@ def test_iterate_batches_survives_a_header_declaring_terabytes(tmp_path):
     batches = list(iterate_batches(reader, [[0, 1, 2]], num_workers=2,
                                    on_error=lambda entry, reason: failed.append((entry.line, reason))))
     assert [b["index"].tolist() for b in batches] == [[0, 2]]
-    assert [line for line, _ in failed] == [2] and failed[0][1].startswith("MemoryError"), failed
+    assert failed == [(2, f"not a readable .npy file (cut short: 64 bytes of data for shape [{10 ** 12}, {F}])")]
+
+
+def quantised(x):
+    """The documented uint8 storage, written independently here: 256 levels over each dimension's range."""
+    lo = x.min(0)
+    scale = ((x.max(0) - lo) / np.float32(255)).astype(np.float32)
+    q = np.rint((x - lo) / np.where(scale > 0, scale, 1)).astype(np.uint8)
+    return q, scale, lo
+
+
+def write_uint8(path, x):
+    q, scale, offset = quantised(x)
+    np.savez(path, q=q, scale=scale, offset=offset)
+    return q.astype(np.float32) * scale + offset
+
+
+@pytest.mark.parametrize("num_workers, on_device", [(0, False), (2, True)])
+def test_a_list_mixing_float32_float16_and_uint8(tmp_path, num_workers, on_device):
+    from video_tag.readers import to_tensors
+    xs = [np.abs(features(5 + i)) for i in range(6)]
+    expected = {}
+    lines = []
+    for i, x in enumerate(xs):
+        path = tmp_path / f"v{i}.{'npz' if i % 3 == 2 else 'npy'}"
+        if i % 3 == 0:
+            np.save(path, x)
+            expected[i] = x
+        elif i % 3 == 1:
+            np.save(path, x.astype(np.float16))
+            expected[i] = x.astype(np.float16).astype(np.float32)
+        else:
+            expected[i] = write_uint8(path, x)
+        lines.append(f"{path} {i % C}")
+    lines.append(f"{tmp_path / 'plain uint8.npy'} 1")
+    np.save(tmp_path / "plain uint8.npy", np.zeros((3, F), np.uint8))
+    (tmp_path / "mixed.list").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    reader = FeatureReader(str(tmp_path / "mixed.list"), "test", CFG)
+    failed = []
+    order = [[0, 1, 2], [2, 5], [4], [6, 3]]
+    batches = list(iterate_batches(reader, order, num_workers, on_error=lambda e, r: failed.append((e.line, r))))
+    assert [b["index"].tolist() for b in batches] == [[0, 1, 2], [2, 5], [4], [3]]
+    assert len(failed) == 1 and failed[0][0] == 7 and "uint8" in failed[0][1] and ".npz" in failed[0][1]
+    kinds = [b["inputs"][0].dtype for b in batches]
+    assert kinds == [np.float32, np.uint8, np.float16, np.float32]  # compact only when the batch is all one
+    assert "scale" in batches[1] and "scale" not in batches[0]
+    for batch in batches:
+        x = to_tensors(batch, on_device)[0].numpy()
+        assert x.dtype == np.float32
+        for row, (index, length) in enumerate(zip(batch["index"], batch["inputs"][1])):
+            np.testing.assert_allclose(x[row, :length], expected[index], rtol=1e-6, atol=1e-7)
+            assert not x[row, length:].any()  # padding stays zero, also for dequantised rows
+        if batch["inputs"][0].dtype == np.float32:
+            np.testing.assert_array_equal(x, batch["inputs"][0])

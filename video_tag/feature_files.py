@@ -1,0 +1,204 @@
+"""Feature files in three storage types: what the extractor writes and every reader accepts.
+
+One file per video, [T, F] (T frames, F = 2048 for TSN)::
+
+    float32  <stem>.npy   float32 [T, F]: the release format
+    float16  <stem>.npy   float16 [T, F]: half the bytes; read back as float32
+    uint8    <stem>.npz   uncompressed np.savez with three arrays:
+                            q       uint8   [T, F]
+                            scale   float32 [F]
+                            offset  float32 [F]
+                          features = q * scale + offset, in float32
+
+uint8 is quantised as YouTube-8M quantises its frame features (linear, 256 levels), with the range taken
+per video and per dimension: ``offset`` is each dimension's minimum over the video's frames and
+``scale = (maximum - minimum) / 255``, so every value is within ``scale / 2`` of the original (plus float32
+rounding), each dimension's minimum comes back exactly, and so do the zeros of a post-ReLU dimension that
+reaches zero. A fixed range cannot fit features whose scale depends on the backbone (TSN's are
+unbounded post-ReLU averages); bench/README.md has the cosines of each choice. Without this toolkit::
+
+    d = np.load("clip_1f3a9c2e.npz")
+    features = d["q"] * d["scale"] + d["offset"]        # float32 [T, F]
+"""
+import io
+import math
+import os
+import struct
+import zipfile
+
+import numpy as np
+
+DTYPES = ("float32", "float16", "uint8")
+SUFFIXES = {"float32": ".npy", "float16": ".npy", "uint8": ".npz"}
+NPY_MAGIC, ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
+UINT8_MEMBERS = ("q", "scale", "offset")
+
+
+def suffix(dtype):
+    """The file suffix of ``dtype``: ``.npy`` (float32, float16) or ``.npz`` (uint8)."""
+    return SUFFIXES[dtype]
+
+
+def quantize(x):
+    """float [T, F] -> (q uint8 [T, F], scale float32 [F], offset float32 [F]), per dimension over the T
+    frames; ``dequantize`` gives back ``x`` within ``scale / 2`` (plus float32 rounding). Raises
+    ``ValueError`` for NaN or Inf, which 8 bits cannot hold."""
+    x = np.asarray(x, np.float32)
+    if not np.isfinite(x).all():
+        raise ValueError("features hold NaN or Inf: they cannot be quantised to uint8")
+    offset = x.min(axis=0)
+    scale = ((x.max(axis=0) - offset) / np.float32(255)).astype(np.float32)
+    step = np.where(scale > 0, scale, np.float32(1))  # a constant dimension: q = 0, value = offset
+    q = np.rint((x - offset) / step).clip(0, 255).astype(np.uint8)
+    return q, scale, offset
+
+
+def dequantize(q, scale, offset, out=None):
+    """``q * scale + offset`` in float32: [T, F] (or [..., F]); written into ``out`` when given."""
+    out = np.empty(q.shape, np.float32) if out is None else out
+    np.copyto(out, q)
+    np.multiply(out, scale, out=out)
+    np.add(out, offset, out=out)
+    return out
+
+
+def write(f, features, dtype):
+    """Write float32 ``features`` [T, F] to the binary file ``f`` stored as ``dtype`` (one of ``DTYPES``)."""
+    if dtype == "uint8":
+        q, scale, offset = quantize(features)
+        np.savez(f, q=q, scale=scale, offset=offset)
+    else:
+        np.save(f, np.asarray(features).astype(dtype, copy=False))
+
+
+def complete(path, dtype, shape):
+    """True when ``path`` is a complete feature file of ``dtype`` and ``shape`` [T, F] as ``write`` makes it
+    (only headers are read: a resumed extraction checks every file)."""
+    try:
+        if dtype != "uint8":
+            with open(path, "rb") as f:
+                if f.read(len(NPY_MAGIC)) != NPY_MAGIC:
+                    return False
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+            return array.dtype == np.dtype(dtype) and array.shape == tuple(shape)
+        with zipfile.ZipFile(path) as z:
+            found = {}
+            for m in UINT8_MEMBERS:
+                with z.open(m + ".npy") as f:
+                    version = np.lib.format.read_magic(f)
+                    header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                              else np.lib.format.read_array_header_2_0)
+                    found[m] = header(f)
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+        return False
+    shape = tuple(shape)
+    return (found["q"] == (shape, False, np.dtype(np.uint8))
+            and found["scale"] == found["offset"] == (shape[1:], False, np.dtype(np.float32)))
+
+
+def read(path, empty=np.empty):
+    """The stored arrays of a feature file: ``(data, scale, offset)``; ``data`` is float [T, F] as stored
+    (scale and offset None) or uint8 [T, F] with float32 [F] ``scale`` and ``offset``. ``empty(shape,
+    dtype)`` allocates them.
+
+    Raises ``ValueError`` with a one-line reason for anything else (the file type is told by its first
+    bytes, not by its name): a missing or unreadable file, another format (a pickle is never unpickled),
+    a wrong shape or dtype, an .npz without the three arrays. Reads each array straight into its memory
+    (a quarter of the CPU time of ``np.load`` on an .npz; bench/README.md).
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(NPY_MAGIC))
+            f.seek(0)
+            if head == NPY_MAGIC:
+                array = _npy(f, os.fstat(f.fileno()).st_size, "", empty)
+                if not np.issubdtype(array.dtype, np.floating):
+                    raise ValueError(f"features of dtype {array.dtype}, expected float" + (
+                        " (uint8 features come as a .npz with q, scale and offset: tsn_extractor.py "
+                        "--feature_dtype uint8)" if array.dtype == np.uint8 else ""))
+                return array, None, None
+            if head.startswith(ZIP_MAGIC):
+                return _uint8_npz(f, empty)
+    except FileNotFoundError:
+        raise ValueError("file not found") from None
+    except OSError as e:
+        raise ValueError(f"not a readable feature file ({' '.join(str(e).split()) or type(e).__name__})") from None
+    raise ValueError("not a .npy or .npz feature file (neither an NPY header nor a zip archive)")
+
+
+_HEADERS = {}  # NPY header bytes -> (shape, fortran_order, dtype): files of one extraction share a header
+
+
+def _npy(f, end, where, empty):
+    """The array of the .npy data at ``f``'s position, which ends at byte ``end`` of the file; ``where``
+    names an .npz member in messages."""
+    try:
+        prefix = f.read(10)  # magic, version, and the header length (2 bytes in version 1, 4 after)
+        if len(prefix) < 10 or prefix[:6] != NPY_MAGIC:
+            raise ValueError("no NPY header")
+        if prefix[6] == 1:
+            size = struct.unpack("<H", prefix[8:10])[0]
+        else:
+            prefix += f.read(2)
+            size = struct.unpack("<I", prefix[8:12])[0]
+        if size > 100_000:
+            raise ValueError(f"a header of {size} bytes")
+        key = prefix + f.read(size)
+        parsed = _HEADERS.get(key)
+        if parsed is None:
+            fields = io.BytesIO(key[8:])
+            parsed = (np.lib.format.read_array_header_1_0(fields) if prefix[6] == 1
+                      else np.lib.format.read_array_header_2_0(fields))
+            if len(_HEADERS) > 256:
+                _HEADERS.clear()
+            _HEADERS[key] = parsed
+        shape, fortran, dtype = parsed
+        if dtype.hasobject:
+            raise ValueError("holds Python objects (pickles are not loaded)")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if end - f.tell() < nbytes:
+            raise ValueError(f"cut short: {max(0, end - f.tell())} bytes of data for shape {list(shape)}")
+        array = empty(shape[::-1] if fortran else shape, dtype)
+        if nbytes and f.readinto(memoryview(array.reshape(-1).view(np.uint8))) < nbytes:
+            raise ValueError("cut short")
+    except (ValueError, EOFError, OverflowError, struct.error) as e:
+        raise ValueError(f"not a readable .npy file{where} ({' '.join(str(e).split()) or type(e).__name__})") from None
+    return array.T if fortran else array
+
+
+def _uint8_npz(f, empty):
+    """``(q, scale, offset)`` of the .npz at ``f``; stored members are read in place (no CRC check, as for
+    an .npy), compressed ones (``np.savez_compressed``) through zipfile."""
+    arrays = []
+    try:
+        with zipfile.ZipFile(f) as z:
+            members = {i.filename: i for i in z.infolist()}
+            missing = [m for m in UINT8_MEMBERS if m + ".npy" not in members]
+            if missing:
+                raise ValueError(f".npz without {', '.join(missing)}: uint8 features are stored as q, scale and "
+                                 f"offset (tsn_extractor.py --feature_dtype uint8)")
+            for m in UINT8_MEMBERS:
+                info = members[m + ".npy"]
+                if info.compress_type == zipfile.ZIP_STORED and not info.flag_bits & 1:
+                    f.seek(info.header_offset)
+                    local = f.read(30)
+                    if local[:4] != ZIP_MAGIC:
+                        raise zipfile.BadZipFile(f"bad local header of {m}.npy")
+                    f.seek(info.header_offset + 30 + sum(struct.unpack("<HH", local[26:30])))
+                    arrays.append(_npy(f, f.tell() + info.file_size, f" ({m} in the .npz)", empty))
+                else:
+                    data = z.read(info)
+                    arrays.append(_npy(io.BytesIO(data), len(data), f" ({m} in the .npz)", empty))
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError,
+            struct.error) as e:
+        raise ValueError(f"not a readable .npz file ({' '.join(str(e).split()) or type(e).__name__})") from None
+    q, scale, offset = arrays
+    if q.dtype != np.uint8 or q.ndim != 2:
+        raise ValueError(f".npz q of dtype {q.dtype} and shape {list(q.shape)}, expected uint8 [T, F]")
+    for name, array in (("scale", scale), ("offset", offset)):
+        if array.dtype != np.float32 or array.shape != q.shape[1:]:
+            raise ValueError(f".npz {name} of dtype {array.dtype} and shape {list(array.shape)}, expected "
+                             f"float32 [{q.shape[1]}]")
+        if not np.isfinite(array).all():
+            raise ValueError(f".npz {name} holds NaN or Inf")
+    return q, scale, offset
