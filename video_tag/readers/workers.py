@@ -16,6 +16,8 @@ import os
 import signal
 import sys
 import tempfile
+import threading
+import time
 import weakref
 
 import numpy as np
@@ -80,7 +82,8 @@ class Workers:
         self.pipes, self.processes = [], []
         for _ in range(max(1, num_workers)):
             ours, theirs = context.Pipe()
-            process = context.Process(target=_work, args=(reader, theirs, self.files, refill), daemon=True)
+            process = context.Process(target=_work, args=(reader, theirs, self.files, refill, os.getpid()),
+                                      daemon=True)
             process.start()
             theirs.close()
             self.pipes.append(ours)
@@ -171,6 +174,13 @@ def _take(obj, base, copy):
     return obj
 
 
+def _exit_with(parent):
+    """End this worker once the process that forked it is gone (it is then re-parented)."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
+
+
 def _shared_file():
     """A file descriptor of size 0 in shared memory, inherited by forked workers (Linux memfd: not bound
     by the size of /dev/shm, which containers often keep at 64 MB)."""
@@ -182,10 +192,13 @@ def _shared_file():
     return fd
 
 
-def _work(reader, pipe, files, refill):
+def _work(reader, pipe, files, refill, parent):
     """A worker's loop: ``(indices, slot)`` in, ``(kind, batch with shared arrays placed, failures)`` out."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle; it ends us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # A main process killed outright (SIGKILL, the OOM killer) closes no pipe of ours that a sibling
+    # worker inherited: without this, its workers would wait for work forever.
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     arenas = [_Arena(fd) for fd in files]
     scratch = _Scratch()
     bad = set()
