@@ -73,18 +73,19 @@ def make_videos(out, per_class, rng):
     return videos
 
 
-def random_backbone(path, videos):
-    """Random ResNet101 TSN weights whose batch-norm statistics are measured on frames of ``videos``
-    (without that, activations grow layer after layer to ~1e6 and the features saturate the
-    AttentionLSTM); written to ``path`` in the release format."""
+def random_backbone(path, videos, num_layers=101, short_size=256, target_size=224):
+    """Random ResNet TSN weights whose batch-norm statistics are measured on frames of ``videos`` (without
+    that, activations grow layer after layer to ~1e6 and the features saturate the AttentionLSTM);
+    written to ``path`` in the release format."""
     import paddle
     from video_tag import weights
     from video_tag.models.tsn import TSN
     from video_tag.readers.video_reader import crop_normalize, decode_cropped
     paddle.seed(0)
-    model = TSN(num_classes=400, num_layers=101)
-    frames = np.concatenate([decode_cropped(v, 2) for v in videos[::len(videos) // 16 or 1]])
-    x = paddle.to_tensor(crop_normalize(list(frames), "infer", 224)[None])  # [1, N, 3, 224, 224]
+    model = TSN(num_classes=400, num_layers=num_layers)
+    sample = videos[::len(videos) // 16 or 1]
+    frames = np.concatenate([decode_cropped(v, 2, short_size, target_size) for v in sample])
+    x = paddle.to_tensor(crop_normalize(list(frames), "infer", target_size)[None])  # [1, N, 3, target, target]
     for layer in model.sublayers():
         if isinstance(layer, paddle.nn.BatchNorm2D):
             layer._momentum = 0.0  # the running statistics become this batch's

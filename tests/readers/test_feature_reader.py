@@ -268,3 +268,12 @@ def test_a_list_mixing_float32_float16_and_uint8(tmp_path, num_workers, on_devic
             assert not x[row, length:].any()  # padding stays zero, also for dequantised rows
         if batch["inputs"][0].dtype == np.float32:
             np.testing.assert_array_equal(x, batch["inputs"][0])
+
+
+def test_prefetch_hint_tolerates_missing_files(tmp_path):
+    reader = FeatureReader(make_list(tmp_path, {"a.npy": features(2), "gone.npy": None}), "test", CFG,
+                           check_files=False)
+    reader.prefetch([0, 1])  # a hint to the OS: a file that is not there is left to load() to report
+    with pytest.raises(ValueError, match="not found"):
+        reader.load(1)
+    np.testing.assert_array_equal(reader.load(0)["features"], features(2))

@@ -6,8 +6,8 @@ nothing but the reader's ``load`` and ``collate``: numpy and file reads, no Padd
 worker ``k % num_workers``, so reading the workers' answers in turn gives the batches in the sampler's
 order. A worker collates its batch's large arrays straight into one of the slots (shared memory files,
 grown by the worker as needed) and sends their place and the small arrays through its pipe; the main
-process hands out views of them (no copy), and the slot takes a new batch once they are gone. Measured against threads, a pipe, and
-``paddle.io.DataLoader`` in bench/README.md (``bench_input.py``).
+process hands out views of them (no copy), and the slot takes a new batch once they are gone.
+Measured against threads and ``paddle.io.DataLoader`` in bench/README.md (``bench_input.py``).
 """
 import math
 import mmap
@@ -39,8 +39,11 @@ def load_batch(reader, indices, refill, bad, empty=None):
     """Load the samples ``indices`` of ``reader``: ``(samples, failures)``, failures ``[(index, reason)]``
     in the order met. A failed sample is left out or, with ``refill``, replaced by the next readable
     sample of the list (wrapping around); ``bad`` (a set, updated) holds the indices known to fail.
-    empty: an allocator for ``reader.load`` (readers marked ``in_processes`` take one)."""
+    empty: an allocator for ``reader.load`` (readers marked ``in_processes`` take one). A reader with a
+    ``prefetch(indices)`` method is told the whole batch first."""
     samples, failures = [], []
+    if hasattr(reader, "prefetch"):
+        reader.prefetch(indices)
     for index in indices:
         while True:
             reason = "known bad" if index in bad else None
