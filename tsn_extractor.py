@@ -18,6 +18,7 @@ def main():
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="bf16: CPUs with native bf16 or GPUs; fp16: GPUs (features differ slightly from fp32)")
     p.add_argument("--feature_dtype", help=cli.FEATURE_DTYPE_HELP)
+    p.add_argument("--shard_size", type=int, metavar="N", help=cli.SHARD_SIZE_HELP)
     p.add_argument("--frame_batch", type=int, default=8, help="frames per network batch")
     p.add_argument("--num_workers", type=int, help="videos decoded in parallel (default: INFER.num_workers)")
     p.add_argument("--train_list", metavar="OUT",
@@ -28,6 +29,7 @@ def main():
         raise cli.UserError(f"tsn_extractor.py runs the TSN model, not {args.model_name}: use --model_name=TSN")
     cfg = cli.load(args, "INFER")
     cli.set_feature_dtype(cfg, args.feature_dtype)
+    cli.set_shard_size(cfg, args.shard_size)
     return extract(cfg, args.weights, cfg["INFER"]["filelist"], args.save_dir, overwrite=args.overwrite,
                    use_gpu=args.use_gpu, precision=args.precision, batch_size=args.frame_batch,
                    num_workers=args.num_workers or int(cfg["INFER"]["num_workers"]),

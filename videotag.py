@@ -31,6 +31,7 @@ def main():
     p.add_argument("--segment_seg_num", type=int, help="frames sampled per window (default: INFER.seg_num)")
     p.add_argument("--save_features", metavar="DIR", help="also save each video's TSN features, as the extractor")
     p.add_argument("--feature_dtype", help="with --save_features, " + cli.FEATURE_DTYPE_HELP)
+    p.add_argument("--shard_size", type=int, metavar="N", help="with --save_features, " + cli.SHARD_SIZE_HELP)
     p.add_argument("--tsn_weights", default="./weights/tsn.pdparams", help="weights of this stage")
     p.add_argument("--lstm_weights", default="./weights/attention_lstm.pdparams", help="weights of this stage")
     p.add_argument("--label_file", default="./label_3396.txt", help="class names, one per line")
@@ -65,6 +66,7 @@ def main():
     model_arguments("AttentionLSTM", lstm_cfg["MODEL"], f"config {args.config}")
     tsn_cfg = load_config(args.tsn_config, args.tsn_override)
     cli.set_feature_dtype(tsn_cfg, args.feature_dtype)
+    cli.set_shard_size(tsn_cfg, args.shard_size)
     return tag(args.source, args.save_dir, tsn_cfg, lstm_cfg, args.tsn_weights, args.lstm_weights,
                args.label_file, args.topk, args.threshold, args.save_features, args.segment_seconds,
                args.segment_stride_seconds, args.segment_seg_num, args.precision, args.use_gpu,

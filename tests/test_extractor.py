@@ -294,12 +294,13 @@ def test_same_stem_in_two_runs_and_lists_of_both(setup):
 
 
 def _write_lists_many_times(save_dir, tag, rounds):
-    from video_tag.extractor import _write_lists
+    from video_tag.feature_store import FeatureStore
+    from video_tag.readers.lists import output_stem
+    store = FeatureStore(save_dir, "float32")
     for i in range(rounds):
         video = f"{tag}{i}.mp4"
-        feature = os.path.join(save_dir, f"{tag}{i}.npy")
-        open(feature, "w").close()
-        _write_lists(save_dir, [video], {video: feature}, {}, {video})
+        open(os.path.join(save_dir, output_stem(video) + ".npy"), "w").close()
+        store.write_lists([video], {}, {video})
 
 
 def test_concurrent_extractors_keep_each_others_list_entries(tmp_path):
@@ -312,7 +313,8 @@ def test_concurrent_extractors_keep_each_others_list_entries(tmp_path):
         w.join(120)
         assert w.exitcode == 0
     listed = (tmp_path / "features.list").read_text(encoding="utf-8").splitlines()
-    assert sorted(listed) == sorted(str(tmp_path / f"{t}{i}.npy") for t in "ab" for i in range(25))
+    from video_tag.readers.lists import output_stem
+    assert sorted(listed) == sorted(str(tmp_path / output_stem(f"{t}{i}.mp4")) + ".npy" for t in "ab" for i in range(25))
 
 
 def test_rank_0_that_cannot_see_other_ranks_features_refuses_to_list(setup, monkeypatch):
@@ -331,26 +333,24 @@ def test_rank_0_that_cannot_see_other_ranks_features_refuses_to_list(setup, monk
 
 def test_disk_full_names_the_file_and_a_rerun_completes(setup, monkeypatch):
     import errno
-    from video_tag import extractor
     from video_tag.errors import RunError
     tmp_path, videos, broken, model, args = setup
     listing = tmp_path / "two.list"
     listing.write_text(f"{videos[0]}\n{videos[2]}\n", encoding="utf-8")
-    real_save, saved = np.save, []
+    real_fsync = os.fsync
 
-    def save_until_full(f, array):
-        if saved:
+    def full_for_海边(fd):  # the disk fills up while the second video's features are written
+        if os.path.basename(os.readlink(f"/proc/self/fd/{fd}")).startswith("海边"):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        saved.append(f.name)
-        real_save(f, array)
+        real_fsync(fd)
 
-    monkeypatch.setattr(extractor.np, "save", save_until_full)
+    monkeypatch.setattr(os, "fsync", full_for_海边)
     with pytest.raises(RunError, match=r"cannot write .*海边_[0-9a-f]{8}\.npy: No space left on device"):
         extract_in_process(tmp_path, listing, tmp_path / "out", tmp_path / "tsn.pdparams")
     names = sorted(os.listdir(tmp_path / "out"))
     assert not [n for n in names if n.startswith("海边") or ".tmp" in n], names
     assert len(rows(tmp_path / "out" / "manifest.tsv")) == 1  # the complete one is listed
-    monkeypatch.setattr(extractor.np, "save", real_save)
+    monkeypatch.setattr(os, "fsync", real_fsync)
     assert extract_in_process(tmp_path, listing, tmp_path / "out", tmp_path / "tsn.pdparams") == 0
     assert len(rows(tmp_path / "out" / "manifest.tsv")) == 2
 

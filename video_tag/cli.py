@@ -99,6 +99,20 @@ def set_feature_dtype(cfg, dtype):
     cfg["INFER"]["feature_dtype"] = dtype
 
 
+SHARD_SIZE_HELP = ("store the features as uncompressed tar shards of N videos each, with an index, instead of "
+                   "one file per video; lists then name members, e.g. DIR/shard-000000.tar/clip_1f3a9c2e.npy "
+                   "(default: INFER.shard_size of the TSN config, 0: one file per video)")
+
+
+def set_shard_size(cfg, size):
+    """``--shard_size``: set ``INFER.shard_size`` of the TSN config ``cfg`` (None: keep the config's)."""
+    if size is None:
+        return
+    if size < 0:
+        raise UserError(f"--shard_size must be 0 (one file per video) or a number of videos per shard, got {size}")
+    cfg["INFER"]["shard_size"] = size
+
+
 def load(args, section):
     """The config of ``args.config`` with ``-o`` overrides, then the explicit flags of ``section``.
 

@@ -11,7 +11,7 @@ fields are the labels); ``train_list`` then gets the AttentionLSTM training list
     data/mp4/cooking class.mp4 3110
     data/mp4/海边 日落.mp4 12 405
 
-Outputs in ``save_dir``::
+Outputs in ``save_dir`` (``feature_store.py``)::
 
     <stem>_<hash>.npy  [INFER.seg_num, 2048] per video, float32 (``feature_dtype``, default) or float16;
                        with uint8, <stem>_<hash>.npz (q, scale, offset: ``feature_files``). The name is
@@ -20,11 +20,14 @@ Outputs in ``save_dir``::
     <stem>_<hash>.json its provenance: the video (as listed, real path, size, mtime), sha256 of the
                        weights, precision, feature_dtype, seg_num, short_size, target_size, the videotag
                        version
+    shard-NNNNNN.tar   with ``shard_size`` N: the two files above of N videos per uncompressed tar, and
+    shard-NNNNNN.index.tsv   where each member lies in it (``shards.py``); lists name members as
+                       save_dir/shard-NNNNNN.tar/<stem>_<hash>.npy
     features.list      one feature path per line, for every video extracted into save_dir (this run or before)
     manifest.tsv       video<TAB>feature for the same videos
     failed.list        video<TAB>reason for every video whose last extraction failed
 
-Re-running skips a video only when its feature file is complete and its provenance matches this run in
+Re-running skips a video only when its features are complete and their provenance matches this run in
 every field (``overwrite`` redoes them all). Every file is written under a temporary name and renamed, so
 a killed run leaves no truncated output. The three lists are merged under a file lock, so extractors
 with different lists can share one save_dir. Videos are decoded in worker processes (only the sampled frames are kept, resized and
@@ -35,8 +38,6 @@ and a decoder that crashes on a broken file takes down only its worker (the vide
 goes on).
 """
 import collections
-import contextlib
-import json
 import logging
 import multiprocessing
 import os
@@ -44,22 +45,18 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks; concurrent extractors into one folder are unsupported there
-    fcntl = None
-
 import numpy as np
 import paddle
 from tqdm import tqdm
 
 from . import __version__
 from . import distributed as dist
-from . import cache, feature_files, files, weights
+from . import cache, files, weights
 from .errors import RunError, UserError
+from .feature_store import FeatureStore, video_provenance
 from .inference import InferenceEngine, check_device, export_layer
 from .models.tsn import FEATURE_DIM, TSN
-from .readers.lists import output_stem, read_list, read_lines
+from .readers.lists import read_list, read_lines
 from .readers.video_reader import crop_normalize, decode_cropped, init_decode_worker
 
 log = logging.getLogger(__name__)
@@ -73,13 +70,13 @@ def read_video_list(list_path):
     return list(dict.fromkeys(paths))
 
 
-def write_training_list(path, labelled, outputs, extracted):
+def write_training_list(path, labelled, outputs):
     """The AttentionLSTM training list of a labelled video list: ``feature label [label ...]`` for each
-    of its lines (``labelled``: list Entry) whose video is in ``extracted``, in list order; the others
-    are left out. Returns the videos left out."""
+    of its lines (``labelled``: list Entry) whose video has features (``outputs`` {video: feature path}),
+    in list order; the others are left out. Returns the videos left out."""
     files.write_text(path, "".join(f"{outputs[e.path]} {' '.join(str(l) for l in e.labels)}\n"
-                                   for e in labelled if e.path in extracted))
-    return list(dict.fromkeys(e.path for e in labelled if e.path not in extracted))
+                                   for e in labelled if e.path in outputs))
+    return list(dict.fromkeys(e.path for e in labelled if e.path not in outputs))
 
 
 def feature_dtype(cfg):
@@ -87,9 +84,12 @@ def feature_dtype(cfg):
     return cfg["INFER"].get("feature_dtype") or "float32"
 
 
-def feature_path(save_dir, video, dtype):
-    """Where ``video``'s features go: ``save_dir/<stem>_<hash>.npy`` (``.npz`` for uint8)."""
-    return os.path.join(save_dir, feature_name(video) + feature_files.suffix(dtype))
+def shard_size(cfg):
+    """``INFER.shard_size``: videos per shard (0, the default: one file per video)."""
+    size = int(cfg["INFER"].get("shard_size") or 0)
+    if size < 0:
+        raise UserError(f"shard_size {size}: must be 0 (one file per video) or the number of videos per shard")
+    return size
 
 
 def build_engine(cfg, weights_path, precision="fp32", use_gpu=False, batch_size=8, device_id=0,
@@ -147,16 +147,17 @@ def extract(cfg, weights_path, list_path, save_dir, overwrite=False, use_gpu=Fal
     labelled = read_list(list_path, check_files=False) if train_list else None
     videos = list(dict.fromkeys(e.path for e in labelled)) if train_list else read_video_list(list_path)
     weights.resolve(weights_path)  # a missing file is refused before anything starts
-    os.makedirs(save_dir, exist_ok=True)
-    dtype = feature_dtype(cfg)
-    outputs = {v: feature_path(save_dir, v, dtype) for v in videos}
+    store = FeatureStore(save_dir, feature_dtype(cfg), shard_size(cfg))
+    if dist.is_main():
+        store.remove_orphans()
+    dist.barrier()  # no process starts a shard before the unfinished ones of killed runs are gone
     shared = run_settings(cfg, weights_path, precision)
-    mine = list(dict((outputs[v], v) for v in reversed(videos)).values())[::-1]  # one video per output
+    mine = list(dict((store.name(v), v) for v in reversed(videos)).values())[::-1]  # one video per output
     mine = mine[rank::world]  # split first, then filter: every rank sees the same split
     provenance = {v: video_provenance(v, shared) for v in mine}
     todo, stale = [], collections.Counter()
     for v in mine:
-        fresh, differ = up_to_date(outputs[v], provenance[v], seg_num)
+        fresh, differ = store.up_to_date(v, provenance[v], seg_num, FEATURE_DIM)
         if overwrite or not fresh:
             todo.append(v)
             stale.update(differ)
@@ -174,33 +175,30 @@ def extract(cfg, weights_path, list_path, save_dir, overwrite=False, use_gpu=Fal
                 engine = build_engine(cfg, weights_path, precision, use_gpu, batch_size,
                                       paddle.distributed.ParallelEnv().device_id if use_gpu else 0,
                                       shared["weights_sha256"])
-                _run(engine, decoded, len(todo), outputs, provenance, failed, seg_num, target, dtype)
+                _run(engine, decoded, len(todo), store, provenance, failed, seg_num, target)
+        store.close()
     except BaseException:
+        store.close(interrupted=True)
         if world == 1:  # interrupted: list what is complete (with several processes, the rerun will)
-            _write_lists(save_dir, videos, outputs, failed, _complete(videos, outputs, shared, seg_num))
+            store.write_lists(videos, failed, store.done(videos, shared, seg_num, FEATURE_DIM))
         raise
     reports = dist.gather((rank, [v for v in mine if v not in failed], failed))
     if dist.is_main():
-        done = _complete(videos, outputs, shared, seg_num)
+        done = store.done(videos, shared, seg_num, FEATURE_DIM)
         for other, finished, their_failed in reports:
             failed.update(their_failed)
             unseen = [v for v in finished if v not in done]
             if unseen:
                 raise RunError(f"rank 0 cannot see the features rank {other} wrote for {len(unseen)} "
-                               f"video(s) (e.g. {outputs.get(unseen[0], unseen[0])}): with several nodes, save_dir must be "
-                               f"on a filesystem they all share; features.list was not written")
-        _write_lists(save_dir, videos, outputs, failed, done)
+                               f"video(s) (e.g. {store.name(unseen[0])} of {unseen[0]}): with several nodes, "
+                               f"save_dir must be on a filesystem they all share; features.list was not written")
+        outputs = store.write_lists(videos, failed, done)
         if train_list:
-            left_out = write_training_list(train_list, labelled, outputs, done.difference(failed))
+            left_out = write_training_list(train_list, labelled, outputs)
             log.info("training list %s: %d video(s)%s", train_list, len(videos) - len(left_out),
                      f"; {len(left_out)} left out, they failed (see failed.list)" if left_out else "")
     dist.barrier()  # the other ranks end after rank 0 has written everything; rank 0 carries the exit code
     return 1 if failed and dist.is_main() else 0
-
-
-def feature_name(video):
-    """The feature file's name (without suffix): ``lists.output_stem``, ``<stem>_<8 hex digits>``."""
-    return output_stem(video)
 
 
 def run_settings(cfg, weights_path, precision):
@@ -211,51 +209,11 @@ def run_settings(cfg, weights_path, precision):
             "videotag": __version__}
 
 
-def video_provenance(video, settings):
-    """The provenance record of ``video``'s features: path as listed, real path, size, mtime, settings."""
-    try:
-        st = os.stat(video)
-    except OSError:
-        return None  # decoding will report it
-    return {"video": video, "real_path": os.path.realpath(video), "size": st.st_size,
-            "mtime_ns": st.st_mtime_ns, **settings}
-
-
-def provenance_path(feature):
-    """``x_1f3a9c2e.npy`` (or ``.npz``) ``-> x_1f3a9c2e.json``: the provenance record beside a feature file."""
-    return os.path.splitext(feature)[0] + ".json"
-
-
-def up_to_date(feature, expected, seg_num):
-    """``(True, [])`` when ``feature`` is complete and its provenance record matches ``expected`` (all but
-    the path as listed); else ``(False, [what differs])``."""
-    if expected is None:
-        return False, []
-    try:
-        with open(provenance_path(feature), encoding="utf-8") as f:
-            recorded = json.load(f)
-    except (OSError, ValueError):
-        recorded = None
-    differ = ["provenance (none recorded)"] if recorded is None else ["provenance (unreadable)"]
-    if isinstance(recorded, dict):
-        recorded.setdefault("feature_dtype", "float32")  # records from before the field: float32 was all there was
-        differ = [k for k in expected if k != "video" and recorded.get(k) != expected[k]]
-    if not feature_files.complete(feature, expected["feature_dtype"], (seg_num, FEATURE_DIM)):
-        # e.g. killed while writing, or features of another dtype under the other suffix
-        return False, [k for k in differ if not k.startswith("provenance")]
-    return not differ, differ
-
-
-def _complete(videos, outputs, settings, seg_num):
-    """The videos of ``videos`` whose features in save_dir are complete and match this run."""
-    return {v for v in videos if up_to_date(outputs[v], video_provenance(v, settings), seg_num)[0]}
-
-
 class _Video:
     """A video whose frames are in flight: features [seg_num, 2048] filled batch by batch."""
 
-    def __init__(self, path, output, provenance, seg_num):
-        self.path, self.output, self.provenance = path, output, provenance
+    def __init__(self, path, provenance, seg_num):
+        self.path, self.provenance = path, provenance
         self.features = np.empty((seg_num, FEATURE_DIM), np.float32)
         self.missing = seg_num
 
@@ -342,7 +300,7 @@ def _reason(error):
     return text if isinstance(error, (ValueError, OSError)) and text else f"{type(error).__name__}: {text}"
 
 
-def _run(engine, decoded, total, outputs, provenance, failed, seg_num, target, dtype):
+def _run(engine, decoded, total, store, provenance, failed, seg_num, target):
     """Run the network over the frames of ``decoded`` (a ``_DecodeQueue``), frames of consecutive videos
     sharing batches; save each video's features as soon as they are complete."""
     batch_size = engine.batch_size
@@ -363,7 +321,7 @@ def _run(engine, decoded, total, outputs, provenance, failed, seg_num, target, d
             row += count
             video.missing -= count
             if video.missing == 0:
-                _save(video, dtype)
+                store.save(video.path, video.features, video.provenance)
                 progress.update(1)
         frames_done += fill
         progress.set_postfix(frames_per_s=f"{frames_done / (time.time() - start):.1f}")
@@ -377,7 +335,7 @@ def _run(engine, decoded, total, outputs, provenance, failed, seg_num, target, d
                 failed[path] = reason
                 progress.update(1)
                 continue
-            video = _Video(path, outputs[path], provenance[path], seg_num)
+            video = _Video(path, provenance[path], seg_num)
             k = 0
             while k < seg_num:
                 count = min(batch_size - fill, seg_num - k)
@@ -394,78 +352,3 @@ def _run(engine, decoded, total, outputs, provenance, failed, seg_num, target, d
     elapsed = time.time() - start
     log.info("extracted %d frame(s) in %.1f s: %.1f frames/s", frames_done, elapsed,
              frames_done / max(elapsed, 1e-9))
-
-
-def _save(video, dtype):
-    """The features stored as ``dtype``, then their provenance record: a feature file without a matching
-    record (e.g. killed in between) is extracted again on resume, never trusted. The video's file of the
-    other suffix (features of another dtype, from an earlier run) goes: one feature file per video."""
-    record = provenance_path(video.output)
-    stem = os.path.splitext(video.output)[0]
-    others = {stem + s for s in feature_files.SUFFIXES.values()} - {video.output}
-    for old in (record, *sorted(others)):
-        if os.path.exists(old):
-            os.remove(old)
-    try:
-        files.atomic_write(video.output, lambda f: feature_files.write(f, video.features, dtype))
-    except ValueError as e:  # NaN or Inf cannot be quantised: the weights are broken, not this video
-        raise RunError(f"cannot store the features of {video.path} as {dtype}: {e}") from None
-    files.write_text(record, json.dumps(video.provenance, ensure_ascii=False, indent=1) + "\n")
-
-
-def _write_lists(save_dir, videos, outputs, failed, done):
-    """Update ``features.list``, ``manifest.tsv`` and ``failed.list`` of ``save_dir`` with this run's videos.
-
-    The lists index the whole ``save_dir``: rows of videos of other lists (another extractor writing
-    into the same folder, before or at the same time) are kept, under a file lock, as long as their
-    feature file exists. This run's videos are listed in list order after them.
-    """
-    with _locked(os.path.join(save_dir, ".videotag.lock")):
-        manifest = {}  # video -> feature, in file order
-        for row in _read_rows(os.path.join(save_dir, "manifest.tsv")):
-            if len(row) == 2 and row[0] not in outputs and os.path.isfile(row[1]):
-                manifest[row[0]] = row[1]
-        old_failed = {row[0]: row[1] for row in _read_rows(os.path.join(save_dir, "failed.list"))
-                      if len(row) == 2 and row[0] not in outputs}
-        listed = set(manifest.values())
-        for v in videos:
-            if v in done and v not in failed and outputs[v] not in listed:
-                manifest[v] = outputs[v]
-                listed.add(outputs[v])
-        failures = {**old_failed, **failed}
-
-        def write(name, lines):
-            files.write_text(os.path.join(save_dir, name), "".join(lines))
-
-        write("features.list", (f + "\n" for f in manifest.values()))
-        write("manifest.tsv", (f"{v}\t{f}\n" for v, f in manifest.items()))
-        write("failed.list", (f"{v}\t{r}\n" for v, r in failures.items()))
-    mine = sum(1 for v in videos if v in done and v not in failed)
-    others = len(manifest) - sum(1 for v in videos if v in manifest)
-    log.info("%d feature file(s) of this list listed in %s%s; %d failed", mine,
-             os.path.join(save_dir, "features.list"),
-             f" (and {others} of other lists extracted into the same folder)" if others else "", len(failed))
-    if failed:
-        log.warning("%d video(s) could not be read: see %s", len(failed), os.path.join(save_dir, "failed.list"))
-
-
-def _read_rows(path):
-    """The tab-separated rows of one of the lists (none if it does not exist)."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return [line.rstrip("\n").split("\t") for line in f if line.strip()]
-    except (OSError, UnicodeDecodeError):
-        return []
-
-
-@contextlib.contextmanager
-def _locked(path):
-    """An exclusive lock on ``path`` (created if needed) between processes, where the OS offers one."""
-    with open(path, "a") as f:
-        if fcntl is not None:
-            fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            if fcntl is not None:
-                fcntl.flock(f, fcntl.LOCK_UN)

@@ -28,6 +28,8 @@ import zipfile
 
 import numpy as np
 
+from . import shards
+
 DTYPES = ("float32", "float16", "uint8")
 SUFFIXES = {"float32": ".npy", "float16": ".npy", "uint8": ".npz"}
 NPY_MAGIC, ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
@@ -72,26 +74,21 @@ def write(f, features, dtype):
 
 
 def complete(path, dtype, shape):
-    """True when ``path`` is a complete feature file of ``dtype`` and ``shape`` [T, F] as ``write`` makes it
-    (only headers are read: a resumed extraction checks every file)."""
-    try:
-        if dtype != "uint8":
-            with open(path, "rb") as f:
-                if f.read(len(NPY_MAGIC)) != NPY_MAGIC:
-                    return False
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
-            return array.dtype == np.dtype(dtype) and array.shape == tuple(shape)
-        with zipfile.ZipFile(path) as z:
-            found = {}
-            for m in UINT8_MEMBERS:
-                with z.open(m + ".npy") as f:
-                    version = np.lib.format.read_magic(f)
-                    header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                              else np.lib.format.read_array_header_2_0)
-                    found[m] = header(f)
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
-        return False
+    """True when ``path`` (a file or a shard member) is a complete feature file of ``dtype`` and ``shape``
+    [T, F] as ``write`` makes it (only headers are read: a resumed extraction checks every file)."""
     shape = tuple(shape)
+    try:
+        with shards.open_bytes(path) as (f, size):
+            if dtype != "uint8":
+                found = _npy_header(f)
+                return found == (shape, False, np.dtype(dtype)) and size - f.tell() >= math.prod(shape) * found[2].itemsize
+            with zipfile.ZipFile(f) as z:
+                found = {}
+                for m in UINT8_MEMBERS:
+                    with z.open(m + ".npy") as member:
+                        found[m] = _npy_header(member)
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, struct.error):
+        return False
     return (found["q"] == (shape, False, np.dtype(np.uint8))
             and found["scale"] == found["offset"] == (shape[1:], False, np.dtype(np.float32)))
 
@@ -107,11 +104,11 @@ def read(path, empty=np.empty):
     (a quarter of the CPU time of ``np.load`` on an .npz; bench/README.md).
     """
     try:
-        with open(path, "rb") as f:
+        with shards.open_bytes(path) as (f, size):
             head = f.read(len(NPY_MAGIC))
             f.seek(0)
             if head == NPY_MAGIC:
-                array = _npy(f, os.fstat(f.fileno()).st_size, "", empty)
+                array = _npy(f, size, "", empty)
                 if not np.issubdtype(array.dtype, np.floating):
                     raise ValueError(f"features of dtype {array.dtype}, expected float" + (
                         " (uint8 features come as a .npz with q, scale and offset: tsn_extractor.py "
@@ -129,30 +126,36 @@ def read(path, empty=np.empty):
 _HEADERS = {}  # NPY header bytes -> (shape, fortran_order, dtype): files of one extraction share a header
 
 
+def _npy_header(f):
+    """``(shape, fortran_order, dtype)`` of the NPY header at ``f``'s position; ``f`` is left at the data.
+    Raises ``ValueError`` (or EOFError, struct.error) when there is none."""
+    prefix = f.read(10)  # magic, version, and the header length (2 bytes in version 1, 4 after)
+    if len(prefix) < 10 or prefix[:6] != NPY_MAGIC:
+        raise ValueError("no NPY header")
+    if prefix[6] == 1:
+        size = struct.unpack("<H", prefix[8:10])[0]
+    else:
+        prefix += f.read(2)
+        size = struct.unpack("<I", prefix[8:12])[0]
+    if size > 100_000:
+        raise ValueError(f"a header of {size} bytes")
+    key = prefix + f.read(size)
+    parsed = _HEADERS.get(key)
+    if parsed is None:
+        fields = io.BytesIO(key[8:])
+        parsed = (np.lib.format.read_array_header_1_0(fields) if prefix[6] == 1
+                  else np.lib.format.read_array_header_2_0(fields))
+        if len(_HEADERS) > 256:
+            _HEADERS.clear()
+        _HEADERS[key] = parsed
+    return parsed
+
+
 def _npy(f, end, where, empty):
     """The array of the .npy data at ``f``'s position, which ends at byte ``end`` of the file; ``where``
     names an .npz member in messages."""
     try:
-        prefix = f.read(10)  # magic, version, and the header length (2 bytes in version 1, 4 after)
-        if len(prefix) < 10 or prefix[:6] != NPY_MAGIC:
-            raise ValueError("no NPY header")
-        if prefix[6] == 1:
-            size = struct.unpack("<H", prefix[8:10])[0]
-        else:
-            prefix += f.read(2)
-            size = struct.unpack("<I", prefix[8:12])[0]
-        if size > 100_000:
-            raise ValueError(f"a header of {size} bytes")
-        key = prefix + f.read(size)
-        parsed = _HEADERS.get(key)
-        if parsed is None:
-            fields = io.BytesIO(key[8:])
-            parsed = (np.lib.format.read_array_header_1_0(fields) if prefix[6] == 1
-                      else np.lib.format.read_array_header_2_0(fields))
-            if len(_HEADERS) > 256:
-                _HEADERS.clear()
-            _HEADERS[key] = parsed
-        shape, fortran, dtype = parsed
+        shape, fortran, dtype = _npy_header(f)
         if dtype.hasobject:
             raise ValueError("holds Python objects (pickles are not loaded)")
         nbytes = math.prod(shape) * dtype.itemsize

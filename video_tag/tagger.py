@@ -29,7 +29,9 @@ from . import extractor, files, weights
 from .cpu import reuse_freed_memory
 from .errors import UserError
 from .evaluate import write_failed_list
+from .feature_store import FeatureStore, video_provenance
 from .models import MODELS, build_model
+from .models.tsn import FEATURE_DIM
 from .predict import format_tags, top_tags
 from .readers.lists import read_label_file, read_lines
 from .readers.video_reader import crop_normalize
@@ -108,13 +110,21 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
             output.remove_partials()
     valid = lambda key, record: key[0] < len(videos) and record["video"] == videos[key[0]]
     done = set() if overwrite else {k[0] for k in predictions.done(valid)}
-    dist.barrier()  # every rank has looked at the old partial files before any new one appears
+    store = None
+    if save_features:
+        store = FeatureStore(save_features, settings["feature_dtype"], extractor.shard_size(tsn_cfg))
+        if dist.is_main():
+            store.remove_orphans()
+        # tagged before, but the features lost (a shard unfinished when the run was killed): tag again
+        done = {i for i in done if store.up_to_date(videos[i], video_provenance(videos[i], settings), seg_num,
+                                                    FEATURE_DIM)[0]}
+    dist.barrier()  # every rank has looked at the old partial files (and shards) before any new one appears
     mine = list(range(len(videos)))[rank::world]
     todo = [i for i in mine if i not in done]
     log.info("%d video(s) in %s%s: %d to tag, %d done before", len(videos), source,
              f" ({len(mine)} for this process of {world})" if world > 1 else "", len(todo), len(mine) - len(todo))
 
-    failed, features_done = [], []
+    failed = []
     if todo:
         decode = (seg_num, short_size, target, segment_seconds, segment_stride, window_seg_num)
         with _Streams([(i, videos[i]) for i in todo], decode, num_workers) as stream:
@@ -139,31 +149,29 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
                             predictions.append([index], {"video": path, "tags": tags})
                             if dist.is_main():
                                 progress.write(format_tags(path, tags), end="")
-                            if save_features:
-                                output = extractor.feature_path(save_features, path, settings["feature_dtype"])
-                                video = extractor._Video(path, output, extractor.video_provenance(path, settings),
-                                                         seg_num)
-                                video.features[:] = features
-                                extractor._save(video, settings["feature_dtype"])
-                                features_done.append(path)
+                            if store is not None:
+                                store.save(path, features, video_provenance(path, settings))
                         progress.update(1)
+                if store is not None:
+                    store.close()
+            except BaseException:
+                if store is not None:
+                    store.close(interrupted=True)
+                raise
             finally:
                 for output in outputs:
                     output.__exit__()
 
     dist.barrier()
     failed = sorted(sum(dist.gather(failed), []))
-    if save_features:
-        features_done = sum(dist.gather(features_done), [])
     if dist.is_main():
         for output in outputs:
             count = output.assemble(output.done(valid))
             log.info("wrote %s: %d line(s)", output.path, count)
         write_failed_list(save_dir, failed)
-        if save_features:
-            all_outputs = {v: extractor.feature_path(save_features, v, settings["feature_dtype"]) for v in videos}
-            extractor._write_lists(save_features, videos, all_outputs, {p: r for _, p, r in failed},
-                                   extractor._complete(videos, all_outputs, settings, seg_num))
+        if store is not None:
+            store.write_lists(videos, {p: r for _, p, r in failed},
+                              store.done(videos, settings, seg_num, FEATURE_DIM))
     dist.barrier()  # the other ranks end after rank 0 has written everything; rank 0 carries the exit code
     return 1 if failed and dist.is_main() else 0
 

@@ -1,17 +1,18 @@
 """TSN feature files (one per video, [T, 2048] float32, float16 or uint8: ``feature_files``) for the AttentionLSTM.
 
-The list format (``TRAIN/VALID/TEST/INFER.filelist``) is described in ``lists.py``::
+The list format (``TRAIN/VALID/TEST/INFER.filelist``) is described in ``lists.py``; a path may name a
+member of a feature shard (``shards.py``)::
 
     data/tsn_features/cooking video.npy 3 17 204
+    data/tsn_features/shard-000012.tar/cooking video_1f3a9c2e.npy 3 17 204
 
 Videos may have different T: a batch is padded to its longest video and carries the lengths.
 """
 import logging
-import os
 
 import numpy as np
 
-from .. import feature_files
+from .. import feature_files, shards
 from .lists import read_list
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ class FeatureReader:
         self.num_classes = int(cfg["MODEL"]["num_classes"])
         self.feature_dim = int(sum(cfg["MODEL"]["feature_dims"]))
         self.entries = read_list(list_path, self.num_classes, need_labels=mode != "infer",
-                                 check_files=check_files)
+                                 check_files=check_files, exists=shards.exists)
 
     def __len__(self):
         return len(self.entries)
@@ -41,17 +42,8 @@ class FeatureReader:
     def prefetch(self, indices):
         """Ask the OS to start reading the files of ``indices`` (``posix_fadvise(WILLNEED)``), so that a
         batch's files come from disk in parallel rather than one after the other (bench/README.md)."""
-        if not hasattr(os, "posix_fadvise"):
-            return
         for index in indices:
-            try:
-                fd = os.open(self.entries[index].path, os.O_RDONLY)
-            except OSError:
-                continue  # load() will say what is wrong with it
-            try:
-                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
-            finally:
-                os.close(fd)
+            shards.advise(self.entries[index].path)  # load() will say what is wrong with a file
 
     def load(self, index, empty=np.empty):
         """Sample ``index`` as stored: {"features": [T, F] float32, float16 or uint8, "scale" and "offset":

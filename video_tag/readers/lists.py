@@ -57,11 +57,11 @@ def _is_int(token):
     return re.fullmatch(r"-?[0-9]+", token) is not None  # not str.isdigit: "²" and "--3" are no ints
 
 
-def read_list(list_path, num_classes=None, need_labels=True, check_files=True):
+def read_list(list_path, num_classes=None, need_labels=True, check_files=True, exists=os.path.isfile):
     """Parse and validate a list file. Returns a list of ``Entry`` in file order.
 
     need_labels: every line must carry at least one label id in ``[0, num_classes)``; when False,
-    labels are ignored (inference lists). check_files: every listed file must exist.
+    labels are ignored (inference lists). check_files: every listed file must exist (``exists(path)``).
     """
     entries = []
     for number, text in read_lines(list_path):
@@ -78,7 +78,7 @@ def read_list(list_path, num_classes=None, need_labels=True, check_files=True):
             path, labels = split_labels(text)[0], []
         if not path.strip():
             raise UserError(f"{where}: no file path on this line")
-        if check_files and not os.path.isfile(path):
+        if check_files and not exists(path):
             raise UserError(f"{where}: file not found: {path}")
         entries.append(Entry(path, labels, number))
     if not entries:

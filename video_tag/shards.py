@@ -1,0 +1,333 @@
+"""Feature shards: many videos' feature files in one uncompressed tar, plus an index.
+
+``tsn_extractor.py --shard_size N`` (and ``videotag.py --save_features DIR --shard_size N``) writes::
+
+    save_dir/shard-000000.tar         POSIX tar (pax format, no compression) of N videos, two members each:
+                                        <stem>_<hash>.npy (.npz for uint8)  the feature file, byte for byte
+                                                                            what one-file-per-video writes
+                                        <stem>_<hash>.json                  its provenance record
+    save_dir/shard-000000.index.tsv   ``member<TAB>offset<TAB>size`` per line (after a header line): where
+                                      each member's bytes start in the tar, and how many there are
+
+Lists name a member as ``save_dir/shard-000000.tar/<stem>_<hash>.npy``: every reader (train, eval,
+predict) takes such lines, mixed with plain files. Tar because every tool reads it: ``tar -xf`` gives the
+very files of a one-file-per-video run, Python's ``tarfile`` and WebDataset read the shards as they are.
+Uncompressed because a member is then a contiguous byte range that a reader opens with one seek (no
+scan of the archive, no decompression); the index holds those ranges. A tar made by other tools (no
+index beside it) is read too: its headers are scanned once per process.
+
+The index is the authority on which members are live: when a video is extracted again (its provenance
+changed, or it moved to another shard or to a plain file), its old members are taken out of the old
+shard's index (a tar is never rewritten), so a list naming the old member fails loudly ("not in the
+shard's index") instead of reading stale features; a shard left with no live member is deleted.
+
+A shard is written as ``shard-NNNNNN.tar.part`` (locked while its writer lives), then its index, then
+renamed: a shard and its index appear complete or not at all. The videos of a shard that was still being
+written when its run was killed are extracted again by the next run (at most N videos); an interrupted
+run (Ctrl-C, an error) closes its shard early instead, so nothing finished is lost.
+"""
+import contextlib
+import glob
+import io
+import os
+import re
+import tarfile
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; one writer per folder there
+    fcntl = None
+
+from . import files
+from .errors import RunError
+
+INDEX_HEADER = "member\toffset\tsize\n"
+SHARD_RE = re.compile(r"shard-(\d{6,})\.tar$")
+_INDEXES = {}  # shard path -> (stamp of its index or tar, {member: (offset, size)})
+
+
+def index_path(shard):
+    """``dir/shard-000003.tar -> dir/shard-000003.index.tsv``."""
+    return shard[:-len(".tar")] + ".index.tsv"
+
+
+def split_member(path):
+    """``(shard, member)`` when ``path`` names a member of a tar (``dir/x.tar/member``), else None."""
+    shard, member = os.path.split(path)
+    if shard.endswith(".tar") and member and os.path.isfile(shard):
+        return shard, member
+    return None
+
+
+def shards_in(save_dir):
+    """The finished shards of ``save_dir`` (those with an index), in number order."""
+    found = [p for p in glob.glob(os.path.join(glob.escape(save_dir), "shard-*.tar"))
+             if SHARD_RE.search(p) and os.path.isfile(index_path(p))]
+    return sorted(found, key=lambda p: int(SHARD_RE.search(p).group(1)))
+
+
+def read_index(shard):
+    """``{member: (offset, size)}`` of ``shard``: from its index file, else (a tar made by other tools) from
+    its headers. Cached per process until the index (or the tar) changes. Raises ``ValueError``."""
+    source = index_path(shard)
+    if not os.path.isfile(source):
+        source = shard
+    try:
+        st = os.stat(source)
+    except OSError as e:
+        raise ValueError(f"cannot read shard {shard}: {e.strerror}") from None
+    stamp = (source, st.st_ino, st.st_size, st.st_mtime_ns)
+    cached = _INDEXES.get(shard)
+    if cached and cached[0] == stamp:
+        return cached[1]
+    index = _parse_index(source, os.path.getsize(shard)) if source != shard else _scan(shard)
+    if len(_INDEXES) > 4096:
+        _INDEXES.clear()
+    _INDEXES[shard] = (stamp, index)
+    return index
+
+
+def _parse_index(path, tar_size):
+    index = {}
+    with open(path, encoding="utf-8") as f:
+        if f.readline() != INDEX_HEADER:
+            raise ValueError(f"shard index {path} does not start with the line {INDEX_HEADER.strip()!r}")
+        for number, line in enumerate(f, 2):
+            fields = line.rstrip("\n").split("\t")
+            try:
+                name, offset, size = fields[0], int(fields[1]), int(fields[2])
+            except (IndexError, ValueError):
+                raise ValueError(f"{path}:{number}: expected 'member<TAB>offset<TAB>size'") from None
+            if offset < 0 or size < 0 or offset + size > tar_size:
+                raise ValueError(f"{path}:{number}: {name} lies outside the tar ({tar_size} bytes)")
+            index[name] = (offset, size)
+    return index
+
+
+def _scan(shard):
+    try:
+        with tarfile.open(shard, "r:") as tar:
+            return {m.name: (m.offset_data, m.size) for m in tar if m.isfile()}
+    except (tarfile.TarError, OSError) as e:
+        raise ValueError(f"not a readable uncompressed tar: {shard} ({e})") from None
+
+
+def locate(path):
+    """``(file, offset, size)`` of the bytes ``path`` names: a plain file (offset 0), or a shard member.
+    Raises ``ValueError`` with a one-line reason (FileNotFoundError for a plain file that is not there)."""
+    found = split_member(path)
+    if found is None:
+        return path, 0, None
+    shard, member = found
+    entry = read_index(shard).get(member)
+    if entry is None:
+        raise ValueError(f"{member} is not in the index of shard {shard} (never written there, or extracted "
+                         f"again since: see manifest.tsv of its folder)")
+    return shard, entry[0], entry[1]
+
+
+def exists(path):
+    """True for a plain file, or a member listed in its shard's index."""
+    if os.path.isfile(path):
+        return True
+    try:
+        return split_member(path) is not None and locate(path)[2] is not None
+    except ValueError:
+        return False
+
+
+class Window(io.RawIOBase):
+    """Bytes ``[offset, offset + size)`` of an open binary file, as a seekable file of their own."""
+
+    def __init__(self, raw, offset, size):
+        super().__init__()
+        self.raw, self.start, self.size, self.pos = raw, offset, size, 0
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def seek(self, pos, whence=0):
+        self.pos = max(0, {0: pos, 1: self.pos + pos, 2: self.size + pos}[whence])
+        return self.pos
+
+    def tell(self):
+        return self.pos
+
+    def readinto(self, buffer):
+        view = memoryview(buffer).cast("B")
+        count = max(0, min(len(view), self.size - self.pos))
+        self.raw.seek(self.start + self.pos)
+        done = self.raw.readinto(view[:count]) if count else 0
+        self.pos += done or 0
+        return done
+
+
+@contextlib.contextmanager
+def open_bytes(path):
+    """``(binary file, size)`` of what ``path`` names (a plain file, or a shard member)."""
+    where, offset, size = locate(path)
+    with open(where, "rb", buffering=0) as raw:
+        if size is None:
+            yield io.BufferedReader(raw), os.fstat(raw.fileno()).st_size
+        else:
+            yield io.BufferedReader(Window(raw, offset, size)), size
+
+
+def read_member(path):
+    """All the bytes ``path`` names."""
+    with open_bytes(path) as (f, size):
+        return f.read(size)
+
+
+def advise(path):
+    """Ask the OS to start reading what ``path`` names (``posix_fadvise(WILLNEED)``); errors are ignored."""
+    if not hasattr(os, "posix_fadvise"):
+        return
+    try:
+        where, offset, size = locate(path)
+        fd = os.open(where, os.O_RDONLY)
+    except (OSError, ValueError):
+        return  # the read will say what is wrong
+    try:
+        os.posix_fadvise(fd, offset, size or 0, os.POSIX_FADV_WILLNEED)
+    finally:
+        os.close(fd)
+
+
+def drop_members(shard, members):
+    """Take ``members`` out of ``shard``'s index (the caller holds the folder's lock); delete the shard when
+    nothing live is left in it. Returns how many were dropped."""
+    index = read_index(shard)
+    gone = [m for m in members if m in index]
+    if not gone:
+        return 0
+    left = {m: v for m, v in index.items() if m not in set(gone)}
+    if left:
+        write_index(shard, left)
+    else:
+        os.remove(index_path(shard))
+        os.remove(shard)
+        _INDEXES.pop(shard, None)
+    return len(gone)
+
+
+def write_index(shard, index):
+    files.write_text(index_path(shard), INDEX_HEADER + "".join(f"{m}\t{o}\t{s}\n" for m, (o, s) in index.items()))
+
+
+def _lock_nowait(f):
+    """True when the exclusive lock of ``f`` was taken (always, where the OS has no locks)."""
+    if fcntl is None:
+        return True
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+
+
+def remove_orphans(save_dir):
+    """Delete the unfinished shards (``.part``) of killed runs in ``save_dir``: those no live writer holds
+    locked. Returns their paths."""
+    removed = []
+    for part in glob.glob(os.path.join(glob.escape(save_dir), "shard-*.tar.part")):
+        try:
+            with open(part, "rb") as f:
+                if not _lock_nowait(f):
+                    continue  # another extractor is writing it
+                os.remove(part)
+                removed.append(part)
+        except FileNotFoundError:
+            continue
+    return removed
+
+
+class ShardWriter:
+    """Writes videos into shards of ``size`` videos in ``save_dir``; ``add`` one video at a time, ``close``
+    at the end (or on an interruption: the shard in progress is finished with what it has).
+    ``on_shard(shard, names)`` is called after each shard is in place, with the feature members it holds."""
+
+    def __init__(self, save_dir, size, on_shard):
+        if size < 1:
+            raise ValueError(f"shard size {size}: must be at least 1")
+        self.save_dir, self.size, self.on_shard = save_dir, size, on_shard
+        self.part = self.file = self.tar = None
+        self.index, self.names, self.clean = {}, [], True
+
+    def _claim(self):
+        """A new ``shard-NNNNNN.tar.part``, created exclusively (another writer in the folder takes another
+        number) and locked while this writer lives."""
+        pattern = re.compile(r"shard-(\d{6,})\.(tar|tar\.part|index\.tsv)$")
+        taken = [int(m.group(1)) for m in map(pattern.search, os.listdir(self.save_dir)) if m]
+        number = max(taken, default=-1) + 1
+        while True:
+            part = os.path.join(self.save_dir, f"shard-{number:06d}.tar.part")
+            try:
+                fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                number += 1
+                continue
+            self.file = os.fdopen(fd, "wb")
+            _lock_nowait(self.file)
+            self.part = part
+            self.tar = tarfile.open(fileobj=self.file, mode="w", format=tarfile.PAX_FORMAT)
+            return
+
+    def add(self, feature, data, record, text):
+        """Add one video: its feature file ``feature`` (member name) of bytes ``data``, then its provenance
+        record ``record`` (member name) of UTF-8 ``text``. The shard is put in place once it holds
+        ``size`` videos."""
+        self.clean = False
+        try:
+            if self.tar is None:
+                self._claim()
+            for member, payload in ((feature, data), (record, text.encode("utf-8"))):
+                info = tarfile.TarInfo(member)
+                info.size, info.mode = len(payload), 0o644
+                self.tar.addfile(info, io.BytesIO(payload))
+                self.index[member] = (self.tar.offset - -(-len(payload) // 512) * 512, len(payload))
+        except OSError as e:
+            raise RunError(f"cannot write {self.part}: {e.strerror or e}") from None
+        self.names.append(feature)
+        self.clean = True
+        if len(self.names) >= self.size:
+            self.finish()
+
+    def close(self, interrupted=False):
+        """The end of a run: the shard in progress is put in place with what it holds, unless the run was
+        interrupted in the middle of adding a video (then it is dropped)."""
+        if interrupted and not self.clean:
+            self.abandon()
+        else:
+            self.finish()
+
+    def finish(self):
+        """Put the shard in progress in place (tar, then index, then the rename), if it holds any video."""
+        if self.tar is None:
+            return
+        shard = self.part[:-len(".part")]
+        try:
+            self.tar.close()  # the end-of-archive blocks
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            write_index(shard, self.index)
+            os.replace(self.part, shard)
+        except OSError as e:
+            raise RunError(f"cannot write {shard}: {e.strerror or e}") from None
+        finally:
+            self.file.close()  # releases the lock
+            self.tar = self.file = None
+        names, self.index, self.names = self.names, {}, []
+        self.on_shard(shard, names)
+
+    def abandon(self):
+        """Drop the shard in progress (its videos are not counted as done)."""
+        if self.file is not None:
+            self.file.close()
+            with contextlib.suppress(OSError):
+                os.remove(self.part)
+        self.tar = self.file = None
+        self.index, self.names = {}, []
