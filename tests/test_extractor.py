@@ -390,3 +390,72 @@ def test_ctrl_c_stops_extraction_with_130(setup):
     assert 1 <= len(listed) < 40  # what was complete is listed; a rerun does the rest
     for feature in listed:
         assert np.load(feature).shape == (SEG, 2048)
+
+
+def test_shards_hold_the_features_resume_and_change_layout(setup, caplog):
+    import io
+    import tarfile
+    from video_tag.readers.feature_reader import FeatureReader, features_of
+    tmp_path, videos, broken, model, args = setup
+    listing = tmp_path / "labelled.list"
+    listing.write_text(f"{videos[0]} 1\n{broken} 0\n{videos[1]} 2\n{videos[2]} 3\n", encoding="utf-8")
+    out, weights_file = tmp_path / "sharded", tmp_path / "tsn.pdparams"
+    (out / "shard-000007.tar.part").parent.mkdir()
+    (out / "shard-000007.tar.part").write_bytes(b"\0" * 1024)  # left by a killed run
+    caplog.set_level("INFO")
+    from video_tag.config import load_config
+    from video_tag.extractor import extract
+    cfg = load_config(str(tmp_path / "tsn.yaml"))
+    cfg["INFER"]["shard_size"] = 2
+    assert extract(cfg, str(weights_file), str(listing), str(out), batch_size=4, num_workers=1,
+                   train_list=str(tmp_path / "train.list")) == 1  # the broken video failed
+    assert "removed" in caplog.text and "shard-000007.tar.part" in caplog.text
+    listed = (out / "features.list").read_text(encoding="utf-8").splitlines()
+    shard0, shard1 = str(out / "shard-000000.tar"), str(out / "shard-000001.tar")
+    assert [os.path.dirname(f) for f in listed] == [shard0, shard0, shard1]
+    assert [v for v, _ in rows(out / "manifest.tsv")] == videos
+    assert [v for v, _ in rows(out / "failed.list")] == [str(broken)]
+    assert sorted(os.listdir(out)) == [".videotag.lock", "failed.list", "features.list", "manifest.tsv",
+                                       "shard-000000.index.tsv", "shard-000000.tar", "shard-000001.index.tsv",
+                                       "shard-000001.tar"]
+    for video, member in zip(videos, listed):  # the extracted features, as plain tar members
+        with tarfile.open(os.path.dirname(member)) as tar:
+            got = np.load(io.BytesIO(tar.extractfile(os.path.basename(member)).read()))
+        ref = reference_features(model, video)
+        assert got.shape == (SEG, 2048) and np.abs(got - ref).max() <= 1e-4 * np.abs(ref).max()
+    reader = FeatureReader(str(tmp_path / "train.list"), "train", {"MODEL": {"num_classes": 4, "feature_dims": [2048]}})
+    assert [e.path for e in reader.entries] == listed and [e.labels for e in reader.entries] == [[1], [2], [3]]
+    with tarfile.open(shard1) as tar:
+        np.testing.assert_array_equal(features_of(reader.load(2)),
+                                      np.load(io.BytesIO(tar.extractfile(os.path.basename(listed[2])).read())))
+
+    # Resume: nothing is extracted again, the shards stay as they are.
+    listing = tmp_path / "plain.list"
+    listing.write_text(f"{videos[0]}\n{broken}\n{videos[1]}\n{videos[2]}\n", encoding="utf-8")
+    stamps = [os.stat(s).st_mtime_ns for s in (shard0, shard1)]
+    caplog.clear()
+    assert extract(cfg, str(weights_file), str(listing), str(out), batch_size=4, num_workers=1) == 1
+    assert "1 to extract, 3 already done" in caplog.text  # the broken video is tried again
+    assert [os.stat(s).st_mtime_ns for s in (shard0, shard1)] == stamps
+
+    # Another dtype: extracted again into a new shard; the old members leave their shards' indexes (an
+    # emptied shard goes), and a list naming them fails loudly instead of reading stale features.
+    cfg["INFER"].update(feature_dtype="uint8", shard_size=3)
+    caplog.clear()
+    assert extract(cfg, str(weights_file), str(listing), str(out), batch_size=4, num_workers=1) == 1
+    assert "3 with another feature_dtype" in caplog.text
+    now = (out / "features.list").read_text(encoding="utf-8").splitlines()
+    assert [os.path.dirname(f) for f in now] == [str(out / "shard-000002.tar")] * 3
+    assert all(f.endswith(".npz") for f in now)
+    assert not os.path.exists(shard0) and not os.path.exists(shard1)
+    with pytest.raises(ValueError, match="not found"):
+        reader.load(0)
+
+    # One file per video again: extracted again as plain files, the shard goes.
+    cfg["INFER"]["shard_size"] = 0
+    caplog.clear()
+    assert extract(cfg, str(weights_file), str(listing), str(out), batch_size=4, num_workers=1) == 1
+    assert "3 with another layout" in caplog.text
+    plain = (out / "features.list").read_text(encoding="utf-8").splitlines()
+    assert [os.path.dirname(f) for f in plain] == [str(out)] * 3 and all(os.path.isfile(f) for f in plain)
+    assert not [n for n in os.listdir(out) if n.startswith("shard-")]

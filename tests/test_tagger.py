@@ -253,3 +253,50 @@ def test_save_features_in_the_chosen_dtype(setup):
                         "--feature_dtype=float64")
     assert result.returncode == 2
     assert result.stdout.strip() == "error: --feature_dtype must be float32, float16 or uint8, got 'float64'"
+
+
+def test_save_features_in_shards_and_features_lost_with_a_killed_shard_are_made_again(setup, caplog, monkeypatch):
+    from video_tag import cli, shards
+    from video_tag.errors import UserError
+    tmp = setup
+    for i, colours in enumerate((["green", "red"], ["blue"], ["red", "blue", "green"])):
+        write_video(tmp / "v" / f"{i}.avi", colours, 0.4)
+    plain, sharded = tmp / "plain", tmp / "sharded"
+    assert run_tag(tmp, tmp / "v", tmp / "out_plain", save_features=str(plain)) == 0
+    tsn = load_config(str(tmp / "tsn.yaml"))
+    cli.set_shard_size(tsn, 2)
+    tag = lambda: __import__("video_tag.tagger").tagger.tag(
+        str(tmp / "v"), str(tmp / "out_sharded"), tsn, load_config(str(tmp / "lstm.yaml")),
+        str(tmp / "tsn.pdparams"), str(tmp / "lstm.pdparams"), str(tmp / "labels.txt"),
+        save_features=str(sharded), num_workers=1, frame_batch=4)
+
+    # Killed while the second shard was being written: its video was tagged, its features are lost.
+    real_finish, real_close = shards.ShardWriter.finish, shards.ShardWriter.close
+
+    def killed_at_the_second_shard(self):
+        if self.part.endswith("shard-000001.tar.part"):
+            self.file.close()  # what a killed process leaves: the .part, unlocked
+            raise KeyboardInterrupt
+        real_finish(self)
+
+    monkeypatch.setattr(shards.ShardWriter, "finish", killed_at_the_second_shard)
+    monkeypatch.setattr(shards.ShardWriter, "close", lambda self, interrupted=False: None if interrupted else self.finish())
+    with pytest.raises(KeyboardInterrupt):
+        tag()
+    assert sorted(n for n in os.listdir(sharded) if n.startswith("shard")) == [
+        "shard-000000.index.tsv", "shard-000000.tar", "shard-000001.tar.part"]
+    monkeypatch.setattr(shards.ShardWriter, "finish", real_finish)
+    monkeypatch.setattr(shards.ShardWriter, "close", real_close)
+    caplog.set_level("INFO")
+    assert tag() == 0
+    assert "1 to tag, 2 done before" in caplog.text and "removed" in caplog.text
+    members = (sharded / "features.list").read_text(encoding="utf-8").splitlines()
+    assert [os.path.basename(os.path.dirname(m)) for m in members] == ["shard-000000.tar"] * 2 + ["shard-000001.tar"]
+    files = (plain / "features.list").read_text(encoding="utf-8").splitlines()
+    assert [os.path.basename(m) for m in members] == [os.path.basename(f) for f in files]
+    for member, file in zip(members, files):  # the same features as one file per video, byte for byte
+        assert shards.read_member(member) == open(file, "rb").read()
+    assert ((tmp / "out_sharded" / "predictions.jsonl").read_text(encoding="utf-8")
+            == (tmp / "out_plain" / "predictions.jsonl").read_text(encoding="utf-8"))
+    with pytest.raises(UserError, match="--shard_size must be 0"):
+        cli.set_shard_size(tsn, -1)

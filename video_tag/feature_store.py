@@ -77,8 +77,10 @@ class FeatureStore:
         return output_stem(video) + feature_files.suffix(self.dtype)
 
     def _stored(self, stem, sharded):
-        """``(features, record)`` paths of ``stem`` in one layout, features of any dtype; (None, None)."""
-        for suffix in (".npy", ".npz"):
+        """``(features, record)`` paths of ``stem`` in one layout, features of this store's dtype first, else
+        of the other; (None, None)."""
+        own = feature_files.suffix(self.dtype)
+        for suffix in (own, ".npz" if own == ".npy" else ".npy"):
             if sharded:
                 held = self.members.get(stem + suffix)
                 if held:
