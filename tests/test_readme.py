@@ -21,7 +21,7 @@ from video_tag.models import build_model
 from video_tag.weights import model_state, write_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COMMAND = re.compile(r"^(\./run|python|pip|CUDA_VISIBLE_DEVICES=\S+ python)\b")
+COMMAND = re.compile(r"^(\./run|python|pip|tar|CUDA_VISIBLE_DEVICES=\S+ python)\b")
 
 # What a command starts with -> why it is not run here.
 NOT_RUN = {
@@ -148,7 +148,7 @@ def test_readme_commands_run(tmp_path):
     for command in commands:
         if any(command.startswith(prefix) for prefix in NOT_RUN):
             continue
-        assert command.startswith("python "), f"README command neither run nor listed in NOT_RUN: {command}"
+        assert command.startswith(("python ", "tar ")), f"README command neither run nor listed in NOT_RUN: {command}"
         done = subprocess.run(shrink(command), shell=True, cwd=root, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, encoding="utf-8", timeout=300)
         assert done.returncode == 0, f"{command}\n{done.stdout[-3000:]}"
@@ -159,6 +159,9 @@ def test_readme_commands_run(tmp_path):
     assert segments.count("\"start\"") == 5  # 70 s: windows of 30 s every 10 s, the last ending with the video
     assert os.path.isfile(os.path.join(root, "data", "export", "attention_lstm.json"))
     assert os.path.isfile(os.path.join(root, "data", "frames", "train", "frames.list"))
+    with open(os.path.join(root, "data", "tsn_shards", "features.list"), encoding="utf-8") as f:
+        members = f.read().splitlines()
+    assert members and all(os.path.dirname(m).endswith("shard-000000.tar") for m in members), members
 
 
 def test_readme_commands_are_parsed():
