@@ -14,7 +14,10 @@ to_tensors: samples/s of ``readers.to_tensors`` (the main process, on the device
 a compact batch). Training: full-size AttentionLSTM, forward + backward + centered RMSProp step at batch
 32, T 300, inputs through ``to_tensors``, with every core (median of ``--train_steps`` steps).
 
-    python bench/bench_input.py [--files 2048] [--workers 2] [--train_steps 3] [--skip_train]
+With ``--shard_size N`` the same files are also packed into shards of N (as ``tsn_extractor.py
+--shard_size`` writes them) and every loader also reads the list of their members ("[shards]").
+
+    python bench/bench_input.py [--files 2048] [--workers 2] [--train_steps 3] [--skip_train] [--shard_size N]
 """
 import argparse
 import os
@@ -27,7 +30,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from video_tag import feature_files  # noqa: E402
+from video_tag import feature_files, shards  # noqa: E402
 from video_tag.cpu import default_cpu_threads, reuse_freed_memory, set_math_threads  # noqa: E402
 from video_tag.readers import iterate_batches, to_tensors  # noqa: E402
 from video_tag.readers.feature_reader import FeatureReader, features_of  # noqa: E402
@@ -47,26 +50,43 @@ class Float32Batches(FeatureReader):
         return super().collate([{**s, "features": features_of(s), "scale": None} for s in samples], empty)
 
 
-def write_files(directory, dtype, count, rng):
+def write_files(directory, dtype, count, rng, shard_size=0):
+    """``count`` feature files in ``directory``: ``{"files": list path}``, and with ``shard_size`` the same
+    files also packed into shards of that many (``shards.ShardWriter``, as ``--shard_size`` writes them):
+    ``"shards"``, a list naming their members."""
     os.makedirs(directory)
-    lines = []
+    lines, members = [], []
+    packed = os.path.join(directory, "shards")
+    os.makedirs(packed)
+    writer = shards.ShardWriter(packed, shard_size, lambda shard, names: members.extend(
+        os.path.join(shard, n) for n in names)) if shard_size else None
     for i in range(count):
         x = np.maximum(rng.standard_normal((T, FEATURE), np.float32) * rng.uniform(0.2, 2, FEATURE), 0)
         path = os.path.join(directory, f"{i}{feature_files.suffix(dtype)}")
         with open(path, "wb") as f:
             feature_files.write(f, x, dtype)
         lines.append(f"{path} {i % CLASSES}\n")
-    list_path = directory + ".list"
-    with open(list_path, "w", encoding="utf-8") as f:
+        if writer:
+            with open(path, "rb") as f:
+                writer.add(os.path.basename(path), f.read(), f"{i}.json", "{}")
+    if writer:
+        writer.close()
+    lists = {"files": directory + ".list"}
+    with open(lists["files"], "w", encoding="utf-8") as f:
         f.writelines(lines)
+    if writer:
+        lists["shards"] = directory + ".shards.list"
+        with open(lists["shards"], "w", encoding="utf-8") as f:
+            f.writelines(f"{m} {i % CLASSES}\n" for i, m in enumerate(members))
     os.sync()
-    return list_path
+    return lists
 
 
 def drop_cache(reader):
-    """Drop the files from the page cache (works without root for clean pages of files we can open)."""
-    for entry in reader.entries:
-        fd = os.open(entry.path, os.O_RDONLY)
+    """Drop the files (or shards) from the page cache (works without root for clean pages of files we can
+    open)."""
+    for path in {shards.locate(entry.path)[0] for entry in reader.entries}:
+        fd = os.open(path, os.O_RDONLY)
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         os.close(fd)
 
@@ -162,6 +182,7 @@ def main():
     parser.add_argument("--loaders", nargs="+", default=list(LOADERS), choices=list(LOADERS))
     parser.add_argument("--dtypes", nargs="+", default=list(feature_files.DTYPES), choices=feature_files.DTYPES)
     parser.add_argument("--passes", type=int, default=1, help="measured passes per loader (the best counts)")
+    parser.add_argument("--shard_size", type=int, default=0, help="also measure the same files packed in shards of N")
     args = parser.parse_args()
     reuse_freed_memory()  # as train.py does
     set_math_threads(default_cpu_threads())
@@ -171,22 +192,24 @@ def main():
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
         lists = {}
         for dtype in args.dtypes:
-            lists[dtype] = write_files(os.path.join(tmp, dtype), dtype, args.files, rng)
+            lists[dtype] = write_files(os.path.join(tmp, dtype), dtype, args.files, rng, args.shard_size)
             size = os.path.getsize(os.path.join(tmp, dtype, "0" + feature_files.suffix(dtype)))
             print(f"{dtype:8s} {size:>9,d} bytes per video", flush=True)
-        results = {}
+        results, names = {}, []
         for dtype in args.dtypes:
-            for name in args.loaders:
+            for name, layout in ((n, l) for n in args.loaders for l in lists[dtype]):
+                label = name + (" [shards]" if layout == "shards" else "")
+                names += [label] if label not in names else []
                 for cold in (True, False):
-                    speed, first, main, children = max(delivered(LOADERS[name], lists[dtype], args.workers, cold)
-                                                       for _ in range(args.passes))
-                    results[dtype, name, cold] = speed, main, children
-                    print(f"{dtype:8s} {name:20s} {'cold' if cold else 'warm'}: {speed:6.0f} samples/s, first batch "
+                    speed, first, main, children = max(delivered(LOADERS[name], lists[dtype][layout], args.workers,
+                                                                 cold) for _ in range(args.passes))
+                    results[dtype, label, cold] = speed, main, children
+                    print(f"{dtype:8s} {label:20s} {'cold' if cold else 'warm'}: {speed:6.0f} samples/s, first batch "
                           f"after {first * 1000:4.0f} ms, CPU us/sample: {main:4.0f} main process, {children:4.0f} "
                           f"workers (load {os.getloadavg()[0]:.2f})", flush=True)
         batches = {}
         for dtype in args.dtypes:
-            speed, batches[dtype] = to_tensor_speed(lists[dtype])
+            speed, batches[dtype] = to_tensor_speed(lists[dtype]["files"])
             print(f"{dtype:8s} to_tensors ({batches[dtype]['inputs'][0].dtype} batch -> float32 tensor): "
                   f"{speed:8.0f} samples/s", flush=True)
         if args.skip_train:
@@ -195,13 +218,13 @@ def main():
         print(f"\ntraining consumes {train:.2f} samples/s (full-size AttentionLSTM, batch {BATCH}, T {T}, "
               f"{default_cpu_threads()} math threads)")
         # Workers fork from the training process: the cost of forking one that holds a full-size model
-        speed, first, _, _ = delivered(LOADERS["processes"], lists[args.dtypes[-1]], args.workers, False)
+        speed, first, _, _ = delivered(LOADERS["processes"], lists[args.dtypes[-1]]["files"], args.workers, False)
         print(f"processes, {args.dtypes[-1]}, warm, forked from this process at {rss_mb():,.0f} MB resident: "
               f"{speed:.0f} samples/s, first batch after {first * 1000:.0f} ms")
         print(f"\n{'dtype':8s} {'loader':20s} {'cold':>6s} {'warm':>6s}  ratio to training (cold)  "
               f"main-process CPU us/sample (warm)")
         for dtype in args.dtypes:
-            for name in args.loaders:
+            for name in names:
                 (cold, _, _), (warm, main, _) = results[dtype, name, True], results[dtype, name, False]
                 print(f"{dtype:8s} {name:20s} {cold:6.0f} {warm:6.0f}  {cold / train:8.0f}x {main:26.0f}")
 
