@@ -146,23 +146,27 @@ def test_training_list_from_a_labelled_video_list(setup):
     assert result.returncode == 2 and "must be a new file" in result.stdout, result.stdout
 
 
-def test_two_processes_share_the_list(setup):
+def test_two_processes_share_the_list_and_write_shards_side_by_side(setup):
     import subprocess
     import sys
+    from video_tag import feature_files
     tmp_path, videos, broken, model, args = setup
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
     result = subprocess.run([sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
-                             "--log_dir", str(tmp_path / "log"), os.path.join(ROOT, "tsn_extractor.py"), *args],
+                             "--log_dir", str(tmp_path / "log"), os.path.join(ROOT, "tsn_extractor.py"), *args, "--shard_size=2"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
     logs = "".join((tmp_path / "log" / f"workerlog.{r}").read_text(encoding="utf-8") for r in (0, 1))
     assert result.returncode != 0, logs  # the broken video makes the run fail, after the others are done
     out = tmp_path / "out"
     listed = (out / "features.list").read_text(encoding="utf-8").splitlines()
-    assert len(listed) == 3
+    # rank 0: the first video (the broken one failed), rank 1: the other two, each in shards of its own
+    assert [os.path.basename(os.path.dirname(f)) for f in listed] in (
+        ["shard-000000.tar", "shard-000001.tar", "shard-000001.tar"],
+        ["shard-000001.tar", "shard-000000.tar", "shard-000000.tar"])
     assert (out / "failed.list").read_text(encoding="utf-8").startswith(f"{broken}\t")
     for video, feature in zip(videos, listed):
         ref = reference_features(model, video)
-        assert np.abs(np.load(feature) - ref).max() <= 1e-4 * np.abs(ref).max()
+        assert np.abs(feature_files.read(feature)[0] - ref).max() <= 1e-4 * np.abs(ref).max()
 
 
 def test_decode_queue_blames_only_the_videos_that_crash():
