@@ -76,13 +76,15 @@ def test_shards_are_tars_of_the_plain_files_with_an_index(tmp_path, dtype):
 def test_a_tar_made_by_other_tools_is_read_without_an_index(tmp_path):
     x = features(1)
     with tarfile.open(tmp_path / "mine.tar", "w") as tar:
-        for name, payload in (("readme.txt", b"hello"), ("a.npy", stored(x, "float16"))):
+        for name, payload in (("readme.txt", b"hello"), ("a.npy", stored(x, "float16")),
+                              ("sub/dir/b.npy", stored(2 * x, "float32"))):
             info = tarfile.TarInfo(name)
             info.size = len(payload)
             tar.addfile(info, io.BytesIO(payload))
     data = feature_files.read(str(tmp_path / "mine.tar" / "a.npy"))[0]
     np.testing.assert_array_equal(data, x.astype(np.float16))
     assert shards.exists(str(tmp_path / "mine.tar" / "a.npy"))
+    np.testing.assert_array_equal(feature_files.read(str(tmp_path / "mine.tar" / "sub" / "dir" / "b.npy"))[0], 2 * x)
     assert not shards.exists(str(tmp_path / "mine.tar" / "b.npy"))
     with pytest.raises(ValueError, match=r"b\.npy is not in the index of shard .*mine\.tar"):
         feature_files.read(str(tmp_path / "mine.tar" / "b.npy"))

@@ -52,10 +52,16 @@ def index_path(shard):
 
 
 def split_member(path):
-    """``(shard, member)`` when ``path`` names a member of a tar (``dir/x.tar/member``), else None."""
-    shard, member = os.path.split(path)
-    if shard.endswith(".tar") and member and os.path.isfile(shard):
-        return shard, member
+    """``(shard, member)`` when ``path`` names a member of a tar (``dir/x.tar/member``, or
+    ``dir/x.tar/sub/member`` for a tar made by other tools), else None."""
+    head, member = os.path.split(path)
+    while member and head:
+        if head.endswith(".tar") and os.path.isfile(head):
+            return head, member
+        parent, name = os.path.split(head)
+        if parent == head:
+            return None
+        head, member = parent, name + "/" + member
     return None
 
 
