@@ -52,7 +52,7 @@ from tqdm import tqdm
 from . import __version__
 from . import distributed as dist
 from . import cache, files, weights
-from .errors import RunError, UserError
+from .errors import RunError, UserError, failure_reason
 from .feature_store import FeatureStore, video_provenance
 from .inference import InferenceEngine, check_device, export_layer
 from .models.tsn import FEATURE_DIM, TSN
@@ -272,7 +272,7 @@ class _DecodeQueue:
                 self._restart()
                 frames, reason = self._alone(path)
             except Exception as e:  # cv2.error, MemoryError, a PIL error...: this video's problem
-                frames, reason = None, _reason(e)
+                frames, reason = None, failure_reason(e)
             self._fill()  # keep the workers busy while the network takes this video
             yield path, frames, reason
 
@@ -285,19 +285,13 @@ class _DecodeQueue:
             except BrokenProcessPool:
                 return None, "the decoder crashed on this video"
             except Exception as e:
-                return None, _reason(e)
+                return None, failure_reason(e)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _reason(error):
-    """One line for ``failed.list``: the message of a ValueError/OSError, else the type and message."""
-    text = " ".join(str(error).split())
-    return text if isinstance(error, (ValueError, OSError)) and text else f"{type(error).__name__}: {text}"
 
 
 def _run(engine, decoded, total, store, provenance, failed, seg_num, target):

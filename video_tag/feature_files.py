@@ -22,7 +22,6 @@ unbounded post-ReLU averages); bench/README.md has the cosines of each choice. W
 """
 import io
 import math
-import os
 import struct
 import zipfile
 

@@ -4,9 +4,10 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from .feature_reader import FeatureReader  # noqa: F401 (the readers, importable from here)
-from .video_reader import VideoReader, error_reason  # noqa: F401
+from .video_reader import VideoReader  # noqa: F401
 from . import workers
 from .. import feature_files
+from ..errors import failure_reason
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def iterate_batches(reader, batches, num_workers=2, on_error=None, prefetch=2, r
         except ValueError as e:
             return e
         except Exception as e:  # the reader's own code failed on this sample's data
-            return ValueError(error_reason(e))
+            return ValueError(failure_reason(e))
 
     with ThreadPoolExecutor(num_workers) as pool:
         pending = collections.deque()

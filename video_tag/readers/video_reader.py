@@ -16,7 +16,6 @@ Per video: ``seg_num`` segments, one frame each (the centre frame; a random one 
 with PIL bilinear to a 4:3 box, cropped to ``target_size`` (centre; train: random crop and random
 horizontal flip of the whole group), normalised with the ImageNet mean/std, CHW.
 """
-import builtins
 import functools
 import hashlib
 import os
@@ -28,7 +27,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ..errors import UserError
+from ..errors import UserError, failure_reason
 from .lists import Entry, _is_int, read_lines
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1)
@@ -43,17 +42,6 @@ class TsnEntry(Entry):
     """A TSN list line: ``path``, ``labels`` (one id, or none in infer lists), ``line``, and for frames
     lists ``num_frames``."""
     num_frames: int = 0
-
-
-def error_reason(error):
-    """``"cv2.error: <message>"``, ``"MemoryError: <message>"``: an unexpected exception as one line that
-    says what it was (the module is named unless the name is a built-in one, as numpy's MemoryError)."""
-    name = type(error).__name__
-    builtin = getattr(builtins, name, None)
-    if not (isinstance(builtin, type) and isinstance(error, builtin)):
-        name = f"{type(error).__module__}.{name}"
-    message = " ".join(str(error).split())
-    return f"{name}: {message}" if message else name
 
 
 def sample_indices(num_frames, seg_num, mode, rng=None):
@@ -332,7 +320,7 @@ class VideoReader:
         except ValueError:
             raise
         except Exception as e:
-            raise ValueError(error_reason(e)) from None
+            raise ValueError(failure_reason(e)) from None
 
     def _load(self, index):
         entry = self.entries[index]

@@ -15,7 +15,8 @@ import functools
 
 import cv2
 
-from .video_reader import (MAX_FAILED_GRABS, _grab, _open, centre_crop, container_frame_count, error_reason,
+from ..errors import failure_reason
+from .video_reader import (MAX_FAILED_GRABS, _grab, _open, centre_crop, container_frame_count,
                            init_decode_worker, resize_frame, sample_indices)
 
 DEFAULT_FPS = 25.0  # when the container gives none
@@ -183,8 +184,6 @@ def stream_worker(jobs, decode, out):
         try:
             decode_windows(path, seg_num, transform, lambda m: out.put((index, m)), seconds, stride,
                            window_seg_num)
-        except ValueError as e:
-            out.put((index, ("failed", " ".join(str(e).split()) or "cannot decode")))
         except Exception as e:  # cv2.error, MemoryError, ...: this video's problem; go on with the next
-            out.put((index, ("failed", error_reason(e))))
+            out.put((index, ("failed", failure_reason(e))))
         out.put((index, ("end",)))

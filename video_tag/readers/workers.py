@@ -23,7 +23,7 @@ import weakref
 import numpy as np
 
 from ..errors import RunError
-from .video_reader import error_reason
+from ..errors import failure_reason
 
 SHARED_BYTES = 1 << 16  # arrays from this size on go through shared memory, smaller ones through the pipe
 HELD = 2  # batches the consumer may hold as views of shared memory before it gets copies
@@ -51,10 +51,8 @@ def load_batch(reader, indices, refill, bad, empty=None):
                 try:
                     samples.append(reader.load(index) if empty is None else reader.load(index, empty))
                     break
-                except ValueError as e:
-                    reason = str(e)
-                except Exception as e:  # the reader's own code failed on this sample's data
-                    reason = error_reason(e)
+                except Exception as e:  # a ValueError says why; anything else: the reader's own code failed on it
+                    reason = failure_reason(e)
                 bad.add(index)
                 failures.append((index, reason))
             if not refill or len(bad) >= len(reader):
