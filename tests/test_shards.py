@@ -111,7 +111,14 @@ def test_a_damaged_index_names_its_line(tmp_path):
     with open(index, "a", encoding="utf-8") as f:
         f.write(f"b_2.npy\t{os.path.getsize(shard)}\t10\n")
     with pytest.raises(ValueError, match=r"shard-000000\.index\.tsv:4: b_2\.npy lies outside the tar"):
-        feature_files.read(os.path.join(shard, "a_1.npy"))
+        feature_files.read(os.path.join(shard, "b_2.npy"))
+    with pytest.raises(ValueError, match=r"shard-000000\.index\.tsv:4: b_2\.npy lies outside the tar"):
+        shards.read_index(shard)
+    with open(index, "a", encoding="utf-8") as f:
+        f.write("c_3.npy\t12\n")
+    with pytest.raises(ValueError, match=r"shard-000000\.index\.tsv:5: expected 'member<TAB>offset<TAB>size'"):
+        feature_files.read(os.path.join(shard, "c_3.npy"))
+    feature_files.read(os.path.join(shard, "a_1.npy"))  # a reader parses only the line of its member
 
 
 def test_interrupted_writer_keeps_whole_videos_only(tmp_path, monkeypatch):

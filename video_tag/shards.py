@@ -26,6 +26,7 @@ renamed: a shard and its index appear complete or not at all. The videos of a sh
 written when its run was killed are extracted again by the next run (at most N videos); an interrupted
 run (Ctrl-C, an error) closes its shard early instead, so nothing finished is lost.
 """
+import collections
 import contextlib
 import glob
 import io
@@ -43,7 +44,10 @@ from .errors import RunError
 
 INDEX_HEADER = "member\toffset\tsize\n"
 SHARD_RE = re.compile(r"shard-(\d{6,})\.tar$")
-_INDEXES = {}  # shard path -> (stamp of its index or tar, {member: (offset, size)})
+CACHE_BYTES = 64 << 20  # index text kept per process (about 1,500 shards of 1,000 videos)
+_TEXTS = collections.OrderedDict()  # index file -> (stamp, text), least recently used first
+_cached = 0  # bytes of text in _TEXTS
+_SCANS = {}  # tar without an index -> (stamp, {member: (offset, size)})
 
 
 def index_path(shard):
@@ -72,50 +76,97 @@ def shards_in(save_dir):
     return sorted(found, key=lambda p: int(SHARD_RE.search(p).group(1)))
 
 
+def _index_text(path):
+    """The text of the index file ``path``, cached per process (least recently used out, past
+    ``CACHE_BYTES``) until the file changes. FileNotFoundError when there is none."""
+    global _cached
+    st = os.stat(path)
+    stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+    hit = _TEXTS.get(path)
+    if hit is not None and hit[0] == stamp:
+        _TEXTS.move_to_end(path)
+        return hit[1]
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    if not text.startswith(INDEX_HEADER):
+        raise ValueError(f"shard index {path} does not start with the line {INDEX_HEADER.strip()!r}")
+    if hit is not None:
+        _cached -= len(_TEXTS.pop(path)[1])
+    _TEXTS[path] = (stamp, text)
+    _cached += len(text)
+    while _cached > CACHE_BYTES and len(_TEXTS) > 1:
+        _cached -= len(_TEXTS.popitem(last=False)[1][1])
+    return text
+
+
+def _entry(path, line, number, tar_size):
+    """``(member, offset, size)`` of a ``line`` of the index ``path``, checked against the tar's size;
+    ``number()`` gives its line number for messages."""
+    fields = line.split("\t")
+    try:
+        if len(fields) != 3:
+            raise ValueError
+        name, offset, size = fields[0], int(fields[1]), int(fields[2])
+    except ValueError:
+        raise ValueError(f"{path}:{number()}: expected 'member<TAB>offset<TAB>size'") from None
+    if offset < 0 or size < 0 or offset + size > tar_size:
+        raise ValueError(f"{path}:{number()}: {name} lies outside the tar ({tar_size} bytes)")
+    return name, offset, size
+
+
+def lookup(shard, member):
+    """``(offset, size)`` of ``member`` in ``shard`` (from its index, else from the tar's headers), or None
+    when it is not there. Only the member's line of the index is parsed: a reader's cost does not grow
+    with the shard's size. Raises ``ValueError`` for a damaged index or tar."""
+    index = index_path(shard)
+    try:
+        text = _index_text(index)
+    except FileNotFoundError:
+        return _scanned(shard).get(member)
+    except OSError as e:
+        raise ValueError(f"cannot read shard index {index}: {e.strerror}") from None
+    at = text.find("\n" + member + "\t")
+    if at < 0:
+        return None
+    end = text.find("\n", at + 1)
+    line = text[at + 1:end if end >= 0 else len(text)]
+    return _entry(index, line, lambda: text.count("\n", 0, at + 1) + 1, os.path.getsize(shard))[1:]
+
+
 def read_index(shard):
     """``{member: (offset, size)}`` of ``shard``: from its index file, else (a tar made by other tools) from
-    its headers. Cached per process until the index (or the tar) changes. Raises ``ValueError``."""
-    source = index_path(shard)
-    if not os.path.isfile(source):
-        source = shard
+    its headers. Raises ``ValueError``."""
+    index = index_path(shard)
     try:
-        st = os.stat(source)
+        text = _index_text(index)
+    except FileNotFoundError:
+        return _scanned(shard)
     except OSError as e:
-        raise ValueError(f"cannot read shard {shard}: {e.strerror}") from None
-    stamp = (source, st.st_ino, st.st_size, st.st_mtime_ns)
-    cached = _INDEXES.get(shard)
-    if cached and cached[0] == stamp:
-        return cached[1]
-    index = _parse_index(source, os.path.getsize(shard)) if source != shard else _scan(shard)
-    if len(_INDEXES) > 4096:
-        _INDEXES.clear()
-    _INDEXES[shard] = (stamp, index)
-    return index
+        raise ValueError(f"cannot read shard index {index}: {e.strerror}") from None
+    size, entries = os.path.getsize(shard), {}
+    for number, line in enumerate(text.split("\n")[1:], 2):
+        if line:
+            name, offset, length = _entry(index, line, lambda: number, size)
+            entries[name] = (offset, length)
+    return entries
 
 
-def _parse_index(path, tar_size):
-    index = {}
-    with open(path, encoding="utf-8") as f:
-        if f.readline() != INDEX_HEADER:
-            raise ValueError(f"shard index {path} does not start with the line {INDEX_HEADER.strip()!r}")
-        for number, line in enumerate(f, 2):
-            fields = line.rstrip("\n").split("\t")
-            try:
-                name, offset, size = fields[0], int(fields[1]), int(fields[2])
-            except (IndexError, ValueError):
-                raise ValueError(f"{path}:{number}: expected 'member<TAB>offset<TAB>size'") from None
-            if offset < 0 or size < 0 or offset + size > tar_size:
-                raise ValueError(f"{path}:{number}: {name} lies outside the tar ({tar_size} bytes)")
-            index[name] = (offset, size)
-    return index
-
-
-def _scan(shard):
+def _scanned(shard):
+    """The members of a tar without an index, from its headers (read once per process while it is unchanged)."""
     try:
+        st = os.stat(shard)
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        hit = _SCANS.get(shard)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
         with tarfile.open(shard, "r:") as tar:
-            return {m.name: (m.offset_data, m.size) for m in tar if m.isfile()}
+            entries = {m.name: (m.offset_data, m.size) for m in tar if m.isfile()}
     except (tarfile.TarError, OSError) as e:
         raise ValueError(f"not a readable uncompressed tar: {shard} ({e})") from None
+    if len(_SCANS) > 256:
+        _SCANS.clear()
+    _SCANS[shard] = (stamp, entries)
+    return entries
 
 
 def locate(path):
@@ -125,7 +176,7 @@ def locate(path):
     if found is None:
         return path, 0, None
     shard, member = found
-    entry = read_index(shard).get(member)
+    entry = lookup(shard, member)
     if entry is None:
         raise ValueError(f"{member} is not in the index of shard {shard} (never written there, or extracted "
                          f"again since: see manifest.tsv of its folder)")
@@ -216,7 +267,6 @@ def drop_members(shard, members):
     else:
         os.remove(index_path(shard))
         os.remove(shard)
-        _INDEXES.pop(shard, None)
     return len(gone)
 
 
