@@ -202,3 +202,48 @@ def test_a_failing_rank_ends_the_launch_with_one_line(setup, tiny_config, tmp_pa
     assert last == [f"error: rank 1 of 2: cannot write {tmp_path}/out/predictions.jsonl.partial.1: No space "
                     "left on device"]
     assert not (tmp_path / "out" / "predictions.jsonl").exists()
+
+
+def test_predict_and_eval_read_shard_members_as_files(setup, tmp_path):
+    from video_tag import shards
+    from video_tag.evaluate import evaluate
+    cfg, weights_path, listing, labels, lines = setup
+    plain = [split_labels(l)[0] for l in dict.fromkeys(lines) if not l.endswith("gone.npy")]
+    members = {}
+    writer = shards.ShardWriter(str(tmp_path), 4, lambda shard, names: members.update(
+        {n: os.path.join(shard, n) for n in names}))
+    for path in plain:
+        with open(path, "rb") as f:
+            name = os.path.basename(path)
+            writer.add(name, f.read(), name[:-4] + ".json", "{}")
+    writer.close()
+    in_shards = [members[os.path.basename(p)] for p in plain]
+
+    # eval: a labelled list of members scores as the same list of files
+    test_lines = open(cfg["TEST"]["filelist"], encoding="utf-8").read().splitlines()
+    labelled = tmp_path / "members_test.list"
+    labelled.write_text("".join(f"{members[os.path.basename(split_labels(l)[0])]} "
+                                f"{' '.join(map(str, split_labels(l)[1]))}\n" for l in test_lines), encoding="utf-8")
+    assert evaluate("AttentionLSTM", cfg, weights_path, cfg["TEST"]["filelist"], str(tmp_path / "e1")) == 0
+    assert evaluate("AttentionLSTM", cfg, weights_path, str(labelled), str(tmp_path / "e2")) == 0
+    metrics = [json.loads((tmp_path / d / "metrics.json").read_text(encoding="utf-8")) for d in ("e1", "e2")]
+    assert metrics[0] == metrics[1] and metrics[0]["num_videos"] == len(test_lines)
+
+    # predict: a list of members, one of them superseded since (taken out of its shard's index)
+    shards.drop_members(os.path.dirname(in_shards[5]), [os.path.basename(in_shards[5])])  # superseded
+    member_list = tmp_path / "members.list"
+    member_list.write_text("\n".join(in_shards) + "\n", encoding="utf-8")
+    assert predict_module.predict("AttentionLSTM", cfg, weights_path, listing, labels, str(tmp_path / "p")) == 1
+    assert predict_module.predict("AttentionLSTM", cfg, weights_path, str(member_list), labels,
+                                  str(tmp_path / "s")) == 1
+    read = lambda d: [json.loads(l) for l in (tmp_path / d / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
+    by_file = {os.path.basename(r["video"]): r["tags"] for r in read("p")}
+    got = read("s")
+    assert [r["video"] for r in got] == in_shards[:5] + in_shards[6:]
+    for r in got:  # the same tags; probabilities to float32 rounding (batches are made up differently)
+        want = by_file[os.path.basename(r["video"])]
+        assert [t["class_id"] for t in r["tags"]] == [t["class_id"] for t in want]
+        np.testing.assert_allclose([t["probability"] for t in r["tags"]], [t["probability"] for t in want], atol=1e-6)
+    failed = (tmp_path / "s" / "failed.list").read_text(encoding="utf-8")
+    assert failed.startswith(in_shards[5] + "\t") and "not in the index of shard" in failed
+
