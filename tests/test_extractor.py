@@ -405,7 +405,8 @@ def test_shards_hold_the_features_resume_and_change_layout(setup, caplog):
     listing.write_text(f"{videos[0]} 1\n{broken} 0\n{videos[1]} 2\n{videos[2]} 3\n", encoding="utf-8")
     out, weights_file = tmp_path / "sharded", tmp_path / "tsn.pdparams"
     (out / "shard-000007.tar.part").parent.mkdir()
-    (out / "shard-000007.tar.part").write_bytes(b"\0" * 1024)  # left by a killed run
+    (out / "shard-000007.tar.part").write_bytes(b"\0" * 1024)  # left by a killed run a minute ago
+    os.utime(out / "shard-000007.tar.part", (os.path.getmtime(out / "shard-000007.tar.part") - 60,) * 2)
     caplog.set_level("INFO")
     from video_tag.config import load_config
     from video_tag.extractor import extract

@@ -164,7 +164,10 @@ def test_unfinished_shard_of_a_killed_writer_is_removed_not_while_it_lives(tmp_p
     finally:
         os.kill(child.pid, signal.SIGKILL)
         child.join()
-    assert shards.remove_orphans(str(tmp_path)) == [str(tmp_path / "shard-000000.tar.part")]
+    part = str(tmp_path / "shard-000000.tar.part")
+    assert shards.remove_orphans(str(tmp_path)) == []  # too young: its writer may not have locked it yet
+    os.utime(part, (os.path.getmtime(part) - shards.ORPHAN_AGE,) * 2)
+    assert shards.remove_orphans(str(tmp_path)) == [part]
     assert shards.shards_in(str(tmp_path)) == [shard]
 
 

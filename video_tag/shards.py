@@ -33,6 +33,7 @@ import io
 import os
 import re
 import tarfile
+import time
 
 try:
     import fcntl
@@ -285,14 +286,18 @@ def _lock_nowait(f):
         return False
 
 
+ORPHAN_AGE = 10  # seconds: a .part this young may be one whose writer has not locked it yet
+
+
 def remove_orphans(save_dir):
     """Delete the unfinished shards (``.part``) of killed runs in ``save_dir``: those no live writer holds
-    locked. Returns their paths."""
+    locked (and older than ``ORPHAN_AGE`` seconds: a writer creates its file, then locks it). Returns their
+    paths."""
     removed = []
     for part in glob.glob(os.path.join(glob.escape(save_dir), "shard-*.tar.part")):
         try:
             with open(part, "rb") as f:
-                if not _lock_nowait(f):
+                if time.time() - os.fstat(f.fileno()).st_mtime < ORPHAN_AGE or not _lock_nowait(f):
                     continue  # another extractor is writing it
                 os.remove(part)
                 removed.append(part)
