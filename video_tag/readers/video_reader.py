@@ -131,32 +131,46 @@ def _open(path, then):
 MAX_FAILED_GRABS = 50
 
 
-def _grab(cap, wanted, transform, claimed=0, stop_after=None):
-    """Grab frames in order (up to the decoded frame ``stop_after``), retrieve those in ``wanted``.
+def decoded_frames(cap, wanted, claimed=0, attempt=None):
+    """Yield ``(index, frame)`` for the frames of ``cap`` in decoding order: ``frame`` RGB [H, W, 3] uint8
+    where ``wanted(index)``, else None (only grabbed, not converted).
 
     Frames are numbered as decoded: a frame whose grab (or, when wanted, retrieve) fails is skipped and
-    the next decoded frame takes its number, as in the original. ``claimed``: the container's count.
-    Returns ``({index: frame}, number of frames decoded)``.
+    the next decoded frame takes its number, as in the original. Decoding stops after ``claimed`` (the
+    container's count) attempts, or ``MAX_FAILED_GRABS`` failures in a row. ``attempt(index)``: called
+    after each grab, before ``wanted(index)`` is asked (the windows of ``windows.py`` open there).
     """
-    kept, index, attempts, failures = {}, 0, 0, 0
-    while stop_after is None or index <= stop_after:
+    index, attempts, failures = 0, 0, 0
+    while True:
         attempts += 1
         ok = cap.grab()
+        if attempt is not None:
+            attempt(index)
         frame = None
-        if ok and index in wanted:
+        if ok and wanted(index):
             ok, frame = cap.retrieve()
             ok = ok and frame is not None
         if not ok:
             failures += 1
             if (claimed and attempts >= claimed) or failures >= MAX_FAILED_GRABS:
-                break
+                return
             continue
         failures = 0
-        if frame is not None:
-            frame = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-            kept[index] = transform(frame) if transform else frame
+        yield index, None if frame is None else cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
         index += 1
-    return kept, index
+
+
+def _grab(cap, wanted, transform, claimed=0, stop_after=None):
+    """The frames ``wanted`` (a set of indices, numbered as ``decoded_frames`` numbers them), up to the
+    decoded frame ``stop_after``. Returns ``({index: frame}, number of frames decoded)``."""
+    kept, count = {}, 0
+    for index, frame in decoded_frames(cap, wanted.__contains__, claimed):
+        count = index + 1
+        if frame is not None:
+            kept[index] = transform(frame) if transform else frame
+        if index == stop_after:
+            break
+    return kept, count
 
 
 def load_frames_dir(folder, num_frames, seg_num, mode, rng=None, transform=None):

@@ -16,7 +16,7 @@ import functools
 import cv2
 
 from ..errors import failure_reason
-from .video_reader import (MAX_FAILED_GRABS, _grab, _open, centre_crop, container_frame_count,
+from .video_reader import (_grab, _open, centre_crop, container_frame_count, decoded_frames,
                            init_decode_worker, resize_frame, sample_indices)
 
 DEFAULT_FPS = 25.0  # when the container gives none
@@ -112,30 +112,17 @@ class _Pass:
         return index in self.video or any(index in planned for _, planned in self.windows.values())
 
     def run(self):
-        """Frames are numbered as ``video_reader._grab`` numbers them (a frame the decoder cannot deliver
-        is skipped, the same stopping rule), so the whole-video sample equals the extractor's."""
-        index, attempts, failures = 0, 0, 0
-        while True:
-            attempts += 1
-            ok = self.cap.grab()
-            self.open_windows(index)
-            frame = None
-            if ok and self.wanted(index):
-                ok, frame = self.cap.retrieve()
-                ok = ok and frame is not None
-            if not ok:
-                failures += 1
-                if (self.claimed and attempts >= self.claimed) or failures >= MAX_FAILED_GRABS:
-                    break
-                continue
-            failures = 0
+        """Frames are numbered by ``video_reader.decoded_frames``, as the extractor numbers them, so the
+        whole-video sample equals the extractor's."""
+        index = -1
+        for index, frame in decoded_frames(self.cap, self.wanted, self.claimed, self.open_windows):
             stamp = self.cap.get(cv2.CAP_PROP_POS_MSEC)
             self.last_stamp = stamp if stamp == stamp else 0.0
             self.real_stamps = self.real_stamps or self.last_stamp > 0
             if self.size and index % self.step == 0:
                 self.stamps[index] = self.last_stamp
             if frame is not None:
-                self.kept[index] = self.transform(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+                self.kept[index] = self.transform(frame)
             self.num_frames_so_far = index + 1
             for k, (start, planned) in list(self.windows.items()):
                 if index == start + self.size - 1:  # the window is full: its sample is final
@@ -144,8 +131,7 @@ class _Pass:
                     self.emitted.add(k)
                     del self.windows[k]
                     self._forget()
-            index += 1
-        self.num_frames = index
+        self.num_frames = index + 1
         return self
 
     def _forget(self):
