@@ -301,7 +301,7 @@ def summary(results, seeds):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--train", type=int, default=480, help="training clips")
     parser.add_argument("--valid", type=int, default=240, help="validation clips")
     parser.add_argument("--epochs", type=int, default=8, help="lr x0.1 after 3/4 of them")
