@@ -217,12 +217,12 @@ class FeatureStore:
         with self.locked():
             self.tidy(v for v in videos if v in done)
             outputs = {v: self.location(v) for v in videos if v in done and v not in failed}
-            manifest = {}  # video -> feature, in file order
+            mine, manifest = set(videos), {}  # manifest: video -> feature, in file order
             for row in _read_rows(os.path.join(self.save_dir, "manifest.tsv")):
-                if len(row) == 2 and row[0] not in set(videos) and shards.exists(row[1]):
+                if len(row) == 2 and row[0] not in mine and shards.exists(row[1]):
                     manifest[row[0]] = row[1]
             old_failed = {row[0]: row[1] for row in _read_rows(os.path.join(self.save_dir, "failed.list"))
-                          if len(row) == 2 and row[0] not in set(videos)}
+                          if len(row) == 2 and row[0] not in mine}
             listed = set(manifest.values())
             for v in videos:
                 if v in outputs and outputs[v] is not None and outputs[v] not in listed:
