@@ -24,6 +24,36 @@ def run_script(script, *args, cwd=None, env=None):
                           timeout=300)
 
 
+def run_main(script, *args, capfd):
+    """Run an entry script in this process, as ``python script args`` would (``__main__``, its
+    ``cli.main``), without a new process's ~1.3 s of ``import paddle``; returns a CompletedProcess: the
+    exit code, and what was written to stdout then stderr (file descriptors: C++ prints too).
+
+    For what a script does with its flags and inputs. What only a process shows stays with run_script:
+    quiet output (set up when a process starts), --verbose, signals, launchers."""
+    import logging
+    import runpy
+    import signal
+    root, ours = logging.getLogger(), logging.getLogger("video_tag")
+    saved = sys.argv, root.handlers[:], root.level, ours.level, signal.getsignal(signal.SIGINT)
+    capfd.readouterr()
+    sys.argv = [os.path.join(ROOT, script), *map(str, args)]
+    code = "no exit"  # cli.main always ends with sys.exit
+    try:
+        runpy.run_path(sys.argv[0], run_name="__main__")
+    except SystemExit as e:
+        code = e.code
+    finally:  # cli.main's logging handler and Ctrl-C handler stay with that run
+        sys.argv = saved[0]
+        root.handlers[:] = saved[1]
+        root.setLevel(saved[2])
+        ours.setLevel(saved[3])
+        signal.signal(signal.SIGINT, saved[4])
+    out, err = capfd.readouterr()
+    assert isinstance(code, int), (code, out + err)
+    return subprocess.CompletedProcess([script, *args], code, out + err)
+
+
 # Third-party chatter the entry scripts keep off the console unless --verbose (video_tag/quiet.py).
 NOISE = {
     "ccache warning": re.compile(r"No ccache found"),
