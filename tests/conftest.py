@@ -97,6 +97,15 @@ def write_features(directory, count, rng, lengths=(6, 9), labels_per_video=(1, 3
 
 
 @pytest.fixture
+def no_curves_png(monkeypatch):
+    """Training in this process draws no curves.png: matplotlib takes ~0.35 s a drawing, most of a tiny
+    epoch. Training processes still draw it (test_trainer.test_outputs_of_a_run checks it), and
+    tests/test_curves.py checks the drawing itself."""
+    from video_tag import curves
+    monkeypatch.setattr(curves, "render", lambda path, rows, title="": None)
+
+
+@pytest.fixture
 def tiny_config(tmp_path):
     """A config of a small AttentionLSTM with train/val/test/infer lists of generated features."""
     rng = np.random.default_rng(0)

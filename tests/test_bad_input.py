@@ -18,6 +18,7 @@ from video_tag.models import build_model
 from video_tag.readers.lists import split_labels
 
 ARGS = ["--model_name=AttentionLSTM", "--use_gpu=False"]
+pytestmark = pytest.mark.usefixtures("no_curves_png")  # in this process; processes draw it
 
 
 class Setup:
