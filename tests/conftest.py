@@ -96,6 +96,19 @@ def write_features(directory, count, rng, lengths=(6, 9), labels_per_video=(1, 3
     return lines
 
 
+@pytest.fixture(scope="session")
+def tsn50_release(tmp_path_factory):
+    """(path, params): a release-format ResNet50 TSN weight file (4 classes, models.test_tsn.release_weights
+    of seed 0, pickle protocol 2), made once per session (~1 s): tests copy it, they never write to it."""
+    import pickle
+    from models.test_tsn import release_weights
+    params = release_weights(50, 4, np.random.default_rng(0))
+    path = tmp_path_factory.mktemp("tsn50") / "tsn.pdparams"
+    with open(path, "wb") as f:
+        pickle.dump(params, f, protocol=2)
+    return str(path), params
+
+
 @pytest.fixture
 def no_curves_png(monkeypatch):
     """Training in this process draws no curves.png: matplotlib takes ~0.35 s a drawing, most of a tiny
