@@ -7,6 +7,7 @@ ReLU or weight name in the backbone changes the features.
 import glob
 import os
 import pickle
+import shutil
 
 import cv2
 import numpy as np
@@ -67,13 +68,14 @@ def reference_frames(video, seg_num, short_size, target_size):
     return np.stack(out).astype(np.float32)
 
 
-def test_extracted_features_match_functional_reference(tmp_path, capfd):
+def test_extracted_features_match_functional_reference(tmp_path, capfd, tsn50_release):
     # tsn_extractor.py end to end with release-format weights: loading by fluid name (without the
     # classifier), decoding, normalisation and the network in Paddle Inference (batches of 3 and 1),
     # against the reference pipeline + network. ResNet50 for speed: tests/models/test_tsn.py checks the
     # model's ResNet101 naming against the same reference. In this process (conftest.run_main):
     # tests/test_extractor.py runs the script as a process.
-    params = write_release(tmp_path / "tsn.pdparams", 50, seed=7)
+    shutil.copy(tsn50_release[0], tmp_path / "tsn.pdparams")  # write_release(..., 50, seed=0), made once
+    params = tsn50_release[1]
     seg_num, short_size, target_size = 4, 40, 32
     cfg_path = config(tmp_path, 50, seg_num, short_size, target_size)
     rng = np.random.default_rng(8)
