@@ -24,6 +24,36 @@ def run_script(script, *args, cwd=None, env=None):
                           timeout=300)
 
 
+def run_main(script, *args, capfd):
+    """Run an entry script in this process, as ``python script args`` would (``__main__``, its
+    ``cli.main``), without a new process's ~1.3 s of ``import paddle``; returns a CompletedProcess: the
+    exit code, and what was written to stdout then stderr (file descriptors: C++ prints too).
+
+    For what a script does with its flags and inputs. What only a process shows stays with run_script:
+    quiet output (set up when a process starts), --verbose, signals, launchers."""
+    import logging
+    import runpy
+    import signal
+    root, ours = logging.getLogger(), logging.getLogger("video_tag")
+    saved = sys.argv, root.handlers[:], root.level, ours.level, signal.getsignal(signal.SIGINT)
+    capfd.readouterr()
+    sys.argv = [os.path.join(ROOT, script), *map(str, args)]
+    code = "no exit"  # cli.main always ends with sys.exit
+    try:
+        runpy.run_path(sys.argv[0], run_name="__main__")
+    except SystemExit as e:
+        code = e.code
+    finally:  # cli.main's logging handler and Ctrl-C handler stay with that run
+        sys.argv = saved[0]
+        root.handlers[:] = saved[1]
+        root.setLevel(saved[2])
+        ours.setLevel(saved[3])
+        signal.signal(signal.SIGINT, saved[4])
+    out, err = capfd.readouterr()
+    assert isinstance(code, int), (code, out + err)
+    return subprocess.CompletedProcess([script, *args], code, out + err)
+
+
 # Third-party chatter the entry scripts keep off the console unless --verbose (video_tag/quiet.py).
 NOISE = {
     "ccache warning": re.compile(r"No ccache found"),
@@ -64,6 +94,28 @@ def write_features(directory, count, rng, lengths=(6, 9), labels_per_video=(1, 3
         np.save(path, x)
         lines.append(path + " " + " ".join(str(l) for l in labels))
     return lines
+
+
+@pytest.fixture(scope="session")
+def tsn50_release(tmp_path_factory):
+    """(path, params): a release-format ResNet50 TSN weight file (4 classes, models.test_tsn.release_weights
+    of seed 0, pickle protocol 2), made once per session (~1 s): tests copy it, they never write to it."""
+    import pickle
+    from models.test_tsn import release_weights
+    params = release_weights(50, 4, np.random.default_rng(0))
+    path = tmp_path_factory.mktemp("tsn50") / "tsn.pdparams"
+    with open(path, "wb") as f:
+        pickle.dump(params, f, protocol=2)
+    return str(path), params
+
+
+@pytest.fixture
+def no_curves_png(monkeypatch):
+    """Training in this process draws no curves.png: matplotlib takes ~0.35 s a drawing, most of a tiny
+    epoch. Training processes still draw it (test_trainer.test_outputs_of_a_run checks it), and
+    tests/test_curves.py checks the drawing itself."""
+    from video_tag import curves
+    monkeypatch.setattr(curves, "render", lambda path, rows, title="": None)
 
 
 @pytest.fixture

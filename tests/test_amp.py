@@ -13,6 +13,8 @@ from video_tag.config import load_config
 from video_tag.models import build_model
 from test_trainer import read_metrics_csv, train
 
+pytestmark = pytest.mark.usefixtures("no_curves_png")
+
 
 @pytest.mark.parametrize("capability, cuda, dtype, scaled", [
     ((9, 0), "12.3", "bfloat16", False),   # H100/H200
@@ -44,8 +46,8 @@ def test_cpu_flags(tmp_path):
     assert not amp.cpu_has_bf16(str(tmp_path / "missing"))
 
 
-def test_amp_on_cpu_trains_in_float32(tiny_config, tmp_path):
-    out = train(tiny_config, tmp_path / "amp", "--amp", "--epoch", "2", "-o", "TRAIN.seed=5")
+def test_amp_on_cpu_trains_in_float32(tiny_config, tmp_path, capfd):
+    out = train(capfd, tiny_config, tmp_path / "amp", "--amp", "--epoch", "2", "-o", "TRAIN.seed=5")
     assert out.count("WARNING --amp: Paddle") == 1 and "training in float32" in out
     losses = [float(r["train_loss"]) for r in read_metrics_csv(tmp_path / "amp" / "metrics.csv")]
     assert losses[1] < losses[0]
@@ -54,7 +56,7 @@ def test_amp_on_cpu_trains_in_float32(tiny_config, tmp_path):
     model = build_model("AttentionLSTM", load_config(tiny_config))
     weights.load_weights(model, str(tmp_path / "amp" / "AttentionLSTM"))  # a release-format checkpoint
     # Float32 really: the weights of the same run without --amp.
-    train(tiny_config, tmp_path / "plain", "--epoch", "2", "-o", "TRAIN.seed=5")
+    train(capfd, tiny_config, tmp_path / "plain", "--epoch", "2", "-o", "TRAIN.seed=5")
     plain = weights.read_state(str(tmp_path / "plain" / "AttentionLSTM"))
     assert all(np.array_equal(tuned[k], plain[k]) for k in plain)
 

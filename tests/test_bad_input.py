@@ -1,6 +1,8 @@
 """Bad input at the command line: one ``error:`` line naming the file (and line), a non-zero exit, no traceback.
 
 Weights for eval/predict are built with the package (untrained; only their format and shapes matter here).
+The scripts run in this process (conftest.run_main: their cli.main, exit code and output, without a new
+process's start-up); test_one_error_line_from_a_process runs a case of each script as its own process.
 """
 import json
 import os
@@ -9,20 +11,21 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import FEATURE_DIM, NUM_CLASSES, ROOT, run_script
+from conftest import FEATURE_DIM, NUM_CLASSES, ROOT, run_main, run_script
 from video_tag import weights
 from video_tag.config import load_config
 from video_tag.models import build_model
 from video_tag.readers.lists import split_labels
 
 ARGS = ["--model_name=AttentionLSTM", "--use_gpu=False"]
+pytestmark = pytest.mark.usefixtures("no_curves_png")  # in this process; processes draw it
 
 
 class Setup:
     """Paths of one test: the tiny config, its lists, a weight file, a label file, output dirs."""
 
-    def __init__(self, config, tmp_path):
-        self.config, self.tmp = config, tmp_path
+    def __init__(self, config, tmp_path, capfd):
+        self.config, self.tmp, self.capfd = config, tmp_path, capfd
         with open(config, encoding="utf-8") as f:
             cfg = yaml.safe_load(f)
         self.lists = {s: cfg[s]["filelist"] for s in ("TRAIN", "VALID", "TEST", "INFER")}
@@ -43,7 +46,10 @@ class Setup:
             f.write("\n".join(lines) + "\n")
         return path
 
+    process = False  # True: the scripts run as processes of their own (run_script)
+
     def run(self, script, *extra, config=None):
+        """``script`` with this setup's arguments and ``extra``."""
         args = [*ARGS, f"--config={config or self.config}"]
         if script == "train.py":
             args += ["--epoch", "1", f"--save_dir={self.out}"]
@@ -53,7 +59,9 @@ class Setup:
                 args.append(f"--weights={self.weights}")
         if script == "predict.py" and not any(a.startswith("--label_file") for a in extra):
             args.append(f"--label_file={self.labels}")
-        return run_script(script, *args, *extra)
+        if self.process:
+            return run_script(script, *args, *extra)
+        return run_main(script, *args, *extra, capfd=self.capfd)
 
 
 def make_weights(config, path, num_classes=None):
@@ -64,8 +72,8 @@ def make_weights(config, path, num_classes=None):
 
 
 @pytest.fixture
-def setup(tiny_config, tmp_path):
-    return Setup(tiny_config, tmp_path)
+def setup(tiny_config, tmp_path, capfd):
+    return Setup(tiny_config, tmp_path, capfd)
 
 
 def assert_one_error(result, *names):
@@ -228,6 +236,18 @@ def test_one_error_line(setup, script, case):
         assert not os.path.exists(os.path.join(setup.out, "AttentionLSTM.pdparams"))
 
 
+PROCESS_CASES = [("train.py", malformed_line), ("eval.py", unreadable_weights), ("predict.py", missing_label_file)]
+
+
+@pytest.mark.parametrize("script, case", PROCESS_CASES, ids=[f"{s[:-3]}-{c.__name__}" for s, c in PROCESS_CASES])
+def test_one_error_line_from_a_process(setup, script, case):
+    """The exit code and output a shell sees (run_main checks the same in this process, for every case)."""
+    setup.process = True
+    result, names = case(setup, script)
+    assert_one_error(result, *names)
+    assert result.returncode == 2
+
+
 # --- a bad feature file among good ones: the others are processed, failed.list names it --------
 
 def mixed_list(s, section, bad_kind):
@@ -281,22 +301,7 @@ def test_good_input_exits_zero_with_empty_failed_list(setup):
     assert read_failed(setup.out) == []
 
 
-# --- absurd flags and config values: refused before anything starts (in-process: no script start-up) ----
-
-def run_in_process(script, *args, monkeypatch, capsys):
-    """``cli.main`` of an entry script with ``args``; returns (exit code, stderr)."""
-    import importlib.util
-    import sys
-    from video_tag import cli
-    spec = importlib.util.spec_from_file_location("entry_" + script[:-3], os.path.join(ROOT, script))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    monkeypatch.setattr(sys, "argv", [script, *args])
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as e:
-        cli.main(module.main)
-    return e.value.code, capsys.readouterr().err
-
+# --- absurd flags and config values: refused before anything starts ---------------------------------
 
 def edited_config(s, edit, name):
     """A copy of the tiny config changed by ``edit(cfg)``; returns its path."""
@@ -343,16 +348,16 @@ ABSURD = [  # (script, arguments (a callable of the Setup: a config path), words
 
 @pytest.mark.parametrize("script, args, words", ABSURD,
                          ids=[f"{s[:-3]}-{i}" for i, (s, _, _) in enumerate(ABSURD)])
-def test_absurd_flag_or_value_one_line_exit_2(setup, monkeypatch, capsys, script, args, words):
+def test_absurd_flag_or_value_one_line_exit_2(setup, script, args, words):
     args = args(setup) if callable(args) else args
     words = words(setup) if callable(words) else words
     if script != "tsn_extractor.py":
         given = [f"--weights={setup.weights}", f"--label_file={setup.labels}"]
         given = given[:{"train.py": 0, "eval.py": 1, "predict.py": 2}[script]]
         args = [*ARGS, f"--config={setup.config}", f"--save_dir={setup.out}", *given, *args]  # the last wins
-    code, err = run_in_process(script, *args, monkeypatch=monkeypatch, capsys=capsys)
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert code == 2 and len(errors) == 1 and "Traceback" not in err, err
+    result = run_main(script, *args, capfd=setup.capfd)
+    errors = [line for line in result.stdout.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and len(errors) == 1 and "Traceback" not in result.stdout, result.stdout
     assert all(w in errors[0] for w in words), errors[0]
     assert not os.path.exists(setup.out)  # refused before starting: nothing written
 
@@ -387,13 +392,13 @@ def test_diverging_loss_stops_training_naming_the_batch(setup):
     assert message.count("(list line") == 8   # TRAIN.batch_size: every file of the batch
 
 
-def test_nan_features_through_train_py_one_line_exit_3(setup, monkeypatch, capsys):
+def test_nan_features_through_train_py_one_line_exit_3(setup):
     bad = split_labels(setup.lines("TRAIN")[0])[0]
     x = np.load(bad)
     x[0, 0] = np.nan
     np.save(bad, x)
-    code, err = run_in_process("train.py", *ARGS, f"--config={setup.config}", f"--save_dir={setup.out}",
-                               "--epoch=1", monkeypatch=monkeypatch, capsys=capsys)
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert code == 3 and len(errors) == 1 and "Traceback" not in err, err
+    result = run_main("train.py", *ARGS, f"--config={setup.config}", f"--save_dir={setup.out}", "--epoch=1",
+                      capfd=setup.capfd)
+    errors = [line for line in result.stdout.splitlines() if line.startswith("error:")]
+    assert result.returncode == 3 and len(errors) == 1 and "Traceback" not in result.stdout, result.stdout
     assert f"{bad} (list line 1)" in errors[0] and "NaN or Inf" in errors[0], errors[0]

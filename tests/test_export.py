@@ -9,7 +9,7 @@ import numpy as np
 import paddle
 import pytest
 
-from conftest import FEATURE_DIM, NUM_CLASSES, ROOT, assert_quiet, run_script
+from conftest import FEATURE_DIM, NUM_CLASSES, ROOT, assert_quiet, run_main, run_script
 from models.test_tsn import release_weights
 from video_tag import export
 from video_tag.config import load_config
@@ -179,7 +179,7 @@ def test_without_paddle2onnx(lstm_export, tmp_path, monkeypatch):
     assert not os.path.exists(tmp_path / "yes")
 
 
-def test_export_script(tiny_config, tmp_path):
+def test_export_script(tiny_config, tmp_path, capfd):
     """The README's command on the tiny config; then weights of another model: one line, exit 2, no files."""
     cfg = load_config(tiny_config)
     random_release_weights(build_model("AttentionLSTM", cfg), str(tmp_path / "w.pdparams"))
@@ -190,9 +190,9 @@ def test_export_script(tiny_config, tmp_path):
     assert str(tmp_path / "out" / "attention_lstm.json") in done.stdout
     assert_quiet(done.stdout)
 
-    done = run_script("export_model.py", "--model_name=AttentionLSTM", f"--config={tiny_config}",
-                      "-o", "MODEL.num_classes=9", f"--weights={tmp_path / 'w'}",
-                      f"--save_dir={tmp_path / 'other'}", "--onnx=no")
+    done = run_main("export_model.py", "--model_name=AttentionLSTM", f"--config={tiny_config}",  # in this process
+                    "-o", "MODEL.num_classes=9", f"--weights={tmp_path / 'w'}",
+                    f"--save_dir={tmp_path / 'other'}", "--onnx=no", capfd=capfd)
     assert done.returncode == 2, done.stdout
     assert "Traceback" not in done.stdout
     assert "error: weight file" in done.stdout and "output.w_0 has shape" in done.stdout

@@ -2,13 +2,14 @@
 pipeline (every frame decoded as the original did, GUIDE sampling, PIL resize, crop) followed by the
 independent functional ResNet of tests/models/test_tsn.py on release-format weights."""
 import os
+import shutil
 
 import cv2
 import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, assert_quiet, noise_in, run_script
+from conftest import ROOT, assert_quiet, noise_in, run_main, run_script
 from models.test_tsn import ref_features
 from test_extractor_backbone import reference_frames, write_release
 from video_tag.readers.lists import read_list
@@ -32,7 +33,7 @@ def reference_features(params, video):
 
 
 @pytest.fixture
-def setup(tmp_path):
+def setup(tmp_path, tsn50_release):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     videos = [write_video(tmp_path / "a" / "clip 1.avi", 23, 96, 72, 0),
@@ -42,7 +43,8 @@ def setup(tmp_path):
     broken.write_bytes(b"\x00" * 100)
     listing = tmp_path / "videos.list"
     listing.write_text("\n".join([videos[0], videos[1], str(broken), videos[2], videos[0]]) + "\n", encoding="utf-8")
-    model = write_release(tmp_path / "tsn.pdparams", 50, 0)
+    shutil.copy(tsn50_release[0], tmp_path / "tsn.pdparams")  # write_release(..., 50, 0), made once
+    model = tsn50_release[1]
     with open(os.path.join(ROOT, "configs", "tsn.yaml"), encoding="utf-8") as f:
         cfg = yaml.safe_load(f)
     cfg["MODEL"].update(num_layers=50, num_classes=4)
@@ -53,7 +55,7 @@ def setup(tmp_path):
     return tmp_path, videos, broken, model, args
 
 
-def test_extract_outputs_and_resume(setup):
+def test_extract_outputs_and_resume(setup, capfd):
     tmp_path, videos, broken, model, args = setup
     result = run_script("tsn_extractor.py", *args, env={"OMP_NUM_THREADS": "2"})
     assert result.returncode == 1, result.stdout  # one video failed
@@ -96,38 +98,38 @@ def test_extract_outputs_and_resume(setup):
     # -o INFER.filelist is honoured when --filelist is not given (flags > -o > config file)
     one = tmp_path / "one.list"
     one.write_text(videos[0] + "\n", encoding="utf-8")
-    result = run_script("tsn_extractor.py", *[a for a in args if not a.startswith("--filelist")],
-                        "-o", f"INFER.filelist={one}", "--overwrite")
+    result = run_main("tsn_extractor.py", *[a for a in args if not a.startswith("--filelist")],
+                      "-o", f"INFER.filelist={one}", "--overwrite", capfd=capfd)
     assert result.returncode == 0 and os.path.getmtime(listed[0]) != stamps[0]
     assert os.path.getmtime(listed[1]) == stamps[1]  # not in that list
 
 
-def test_bad_weights_and_list(setup):
+def test_bad_weights_and_list(setup, capfd):
     tmp_path, videos, broken, model, args = setup
-    result = run_script("tsn_extractor.py", *[a for a in args if not a.startswith("--weights")],
-                        f"--weights={tmp_path}/missing")
+    result = run_main("tsn_extractor.py", *[a for a in args if not a.startswith("--weights")],
+                      f"--weights={tmp_path}/missing", capfd=capfd)
     assert result.returncode == 2 and "error: weight file not found" in result.stdout
     assert "Traceback" not in result.stdout
-    result = run_script("tsn_extractor.py", *[a for a in args if not a.startswith("--filelist")],
-                        f"--filelist={tmp_path}/nope.list")
+    result = run_main("tsn_extractor.py", *[a for a in args if not a.startswith("--filelist")],
+                      f"--filelist={tmp_path}/nope.list", capfd=capfd)
     assert result.returncode == 2 and "nope.list" in result.stdout and "Traceback" not in result.stdout
-    result = run_script("tsn_extractor.py", *args, "--feature_dtype=int8")
+    result = run_main("tsn_extractor.py", *args, "--feature_dtype=int8", capfd=capfd)
     assert result.returncode == 2, result.stdout
     assert result.stdout.strip() == "error: --feature_dtype must be float32, float16 or uint8, got 'int8'"
-    result = run_script("tsn_extractor.py", *args, "-o", "INFER.feature_dtype=bfloat16")
+    result = run_main("tsn_extractor.py", *args, "-o", "INFER.feature_dtype=bfloat16", capfd=capfd)
     assert result.returncode == 2, result.stdout
     assert result.stdout.strip() == (f"error: config {tmp_path}/tsn.yaml: INFER.feature_dtype must be float32, "
                                      f"float16 or uint8, got 'bfloat16'")
 
 
-def test_training_list_from_a_labelled_video_list(setup):
+def test_training_list_from_a_labelled_video_list(setup, capfd):
     tmp_path, videos, broken, model, args = setup
     labelled = tmp_path / "labelled videos.list"
     lines = [f"{videos[0]} 3", f"{videos[2]} 0 2", f"{broken} 1", f"{videos[1]} 1 2", f"{videos[0]} 4"]
     labelled.write_text("\n".join(lines) + "\n", encoding="utf-8")
     out = tmp_path / "lists" / "训练 train.list"
     args = [a for a in args if not a.startswith("--filelist")]
-    result = run_script("tsn_extractor.py", *args, f"--filelist={labelled}", f"--train_list={out}")
+    result = run_main("tsn_extractor.py", *args, f"--filelist={labelled}", f"--train_list={out}", capfd=capfd)
     assert result.returncode == 1, result.stdout  # the broken video failed
     assert f"cannot read {broken}" in result.stdout and "1 left out" in result.stdout
     feature = dict(line.split("\t") for line in (tmp_path / "out" / "manifest.tsv").read_text(
@@ -140,9 +142,9 @@ def test_training_list_from_a_labelled_video_list(setup):
 
     # refused before anything starts: a line without labels, or the list itself as the output
     labelled.write_text(f"{videos[0]} 3\n{videos[1]}\n", encoding="utf-8")
-    result = run_script("tsn_extractor.py", *args, f"--filelist={labelled}", f"--train_list={out}")
+    result = run_main("tsn_extractor.py", *args, f"--filelist={labelled}", f"--train_list={out}", capfd=capfd)
     assert result.returncode == 2 and f"{labelled}:2: expected 'path label [label ...]'" in result.stdout
-    result = run_script("tsn_extractor.py", *args, f"--filelist={labelled}", f"--train_list={labelled}")
+    result = run_main("tsn_extractor.py", *args, f"--filelist={labelled}", f"--train_list={labelled}", capfd=capfd)
     assert result.returncode == 2 and "must be a new file" in result.stdout, result.stdout
 
 

@@ -7,13 +7,14 @@ ReLU or weight name in the backbone changes the features.
 import glob
 import os
 import pickle
+import shutil
 
 import cv2
 import numpy as np
 import yaml
 from PIL import Image
 
-from conftest import ROOT, run_script
+from conftest import ROOT, run_main
 from models.test_tsn import ref_features, release_weights
 
 MEAN, STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
@@ -67,12 +68,14 @@ def reference_frames(video, seg_num, short_size, target_size):
     return np.stack(out).astype(np.float32)
 
 
-def test_extracted_features_match_functional_reference(tmp_path):
+def test_extracted_features_match_functional_reference(tmp_path, capfd, tsn50_release):
     # tsn_extractor.py end to end with release-format weights: loading by fluid name (without the
     # classifier), decoding, normalisation and the network in Paddle Inference (batches of 3 and 1),
     # against the reference pipeline + network. ResNet50 for speed: tests/models/test_tsn.py checks the
-    # model's ResNet101 naming against the same reference.
-    params = write_release(tmp_path / "tsn.pdparams", 50, seed=7)
+    # model's ResNet101 naming against the same reference. In this process (conftest.run_main):
+    # tests/test_extractor.py runs the script as a process.
+    shutil.copy(tsn50_release[0], tmp_path / "tsn.pdparams")  # write_release(..., 50, seed=0), made once
+    params = tsn50_release[1]
     seg_num, short_size, target_size = 4, 40, 32
     cfg_path = config(tmp_path, 50, seg_num, short_size, target_size)
     rng = np.random.default_rng(8)
@@ -82,9 +85,9 @@ def test_extracted_features_match_functional_reference(tmp_path):
         writer.write(cv2.GaussianBlur(rng.integers(0, 256, (72, 96, 3), dtype=np.uint8), (5, 5), 0))
     writer.release()
     (tmp_path / "videos.list").write_text(video + "\n", encoding="utf-8")
-    result = run_script("tsn_extractor.py", "--model_name=TSN", f"--config={cfg_path}",
-                        f"--weights={tmp_path}/tsn", f"--filelist={tmp_path}/videos.list",
-                        f"--save_dir={tmp_path}/out", "--use_gpu=False", "--frame_batch=3")
+    result = run_main("tsn_extractor.py", "--model_name=TSN", f"--config={cfg_path}",
+                      f"--weights={tmp_path}/tsn", f"--filelist={tmp_path}/videos.list",
+                      f"--save_dir={tmp_path}/out", "--use_gpu=False", "--frame_batch=3", capfd=capfd)
     assert result.returncode == 0, result.stdout
     saved = glob.glob(str(tmp_path / "out" / "**" / "*.npy"), recursive=True)
     assert len(saved) == 1, saved

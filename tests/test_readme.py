@@ -64,13 +64,17 @@ def readme_commands():
 
 
 def shrink(command):
-    """``command`` with the options that shrink its models appended."""
+    """``command`` with the options that shrink its models appended (and, under the launcher, its epochs:
+    no later command reads that run's checkpoints)."""
     if "videotag.py" in command:
         return command + "".join(f" -o {o}" for o in SMALL_LSTM) + "".join(f" -t {o}" for o in SMALL_TSN)
     model = re.search(r"--model_name=(\w+)", command)
     if not model:
         return command
-    return command + "".join(f" -o {o}" for o in (SMALL_LSTM if model.group(1) == "AttentionLSTM" else SMALL_TSN))
+    small = SMALL_LSTM if model.group(1) == "AttentionLSTM" else SMALL_TSN
+    if command.startswith("python -m paddle.distributed.launch") and " train.py " in command:
+        small = small + ["TRAIN.epoch=2"]
+    return command + "".join(f" -o {o}" for o in small)
 
 
 def write_video(path, seconds, fps, rng, size=(64, 48)):
@@ -180,3 +184,9 @@ def test_readme_commands_are_parsed():
 def test_shrink(command, expected):
     assert shrink(command).startswith(expected)
     assert shlex.split(shrink(command))
+
+
+def test_shrink_launched_training_to_two_epochs():
+    launched = "python -m paddle.distributed.launch --nproc_per_node 2 train.py --model_name=AttentionLSTM"
+    assert shrink(launched).endswith(" -o TRAIN.num_workers=1 -o TRAIN.epoch=2")
+    assert "TRAIN.epoch" not in shrink("python train.py --model_name=AttentionLSTM --save_dir=./data/checkpoints")

@@ -1,15 +1,14 @@
 """videotag.py: videos in, tags out; equal to tsn_extractor.py followed by predict.py; tags per segment."""
 import json
 import os
-import pickle
+import shutil
 
 import cv2
 import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, run_script
-from models.test_tsn import release_weights
+from conftest import ROOT, run_main
 from video_tag import weights
 from video_tag.config import load_config
 from video_tag.models import build_model
@@ -33,9 +32,8 @@ def write_video(path, colours, seconds_each, size=(64, 48)):
 
 
 @pytest.fixture
-def setup(tmp_path):
-    with open(tmp_path / "tsn.pdparams", "wb") as f:
-        pickle.dump(release_weights(50, 4, np.random.default_rng(0)), f, protocol=2)
+def setup(tmp_path, tsn50_release):
+    shutil.copy(tsn50_release[0], tmp_path / "tsn.pdparams")  # release_weights(50, 4, rng 0), made once
     with open(os.path.join(ROOT, "configs", "tsn.yaml"), encoding="utf-8") as f:
         tsn = yaml.safe_load(f)
     tsn["MODEL"].update(num_layers=50, num_classes=4)
@@ -72,7 +70,7 @@ def test_plan_windows():
     assert plan_windows(7, 30, 30) == [(0, 7)]  # shorter than one window: one covering it
 
 
-def test_equals_extractor_then_predict(setup):
+def test_equals_extractor_then_predict(setup, capfd):
     tmp = setup
     videos = [write_video(tmp / "v" / "b 视频.avi", ["blue", "red"], 1.2),
               write_video(tmp / "v" / "a.avi", ["green"], 0.3)]
@@ -88,13 +86,13 @@ def test_equals_extractor_then_predict(setup):
     common = ["--use_gpu=False"]
     listing = tmp / "videos.list"
     listing.write_text("\n".join(sorted(videos)) + "\n", encoding="utf-8")
-    result = run_script("tsn_extractor.py", "--model_name=TSN", *common, f"--config={tmp}/tsn.yaml",
-                        f"--weights={tmp}/tsn.pdparams", f"--filelist={listing}", f"--save_dir={tmp}/ext",
-                        "--frame_batch=3")
+    result = run_main("tsn_extractor.py", "--model_name=TSN", *common, f"--config={tmp}/tsn.yaml",
+                      f"--weights={tmp}/tsn.pdparams", f"--filelist={listing}", f"--save_dir={tmp}/ext",
+                      "--frame_batch=3", capfd=capfd)
     assert result.returncode == 0, result.stdout
-    result = run_script("predict.py", "--model_name=AttentionLSTM", *common, f"--config={tmp}/lstm.yaml",
-                        f"--weights={tmp}/lstm.pdparams", f"--filelist={tmp}/ext/features.list",
-                        f"--label_file={tmp}/labels.txt", f"--save_dir={tmp}/pred")
+    result = run_main("predict.py", "--model_name=AttentionLSTM", *common, f"--config={tmp}/lstm.yaml",
+                      f"--weights={tmp}/lstm.pdparams", f"--filelist={tmp}/ext/features.list",
+                      f"--label_file={tmp}/labels.txt", f"--save_dir={tmp}/pred", capfd=capfd)
     assert result.returncode == 0, result.stdout
     reference = read_jsonl(tmp / "pred" / "predictions.jsonl")
     assert len(reference) == len(lines) == 3
@@ -226,7 +224,7 @@ def test_two_processes_split_the_videos(setup):
     assert "cannot read" in logs[1] and "broken.mp4" in logs[1] and "cannot read" not in logs[0]
 
 
-def test_save_features_in_the_chosen_dtype(setup):
+def test_save_features_in_the_chosen_dtype(setup, capfd):
     from video_tag.tagger import tag
     tmp = setup
     video = write_video(tmp / "v" / "a.avi", ["green", "red"], 0.8)
@@ -247,10 +245,10 @@ def test_save_features_in_the_chosen_dtype(setup):
     step = (reference.max(0) - reference.min(0)) / 255
     assert (np.abs(got - reference) <= step / 2 + 1e-5 * np.abs(reference).max()).all()
 
-    result = run_script("videotag.py", video, f"--tsn_weights={tmp}/tsn.pdparams", f"--tsn_config={tmp}/tsn.yaml",
-                        f"--lstm_weights={tmp}/lstm.pdparams", f"--config={tmp}/lstm.yaml",
-                        f"--label_file={tmp}/labels.txt", "--use_gpu=False", f"--save_features={tmp}/f",
-                        "--feature_dtype=float64")
+    result = run_main("videotag.py", video, f"--tsn_weights={tmp}/tsn.pdparams", f"--tsn_config={tmp}/tsn.yaml",
+                      f"--lstm_weights={tmp}/lstm.pdparams", f"--config={tmp}/lstm.yaml",
+                      f"--label_file={tmp}/labels.txt", "--use_gpu=False", f"--save_features={tmp}/f",
+                      "--feature_dtype=float64", capfd=capfd)
     assert result.returncode == 2
     assert result.stdout.strip() == "error: --feature_dtype must be float32, float16 or uint8, got 'float64'"
 

@@ -1,4 +1,7 @@
-"""train.py end to end on a tiny AttentionLSTM: outputs, pretrain, resume, and 2-process data parallel."""
+"""train.py end to end on a tiny AttentionLSTM: outputs, pretrain, resume, and 2-process data parallel.
+
+train.py runs in this process (conftest.run_main) unless the test is about what only a process shows:
+quiet output, SIGKILL and Ctrl-C, paddle.distributed.launch."""
 import csv
 import importlib.util
 import json
@@ -16,14 +19,16 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, assert_quiet, run_script
+from conftest import ROOT, assert_quiet, run_main, run_script
 from video_tag import weights
 
 ARGS = ["--model_name=AttentionLSTM", "--use_gpu=False"]
+pytestmark = pytest.mark.usefixtures("no_curves_png")  # in this process; processes draw it
 
 
-def train(cfg, save_dir, *extra, env=None):
-    result = run_script("train.py", *ARGS, f"--config={cfg}", f"--save_dir={save_dir}", *extra, env=env)
+def train(capfd, cfg, save_dir, *extra):
+    """train.py in this process; returns its output."""
+    result = run_main("train.py", *ARGS, f"--config={cfg}", f"--save_dir={save_dir}", *extra, capfd=capfd)
     assert result.returncode == 0, result.stdout
     return result.stdout
 
@@ -38,7 +43,10 @@ def read_metrics_csv(path):
 
 
 def test_outputs_of_a_run(tiny_config, tmp_path):
-    out = train(tiny_config, tmp_path / "ck", "--epoch", "3", "--visualdl", env={"OMP_NUM_THREADS": "2"})
+    result = run_script("train.py", *ARGS, f"--config={tiny_config}", f"--save_dir={tmp_path / 'ck'}", "--epoch", "3",
+                        "--visualdl", env={"OMP_NUM_THREADS": "2"})
+    assert result.returncode == 0, result.stdout
+    out = result.stdout
     assert_quiet(out)
     names = sorted(os.listdir(tmp_path / "ck"))
     optional = (["curves.png"] if installed("matplotlib") else []) + (["visualdl"] if installed("visualdl") else [])
@@ -86,12 +94,12 @@ def test_outputs_of_a_run(tiny_config, tmp_path):
         assert out.count("--visualdl: VisualDL is not installed") == 1
 
 
-def test_learns_the_signal(tiny_config, tmp_path):
-    train(tiny_config, tmp_path / "ck", "--epoch", "12", "-o", "TRAIN.decay_epochs=[100]", "--fix_random_seed=True")
+def test_learns_the_signal(tiny_config, tmp_path, capfd):
+    train(capfd, tiny_config, tmp_path / "ck", "--epoch", "12", "-o", "TRAIN.decay_epochs=[100]", "--fix_random_seed=True")
     labels = tmp_path / "tags.txt"
     labels.write_text("cat\n海边, \"sea\"\ndog\nrain\nsnow\n", encoding="utf-8")
-    result = run_script("eval.py", *ARGS, f"--config={tiny_config}", f"--weights={tmp_path}/ck/AttentionLSTM",
-                        f"--save_dir={tmp_path}/ev", "--per_class", f"--label_file={labels}")
+    result = run_main("eval.py", *ARGS, f"--config={tiny_config}", f"--weights={tmp_path}/ck/AttentionLSTM",
+                      f"--save_dir={tmp_path}/ev", "--per_class", f"--label_file={labels}", capfd=capfd)
     assert result.returncode == 0, result.stdout
     with open(tmp_path / "ev" / "metrics.json", encoding="utf-8") as f:
         metrics = json.load(f)
@@ -113,13 +121,13 @@ def test_learns_the_signal(tiny_config, tmp_path):
     assert "per-class AP: mean" in result.stdout
 
 
-def test_pretrain_with_other_num_classes(tiny_config, tmp_path):
-    train(tiny_config, tmp_path / "a", "--epoch", "1", "-o", "MODEL.num_classes=7")
+def test_pretrain_with_other_num_classes(tiny_config, tmp_path, capfd):
+    train(capfd, tiny_config, tmp_path / "a", "--epoch", "1", "-o", "MODEL.num_classes=7")
     # Rewrite as fluid.save would have (protocol 2), to start from a "release" file of another size.
     state = weights.read_state(str(tmp_path / "a" / "AttentionLSTM"))
     with open(tmp_path / "release.pdparams", "wb") as f:
         pickle.dump(state, f, protocol=2)
-    out = train(tiny_config, tmp_path / "b", "--epoch", "1", f"--pretrain={tmp_path}/release")
+    out = train(capfd, tiny_config, tmp_path / "b", "--epoch", "1", f"--pretrain={tmp_path}/release")
     assert "skipped output.w_0, output.b_0" in out
     tuned = weights.read_state(str(tmp_path / "b" / "AttentionLSTM_epoch0"))
     assert tuned["output.w_0"].shape == (8, 5)
@@ -178,7 +186,7 @@ def step_checkpoints(save_dir):
                                                os.listdir(save_dir)) if m)
 
 
-def test_killed_mid_epoch_resumes_to_the_weights_of_an_unbroken_run(tiny_config, tmp_path):
+def test_killed_mid_epoch_resumes_to_the_weights_of_an_unbroken_run(tiny_config, tmp_path, capfd):
     # No --fix_random_seed: the killed run draws its seed, and dropout (0.5) draws from it at every step.
     # Batch 2: 12 steps per epoch, a step checkpoint after each step, killed after step 17 (epoch 1,
     # step 5 of 12), before it could prune.
@@ -192,34 +200,36 @@ def test_killed_mid_epoch_resumes_to_the_weights_of_an_unbroken_run(tiny_config,
     shutil.copytree(part, tmp_path / "from_epoch")
     seed = run_seed(part / "AttentionLSTM_step17")
     # Another batch size: the position in the epoch means nothing any more.
-    result = run_script("train.py", *ARGS, f"--config={tiny_config}", f"--save_dir={part}", *opts,
-                        "-o", "TRAIN.batch_size=4", f"--resume={part}/AttentionLSTM_step17")
+    result = run_main("train.py", *ARGS, f"--config={tiny_config}", f"--save_dir={part}", *opts,
+                      "-o", "TRAIN.batch_size=4", f"--resume={part}/AttentionLSTM_step17", capfd=capfd)
     assert result.returncode == 2 and "AttentionLSTM_step17.pdparams mid-epoch" in result.stdout, result.stdout
     assert "resume from an epoch checkpoint instead" in result.stdout and "Traceback" not in result.stdout
 
-    out = train(tiny_config, part, *opts, f"--resume={part}/AttentionLSTM_step17")
+    out = train(capfd, tiny_config, part, *opts, f"--resume={part}/AttentionLSTM_step17")
     assert "continuing at epoch 1 step 5/12 of 2" in out
     assert step_checkpoints(part) == []  # superseded by epoch 1's checkpoint
     # The unbroken run, with the seed the killed run drew.
-    train(tiny_config, tmp_path / "full", "--epoch", "2", "-o", "TRAIN.batch_size=2", "-o", f"TRAIN.seed={seed}")
+    train(capfd, tiny_config, tmp_path / "full", "--epoch", "2", "-o", "TRAIN.batch_size=2", "-o", f"TRAIN.seed={seed}")
     assert_same_run(part, tmp_path / "full")
 
     # The same run resumed from its epoch checkpoint instead (the stale step checkpoints are overwritten).
-    out = train(tiny_config, tmp_path / "from_epoch", *opts, f"--resume={tmp_path}/from_epoch/AttentionLSTM_epoch0")
+    out = train(capfd, tiny_config, tmp_path / "from_epoch", *opts,
+                f"--resume={tmp_path}/from_epoch/AttentionLSTM_epoch0")
     assert "continuing at epoch 1 of 2" in out
     assert_same_run(tmp_path / "from_epoch", tmp_path / "full")
 
 
-def test_a_fresh_run_does_not_replace_another_runs_checkpoints(tiny_config, tmp_path):
-    train(tiny_config, tmp_path / "ck", "--epoch", "2")
+def test_a_fresh_run_does_not_replace_another_runs_checkpoints(tiny_config, tmp_path, capfd):
+    train(capfd, tiny_config, tmp_path / "ck", "--epoch", "2")
     before = (tmp_path / "ck" / "valid_metrics.jsonl").read_bytes()
-    result = run_script("train.py", *ARGS, f"--config={tiny_config}", f"--save_dir={tmp_path / 'ck'}", "--epoch", "1")
+    result = run_main("train.py", *ARGS, f"--config={tiny_config}", f"--save_dir={tmp_path / 'ck'}", "--epoch", "1",
+                      capfd=capfd)
     assert result.returncode == 2 and "Traceback" not in result.stdout, result.stdout
     errors = [line for line in result.stdout.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and str(tmp_path / "ck") in errors[0]
     assert "--resume" in errors[0] and "--overwrite" in errors[0]
     assert (tmp_path / "ck" / "valid_metrics.jsonl").read_bytes() == before
-    train(tiny_config, tmp_path / "ck", "--epoch", "1", "--overwrite")
+    train(capfd, tiny_config, tmp_path / "ck", "--epoch", "1", "--overwrite")
     assert not (tmp_path / "ck" / "AttentionLSTM_epoch1.pdparams").exists()  # the old run's, removed
     with open(tmp_path / "ck" / "valid_metrics.jsonl", encoding="utf-8") as f:
         assert [json.loads(line)["epoch"] for line in f] == [0]
@@ -228,11 +238,12 @@ def test_a_fresh_run_does_not_replace_another_runs_checkpoints(tiny_config, tmp_
     # A save_dir with only the records of another run (its checkpoints deleted) is refused too.
     (tmp_path / "records").mkdir()
     (tmp_path / "records" / "metrics.csv").write_text("epoch,train_loss\n0,1.5\n", encoding="utf-8")
-    result = run_script("train.py", *ARGS, f"--config={tiny_config}", f"--save_dir={tmp_path / 'records'}")
+    result = run_main("train.py", *ARGS, f"--config={tiny_config}", f"--save_dir={tmp_path / 'records'}", capfd=capfd)
     assert result.returncode == 2 and "metrics.csv" in result.stdout, result.stdout
 
-    result = run_script("train.py", *ARGS, f"--config={tiny_config}", f"--save_dir={tmp_path / 'new'}",
-                        f"--pretrain={tmp_path}/ck/AttentionLSTM", f"--resume={tmp_path}/ck/AttentionLSTM_epoch0")
+    result = run_main("train.py", *ARGS, f"--config={tiny_config}", f"--save_dir={tmp_path / 'new'}",
+                      f"--pretrain={tmp_path}/ck/AttentionLSTM", f"--resume={tmp_path}/ck/AttentionLSTM_epoch0",
+                      capfd=capfd)
     assert result.returncode == 2 and "error: --pretrain and --resume exclude each other" in result.stdout
 
 
@@ -281,6 +292,8 @@ def test_disk_full_while_saving_a_checkpoint(tiny_config, tmp_path, monkeypatch)
 
 def harness(config, out_dir, processes):
     """Train with tests/dist_harness.py in ``processes`` processes; returns rank 0's (weights, metrics)."""
+    if processes == 1:
+        return harness_here(config, out_dir)
     os.makedirs(out_dir)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
     launch = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", str(processes),
@@ -294,7 +307,26 @@ def harness(config, out_dir, processes):
     return dict(np.load(out_dir / "rank0.npz")), json.load(open(out_dir / "valid0.json"))
 
 
-def test_two_processes_data_parallel(tiny_config, tmp_path):
+def harness_here(config, out_dir):
+    """What tests/dist_harness.py does in one process, in this one: (final weights, validation metrics)."""
+    from video_tag import trainer
+    from video_tag.config import load_config
+    captured, build = {}, trainer.build_model
+
+    def build_and_keep(name, cfg):
+        captured["model"] = build(name, cfg)
+        return captured["model"]
+
+    trainer.build_model = build_and_keep
+    try:
+        metrics = trainer.train("AttentionLSTM", load_config(config), str(out_dir / "ck"), fix_random_seed=True,
+                                use_gpu=False)
+    finally:
+        trainer.build_model = build
+    return {k: v.numpy() for k, v in captured["model"].state_dict().items()}, {"world": 1, **metrics}
+
+
+def test_two_processes_data_parallel(tiny_config, tmp_path, capfd):
     # Dropout off: its masks are seeded per rank, so they differ between 1 and 2 processes.
     with open(tiny_config, encoding="utf-8") as f:
         cfg = yaml.safe_load(f)
@@ -330,9 +362,9 @@ def test_two_processes_data_parallel(tiny_config, tmp_path):
         assert float(a["samples_per_s"]) == pytest.approx(24 / float(a["train_seconds"]), rel=1e-9)
 
     # The gathered validation equals a single-process evaluation of the saved final weights.
-    result = run_script("eval.py", *ARGS, f"--config={config}", f"--weights={tmp_path}/two/ck/AttentionLSTM",
-                        f"--save_dir={tmp_path}/ev", "-o", "TEST.batch_size=3",
-                        "--filelist", str(tmp_path / "val.list"))
+    result = run_main("eval.py", *ARGS, f"--config={config}", f"--weights={tmp_path}/two/ck/AttentionLSTM",
+                      f"--save_dir={tmp_path}/ev", "-o", "TEST.batch_size=3", "--filelist", str(tmp_path / "val.list"),
+                      capfd=capfd)
     assert result.returncode == 0, result.stdout
     evaluated = json.load(open(tmp_path / "ev" / "metrics.json"))
     assert evaluated["num_videos"] == valid["num_videos"] == 10
@@ -354,7 +386,7 @@ def launch_train(cfg, save_dir, *extra):
     return out
 
 
-def test_killed_mid_epoch_resumes_in_two_processes(tiny_config, tmp_path):
+def test_killed_mid_epoch_resumes_in_two_processes(tiny_config, tmp_path, capfd):
     # Total batch 4, 2 per process: 6 steps per epoch; killed after step 8 (epoch 1, step 2). Each process
     # draws its own dropout masks: the checkpoint carries both processes' random states.
     opts = ["--epoch", "2", "-o", "TRAIN.batch_size=4"]
@@ -370,24 +402,24 @@ def test_killed_mid_epoch_resumes_in_two_processes(tiny_config, tmp_path):
     assert_same_run(part, tmp_path / "full")
 
     # In one process (the same total batch): the same batches, dropout drawn anew, and a warning.
-    out = train(tiny_config, tmp_path / "one", *opts, f"--resume={tmp_path}/one/AttentionLSTM_step8")
+    out = train(capfd, tiny_config, tmp_path / "one", *opts, f"--resume={tmp_path}/one/AttentionLSTM_step8")
     assert "was saved by 2 process(es), 1 are running" in out and "step 2/6" in out
     assert [r["epoch"] for r in read_metrics_csv(tmp_path / "one" / "metrics.csv")] == ["0", "1"]
 
 
-def test_unreadable_file_mid_run_is_skipped_with_a_warning(tiny_config, tmp_path):
+def test_unreadable_file_mid_run_is_skipped_with_a_warning(tiny_config, tmp_path, capfd):
     with open(tmp_path / "train.list", encoding="utf-8") as f:
         first = f.readline().rsplit(" ", 1)[0]
     while not first.endswith(".npy"):
         first = first.rsplit(" ", 1)[0]
     with open(first, "wb") as f:
         f.write(b"not an npy file")  # exists, so the up-front check passes; unreadable when loaded
-    out = train(tiny_config, tmp_path / "ck", "--epoch", "1")
+    out = train(capfd, tiny_config, tmp_path / "ck", "--epoch", "1")
     assert f"skipping {first}" in out
     assert os.path.isfile(tmp_path / "ck" / "AttentionLSTM.pdparams")
 
 
-def test_keep_checkpoints_prunes_old_epochs(tiny_config, tmp_path):
-    train(tiny_config, tmp_path / "ck", "--epoch", "4", "-o", "TRAIN.keep_checkpoints=2")
+def test_keep_checkpoints_prunes_old_epochs(tiny_config, tmp_path, capfd):
+    train(capfd, tiny_config, tmp_path / "ck", "--epoch", "4", "-o", "TRAIN.keep_checkpoints=2")
     names = sorted(n for n in os.listdir(tmp_path / "ck") if "_epoch" in n)
     assert names == [f"AttentionLSTM_epoch{k}.{ext}" for k in (2, 3) for ext in ("pdopt", "pdparams")]
