@@ -7,7 +7,6 @@ import numpy as np
 import paddle
 import pytest
 
-from video_tag import inference
 from video_tag.inference import InferenceEngine, cpu_supports_bf16
 
 SIZE = 64  # small frames keep each predictor build and run well under a second

@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-import yaml
 
 from conftest import NUM_CLASSES, ROOT
 from video_tag import predict as predict_module

@@ -19,8 +19,7 @@ COLOURS = {"red": (0, 0, 255), "blue": (255, 0, 0), "green": (0, 255, 0)}
 
 
 def write_video(path, colours, seconds_each, size=(64, 48)):
-    """An MJPG .avi at FPS frames/s: ``seconds_each`` of each colour in turn (plus a little noise)."""
-    rng = np.random.default_rng(0)
+    """An MJPG .avi at FPS frames/s: ``seconds_each`` of each colour in turn, plain frames."""
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, size)
     for colour in colours:
         for _ in range(int(seconds_each * FPS)):
