@@ -15,6 +15,15 @@ def test_default_threads_ignore_paddles_own_omp_setting(monkeypatch):
     assert cpu.default_cpu_threads() == 3
 
 
+def test_child_processes_do_not_inherit_paddles_omp_setting(monkeypatch):
+    # the demo imports Paddle, then runs the scripts: they must not take Paddle's 1 for the user's choice
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setattr(cpu, "launch_env", lambda name: None)
+    assert "OMP_NUM_THREADS" not in cpu.child_env()
+    monkeypatch.setattr(cpu, "launch_env", lambda name: "1")  # the user's own 1 is passed on
+    assert cpu.child_env()["OMP_NUM_THREADS"] == "1"
+
+
 def test_container_cpu_quota(tmp_path, monkeypatch):
     assert cpu.cgroup_cpu_quota(str(tmp_path)) is None                    # no cgroup files
     (tmp_path / "cpu.max").write_text("max 100000\n")

@@ -68,6 +68,16 @@ def parent_env(name):
     return next((e[len(prefix):].decode(errors="replace") for e in entries if e.startswith(prefix)), None)
 
 
+def child_env():
+    """The environment for a process of ours started by this one: ``os.environ`` without the
+    OMP_NUM_THREADS=1 that ``import paddle`` wrote into it (the child would take that 1 for the user's
+    choice and compute on one core); a value this process started with is passed on."""
+    env = dict(os.environ)
+    if launch_env("OMP_NUM_THREADS") is None:
+        env.pop("OMP_NUM_THREADS", None)
+    return env
+
+
 def launched_processes(environ=None):
     """Processes of a ``paddle.distributed`` job in total (PADDLE_TRAINERS_NUM; 1 when not launched)."""
     environ = os.environ if environ is None else environ

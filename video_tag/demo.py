@@ -97,8 +97,10 @@ def random_backbone(path, videos, num_layers=101, short_size=256, target_size=22
 
 def run(step, *args):
     """Run one of the project's scripts, showing its output; stop the demo if it fails."""
+    from video_tag import cpu
     print(f"\n=== {step}: python {' '.join(args)}", flush=True)
-    result = subprocess.run([sys.executable, *args], cwd=ROOT)
+    # cpu.child_env: the demo imported Paddle, whose OMP_NUM_THREADS=1 would keep each script on one core
+    result = subprocess.run([sys.executable, *args], cwd=ROOT, env=cpu.child_env())
     if result.returncode not in (0, 1):  # 1: some inputs failed and were listed; go on
         sys.exit(f"demo stopped: {step} failed (exit {result.returncode})")
 
@@ -116,6 +118,8 @@ def main():
     p.add_argument("--seg_num", type=int, default=16, help="frames sampled per video (the release uses 300)")
     p.add_argument("--epochs", type=int, default=20)
     args = p.parse_args()
+    if args.per_class < 5:
+        p.error(f"--per_class must be at least 5 (one test clip per class), got {args.per_class}")
     start = time.time()
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
