@@ -162,12 +162,17 @@ class FeatureStore:
         log.info("wrote %s: %d video(s)", shard, len(names))
         with self.locked():
             for name in names:
-                stem = name[:-4]
-                self._drop_from_shards(stem, keep=shard)
-                for suffix in (".npy", ".npz", ".json"):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.remove(os.path.join(self.save_dir, stem + suffix))
-                self.members[name] = [shard]
+                self._only_in(shard, name)
+
+    def _only_in(self, shard, name):
+        """Make the member ``name`` of ``shard`` its video's one copy: the others (members of other shards,
+        plain files) go (the lock is held)."""
+        stem = name[:-4]
+        self._drop_from_shards(stem, keep=shard)
+        for suffix in (".npy", ".npz", ".json"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(self.save_dir, stem + suffix))
+        self.members[name] = [shard]
 
     def _drop_from_shards(self, stem, keep):
         """Take every member of ``stem`` out of the shards other than ``keep`` (the lock is held)."""
@@ -180,18 +185,13 @@ class FeatureStore:
         """One copy per video of ``videos`` that is done here: copies left by a run killed after a shard
         was in place and before the old copies went (the lock is held)."""
         for video in videos:
-            stem = output_stem(video)
             where = self.location(video)
             if where is None:
                 continue
             if self.shard_size:
-                self._drop_from_shards(stem, keep=os.path.dirname(where))
-                self.members[self.name(video)] = [os.path.dirname(where)]
-                for suffix in (".npy", ".npz", ".json"):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.remove(os.path.join(self.save_dir, stem + suffix))
+                self._only_in(os.path.dirname(where), os.path.basename(where))
             else:
-                self._drop_from_shards(stem, keep=None)
+                self._drop_from_shards(output_stem(video), keep=None)
 
     @contextlib.contextmanager
     def locked(self):

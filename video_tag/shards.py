@@ -189,7 +189,7 @@ def exists(path):
     if os.path.isfile(path):
         return True
     try:
-        return split_member(path) is not None and locate(path)[2] is not None
+        return locate(path)[2] is not None  # None: not a member (and not a file either)
     except ValueError:
         return False
 
@@ -259,10 +259,10 @@ def drop_members(shard, members):
     """Take ``members`` out of ``shard``'s index (the caller holds the folder's lock); delete the shard when
     nothing live is left in it. Returns how many were dropped."""
     index = read_index(shard)
-    gone = [m for m in members if m in index]
+    gone = {m for m in members if m in index}
     if not gone:
         return 0
-    left = {m: v for m, v in index.items() if m not in set(gone)}
+    left = {m: v for m, v in index.items() if m not in gone}
     if left:
         write_index(shard, left)
     else:

@@ -22,8 +22,7 @@ import weakref
 
 import numpy as np
 
-from ..errors import RunError
-from ..errors import failure_reason
+from ..errors import RunError, failure_reason
 
 SHARED_BYTES = 1 << 16  # arrays from this size on go through shared memory, smaller ones through the pipe
 HELD = 2  # batches the consumer may hold as views of shared memory before it gets copies
