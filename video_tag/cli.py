@@ -165,12 +165,20 @@ def setup_logging():
     logging.getLogger("video_tag").setLevel(logging.DEBUG if quiet.VERBOSE else logging.NOTSET)
 
 
+# Exit codes of every entry script (README, "Exit codes"); 1 is Python's own code for an uncaught
+# exception, which is why an unexpected one is turned into INTERNAL_ERROR instead.
+DONE, SOME_INPUTS_FAILED, REFUSED, RUN_ERROR, INTERNAL_ERROR, INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+
 def main(function):
     """Run ``function()`` (returning an exit code) with logging set up and errors reported in one line.
 
     Exit codes: 0 done; 1 done, but some inputs failed and were listed (``failed.list``); 2 refused
     before starting (bad flag, config, list, weights); 3 stopped by an error while running (disk full, a
-    failed process); 130 interrupted. Outputs are complete files in every case.
+    failed process); 4 internal error: an unexpected exception (a bug, an out-of-memory inside Paddle, a
+    failed child process), its traceback on stderr, then one ``error:`` line asking to report it; 130
+    interrupted. Outputs are complete files in every case. Under ``paddle.distributed.launch`` the
+    launcher exits with the code of the first rank that failed.
     """
     setup_logging()
     os.environ.setdefault("FLAGS_call_stack_level", "0")
@@ -190,22 +198,23 @@ def main(function):
         code = function()
     except UserError as e:
         print(f"error: {who}{e}", file=sys.stderr)
-        code = 2
+        code = REFUSED
     except RunError as e:
         print(f"error: {who}{e}", file=sys.stderr)
-        code = 3
+        code = RUN_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        code = 130
+        code = INTERRUPTED
     except Exception as e:
         if interrupted:
             print("interrupted", file=sys.stderr)
-            sys.exit(130)
-        if world == 1:
-            raise
-        # The launcher ends the other ranks when this one exits non-zero; leave one line at the end of
-        # this rank's log, after the traceback.
+            sys.exit(INTERRUPTED)
+        # Not one of the errors above: a bug, or a failure this toolkit does not know. The traceback is
+        # what a bug report needs; the last line says what it is, and the exit code is not 1 ("some
+        # inputs failed"), which Python would give.
         traceback.print_exc()
-        print(f"error: {who}failed with {type(e).__name__}: {' '.join(str(e).split())}", file=sys.stderr)
-        code = 3
+        sys.stderr.flush()
+        print(f"error: {who}internal error ({type(e).__name__}: {' '.join(str(e).split())}); please report it "
+              f"with the traceback above (exit {INTERNAL_ERROR})", file=sys.stderr)
+        code = INTERNAL_ERROR
     sys.exit(code or 0)
