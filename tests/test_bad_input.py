@@ -334,6 +334,8 @@ ABSURD = [  # (script, arguments (a callable of the Setup: a config path), words
     ("eval.py", ["--batch_size", "0"], ["--batch_size"]),
     ("eval.py", ["-o", "MODEL.num_classes=0"], ["MODEL.num_classes"]),
     ("eval.py", lambda s: ["--config", list_section(s)], ["list.yaml", "section TEST must be a mapping"]),
+    ("eval.py", ["--per_class", "--per_class_memory_mb=-1"], ["--per_class_memory_mb", "-1"]),
+    ("eval.py", ["--per_class", "--per_class_memory_mb=nan"], ["--per_class_memory_mb", "nan"]),
     ("predict.py", ["--batch_size=-1"], ["--batch_size"]),
     ("predict.py", ["--topk", "0"], ["--topk"]),
     ("predict.py", ["--topk=-3"], ["--topk"]),

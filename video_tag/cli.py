@@ -70,14 +70,14 @@ def parser(description, run_flags=True):
 
 # Flags that take a count, in whichever script defines them: the least value that makes sense.
 FLAG_MINIMUM = {"batch_size": 1, "topk": 1, "epoch": 1, "frame_batch": 1, "num_workers": 0,
-                "log_interval": 1, "valid_interval": 0}
+                "log_interval": 1, "valid_interval": 0, "per_class_memory_mb": 0}
 
 
 def check_flags(args):
     """Refuse ``--batch_size 0``, ``--topk -1``, ``--learning_rate nan`` and the like in one line."""
     for name, least in FLAG_MINIMUM.items():
         value = getattr(args, name, None)
-        if value is not None and value < least:
+        if value is not None and not least <= value < float("inf"):  # also NaN, for the float flags
             raise UserError(f"--{name} must be at least {least}, got {value}")
     rate = getattr(args, "learning_rate", None)
     if rate is not None and not 0 < rate < float("inf"):
