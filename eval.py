@@ -7,7 +7,9 @@ import logging
 import os
 
 from video_tag import cli
-from video_tag.evaluate import evaluate
+
+cli.setup_process()  # first: quiet output and CPU environment, before Paddle or OpenCV is imported
+from video_tag.evaluate import evaluate  # noqa: E402
 
 DEFAULT_LABEL_FILE = "./label_3396.txt"
 SAVE_DIRS = {"AttentionLSTM": "./data/evaluate_results/attention_lstm", "TSN": "./data/evaluate_results/tsn"}

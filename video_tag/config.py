@@ -31,7 +31,7 @@ DEFAULTS = {
               "decay_epochs": [], "decay_gamma": 0.1},
     "VALID": {"batch_size": 128, "filelist": None, "num_workers": 2},
     "TEST": {"batch_size": 128, "filelist": None, "num_workers": 2},
-    "INFER": {"batch_size": 1, "filelist": None, "num_workers": 2, "feature_dtype": "float32"},
+    "INFER": {"batch_size": 1, "filelist": None, "num_workers": 2, "feature_dtype": "float32", "shard_size": 0},
 }
 
 
@@ -79,6 +79,7 @@ def _integers(v):
 RULES = {
     "batch_size": _count(1), "num_workers": _count(0), "num_classes": _count(1), "topk": _count(1),
     "max_frames": _count(1),  # T of a feature file (MODEL): more is refused before the file is read
+    "shard_size": (lambda v: type(v) is int and v >= 0, "0 (one file per video) or a number of videos per shard"),
     "keep_checkpoints": _count(0), "save_interval_steps": _count(0), "seed": _count(0),
     "amp": (lambda v: isinstance(v, bool), "true or false"),
     "epoch": _count(1), "log_interval": _count(1), "seg_num": _count(1), "short_size": _count(1),

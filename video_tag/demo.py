@@ -122,6 +122,8 @@ def write_list(path, lines):
 
 
 def main():
+    from video_tag import cli
+    cli.setup_process()  # an entry point: quiet output and the CPU environment, before Paddle is imported
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=os.path.join(ROOT, "data", "demo"), help="where everything goes")
     p.add_argument("--per_class", type=int, default=10, help="clips per class (60%% train, 20%% val, 20%% test)")
