@@ -257,3 +257,24 @@ def test_float16_store_names_the_video(tmp_path):
     x[0, 0] = 1e5
     with pytest.raises(RunError, match=r"cannot store the features of /videos/clip 1\.mp4 as float16: .*range"):
         FeatureStore(str(tmp_path), "float16").save("/videos/clip 1.mp4", x, {})
+
+
+def test_stored_member_declaring_more_than_the_file_holds_is_refused_unallocated(tmp_path):
+    # q.npy declares [10**6, F] uint8 (16 MB) and holds 64 bytes; the zip's central directory claims the
+    # member is 16 MB too: the file's own size bounds what is read, before anything is allocated.
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": (10 ** 6, F)})
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("q.npy", header.getvalue() + bytes(64))
+        z.writestr("scale.npy", npy_bytes(S))
+        z.writestr("offset.npy", npy_bytes(S))
+    data = bytearray(buffer.getvalue())
+    entry = data.index(b"PK\x01\x02")  # q.npy's central directory entry: its sizes at +20 and +24
+    claimed = len(header.getvalue()) + 10 ** 6 * F
+    data[entry + 20:entry + 28] = claimed.to_bytes(4, "little") * 2
+    path = tmp_path / "forged.npz"
+    path.write_bytes(bytes(data))
+    assert zipfile.ZipFile(str(path)).getinfo("q.npy").file_size == claimed
+    with pytest.raises(ValueError, match=r"cut short.*\(q in the .npz\)|q in the .npz.*cut short"):
+        feature_files.read(str(path), refusing_allocator)
