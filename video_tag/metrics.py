@@ -274,8 +274,9 @@ class PerClassAP:
         # np.add.at is fast only when the added value has the array's dtype.
         np.add.at(self._all.reshape(-1), flat.reshape(-1), np.int32(1))
         np.add.at(self._positive.reshape(-1), flat[labels != 0], np.int32(1))
-        self._keep(probabilities.astype(np.float32 if probabilities.dtype == np.float32 else np.float64),
-                   labels != 0)
+        if self.exact:
+            self._keep(probabilities.astype(np.float32 if probabilities.dtype == np.float32 else np.float64),
+                       labels != 0)
 
     def _keep(self, scores, truth):
         """Keep ``scores`` and ``truth`` [B, C] for the exact AP while they fit the budget."""
@@ -342,33 +343,33 @@ class PerClassAP:
         return {"ap": ap, "positives": totals}
 
 
-def exact_average_precision(scores, truth, columns=64):
+def exact_average_precision(scores, truth, classes=64):
     """scikit-learn's ``average_precision_score`` of each class: scores, truth [N, C] (truth bool).
 
     Per class, videos by descending score; a group of equal scores is one threshold whose precision
     (true ones down to the group's end / videos down to it) counts once per positive in the group; the
     sum over positives divided by their number. NaN scores rank lowest. Returns [C] float64, NaN for a
-    class without positives. Works on ``columns`` classes at a time (temporaries [N, columns])."""
+    class without positives. Works on ``classes`` classes at a time (temporaries [classes, N])."""
     scores, truth = np.asarray(scores), np.asarray(truth, bool)
     n, c = scores.shape
     ap = np.full(c, np.nan)
-    rank = np.arange(1, n + 1)[:, None]
-    for first in range(0, c, columns):
-        s = np.nan_to_num(scores[:, first:first + columns].astype(np.float64), nan=-np.inf)
-        t = truth[:, first:first + columns]
-        order = np.argsort(-s, axis=0, kind="stable")
-        s, t = np.take_along_axis(s, order, axis=0), np.take_along_axis(t, order, axis=0)
-        true_so_far = np.cumsum(t, axis=0)
+    rank = np.arange(1, n + 1)
+    for first in range(0, c, classes):
+        # One row per class (contiguous: sorting along rows is several times faster than down columns).
+        s = np.nan_to_num(np.ascontiguousarray(scores[:, first:first + classes].T, np.float64), nan=-np.inf)
+        t = np.ascontiguousarray(truth[:, first:first + classes].T)
+        order = np.argsort(-s, axis=1, kind="stable")
+        s, t = np.take_along_axis(s, order, axis=1), np.take_along_axis(t, order, axis=1)
+        true_so_far = np.cumsum(t, axis=1)
         ends = np.ones_like(t)
-        ends[:-1] = s[:-1] != s[1:]  # the last video of each group of equal scores
+        ends[:, :-1] = s[:, :-1] != s[:, 1:]  # the last video of each group of equal scores
         # The end of each video's group: the first end at or after it.
-        end = np.where(ends, np.arange(n)[:, None], n - 1)
-        end = np.minimum.accumulate(end[::-1], axis=0)[::-1]
-        precision = np.take_along_axis(true_so_far, end, axis=0) / np.take_along_axis(
-            np.broadcast_to(rank, s.shape), end, axis=0)
-        positives = t.sum(axis=0)
-        sums = np.where(t, precision, 0.0).sum(axis=0)
-        ap[first:first + columns] = np.where(positives > 0, sums / np.maximum(positives, 1), np.nan)
+        end = np.where(ends, np.arange(n), n - 1)
+        end = np.minimum.accumulate(end[:, ::-1], axis=1)[:, ::-1]
+        precision = np.take_along_axis(true_so_far, end, axis=1) / rank[end]
+        positives = t.sum(axis=1)
+        sums = np.where(t, precision, 0.0).sum(axis=1)
+        ap[first:first + classes] = np.where(positives > 0, sums / np.maximum(positives, 1), np.nan)
     return ap
 
 
