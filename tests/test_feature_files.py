@@ -184,10 +184,10 @@ def compressed_npz(q_member, scale=S, offset=S):
 
 
 def test_zip_bomb_member_is_decompressed_only_up_to_its_declared_array(tmp_path):
-    """q.npy declares [T, F] uint8 (112 bytes) and goes on with 256 MB of zeros (~250 KB compressed):
+    """q.npy declares [T, F] uint8 (112 bytes) and goes on with 64 MB of zeros (~64 KB compressed):
     reading it must not inflate them (np.load and zipfile.read would)."""
     import tracemalloc
-    bomb = npy_bytes(Q) + bytes(256 << 20)
+    bomb = npy_bytes(Q) + bytes(64 << 20)
     path = tmp_path / "bomb.npz"
     path.write_bytes(compressed_npz(bomb))
     del bomb

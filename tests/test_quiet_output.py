@@ -18,10 +18,11 @@ def option_entries(help_text):
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_help_shows_each_default_once(script):
+def test_help_shows_each_default_once(script, tmp_path):
     # OMP_NUM_THREADS > 1 is what makes `import paddle` print its advice
-    result = run_script(script, "--help", env={"OMP_NUM_THREADS": "2"})
+    result = run_recorded(script, tmp_path, OMP_NUM_THREADS="2")
     assert result.returncode == 0, result.stdout
+    assert_set_up_before_paddle_or_opencv(tmp_path)
     assert_quiet(result.stdout)
     entries = option_entries(result.stdout)
     assert any(entry.startswith("--verbose") for entry in entries), result.stdout
@@ -70,7 +71,6 @@ def test_verbose_process_started_by_a_quiet_one_gets_the_chatter_back(monkeypatc
 
 # --- the process is set up by the entry scripts, first; library modules change nothing at import ----
 
-ENTRY_SCRIPTS = SCRIPTS + ["videotag.py"]
 SETUP_ENV = ("GLOG_minloglevel", "OPENCV_FFMPEG_LOGLEVEL", "VIDEOTAG_QUIET_ENV", "MKL_DEBUG_CPU_TYPE")
 # Records the environment at the first import of Paddle or OpenCV (a meta path finder: it only looks).
 RECORDER = """
@@ -97,20 +97,29 @@ def amd():
         return "AuthenticAMD" in f.read(4096)
 
 
-@pytest.mark.parametrize("script", ENTRY_SCRIPTS)
-def test_scripts_set_the_process_up_before_paddle_or_opencv_loads(script, tmp_path):
-    import json
+def run_recorded(script, tmp_path, **env):
+    """``script --help`` as a process of its own, in ``bare_env``, with RECORDER watching."""
     import subprocess
     import sys
     (tmp_path / "sitecustomize.py").write_text(RECORDER, encoding="utf-8")
-    record = tmp_path / "record.json"
-    env = bare_env(PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}", RECORD_TO=str(record))
-    done = subprocess.run([sys.executable, os.path.join(ROOT, script), "--help"], env=env, cwd=str(tmp_path),
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(record.read_text(encoding="utf-8"))
+    env = bare_env(PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}", RECORD_TO=str(tmp_path / "record.json"), **env)
+    return subprocess.run([sys.executable, os.path.join(ROOT, script), "--help"], env=env, cwd=str(tmp_path),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+
+
+def assert_set_up_before_paddle_or_opencv(tmp_path):
+    """The script set the process up (cli.setup_process) before Paddle or OpenCV was first imported."""
+    import json
+    seen = json.loads((tmp_path / "record.json").read_text(encoding="utf-8"))
     assert seen["GLOG_minloglevel"] == "2" and seen["OPENCV_FFMPEG_LOGLEVEL"] == "-8", seen
     assert seen["MKL_DEBUG_CPU_TYPE"] == ("5" if amd() else None), seen
+
+
+def test_videotag_sets_the_process_up_before_paddle_or_opencv_loads(tmp_path):
+    # (the other scripts: test_help_shows_each_default_once)
+    result = run_recorded("videotag.py", tmp_path)
+    assert result.returncode == 0, result.stdout
+    assert_set_up_before_paddle_or_opencv(tmp_path)
 
 
 def test_importing_the_library_changes_nothing():

@@ -20,8 +20,8 @@ def setup_process():
     settings when they load): third-party chatter kept off the console (``quiet.setup``) and the CPU
     environment (``mkl_fast_path_on_amd``). Child processes inherit both. Library modules set nothing
     at import."""
+    mkl_fast_path_on_amd()  # first: quiet.setup may import Paddle (to drop its OMP_NUM_THREADS advice)
     quiet.setup()
-    mkl_fast_path_on_amd()
 
 
 def mkl_fast_path_on_amd(cpuinfo="/proc/cpuinfo"):
