@@ -198,8 +198,9 @@ def main(function):
     before starting (bad flag, config, list, weights); 3 stopped by an error while running (disk full, a
     failed process); 4 internal error: an unexpected exception (a bug, an out-of-memory inside Paddle, a
     failed child process), its traceback on stderr, then one ``error:`` line asking to report it; 130
-    interrupted. Outputs are complete files in every case. Under ``paddle.distributed.launch`` the
-    launcher exits with the code of the first rank that failed.
+    interrupted. Outputs are complete files in every case. Under ``paddle.distributed.launch`` each
+    rank's log ends with its own ``error:`` line; the launcher exits with the first non-zero code in
+    rank order, which can be that of a rank it stopped after another one failed (241: SIGTERM).
     """
     setup_logging()
     os.environ.setdefault("FLAGS_call_stack_level", "0")
