@@ -5,6 +5,8 @@ r"""Export a trained model for deployment: a Paddle Inference model and, with pa
 """
 from video_tag import cli
 
+cli.setup_process()  # first: quiet output and CPU environment, before Paddle or OpenCV is imported
+
 ONNX = {"auto": None, "yes": True, "no": False}
 
 

@@ -4,7 +4,9 @@ r"""Predict the top-K tags of every video of a list; print them and save predict
         --weights=./weights/attention_lstm --label_file=./label_3396.txt
 """
 from video_tag import cli
-from video_tag.predict import predict
+
+cli.setup_process()  # first: quiet output and CPU environment, before Paddle or OpenCV is imported
+from video_tag.predict import predict  # noqa: E402
 
 SAVE_DIRS = {"AttentionLSTM": "./data/predict_results/attention_lstm", "TSN": "./data/predict_results/tsn"}
 

@@ -4,7 +4,10 @@ r"""Train a VideoTag model (AttentionLSTM on features; TSN on videos) on one dev
         --pretrain=./weights/attention_lstm --save_dir=./data/checkpoints
     python -m paddle.distributed.launch --nproc_per_node 8 train.py --model_name=AttentionLSTM ...
 """
-from video_tag import cli, distributed, trainer
+from video_tag import cli
+
+cli.setup_process()  # first: quiet output and CPU environment, before Paddle or OpenCV is imported
+from video_tag import distributed, trainer  # noqa: E402
 
 
 def main():

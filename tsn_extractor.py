@@ -5,6 +5,8 @@ r"""Extract TSN features ([INFER.seg_num, 2048] per video; float32, float16 or u
 """
 from video_tag import cli
 
+cli.setup_process()  # first: quiet output and CPU environment, before Paddle or OpenCV is imported
+
 
 def main():
     # Imported here: the decode worker processes import this script and need no Paddle.

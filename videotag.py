@@ -7,6 +7,8 @@ import argparse
 
 from video_tag import cli
 
+cli.setup_process()  # first: quiet output and CPU environment, before Paddle or OpenCV is imported
+
 RELEASE = ("the VideoTag release (PaddleVideo, applications/VideoTag) ships tsn.pdparams, "
            "attention_lstm.pdparams and label_3396.txt: put the weights in ./weights and the labels in "
            "the project root, or pass --tsn_weights / --lstm_weights / --label_file")

@@ -334,6 +334,8 @@ ABSURD = [  # (script, arguments (a callable of the Setup: a config path), words
     ("eval.py", ["--batch_size", "0"], ["--batch_size"]),
     ("eval.py", ["-o", "MODEL.num_classes=0"], ["MODEL.num_classes"]),
     ("eval.py", lambda s: ["--config", list_section(s)], ["list.yaml", "section TEST must be a mapping"]),
+    ("eval.py", ["--per_class", "--per_class_memory_mb=-1"], ["--per_class_memory_mb", "-1"]),
+    ("eval.py", ["--per_class", "--per_class_memory_mb=nan"], ["--per_class_memory_mb", "nan"]),
     ("predict.py", ["--batch_size=-1"], ["--batch_size"]),
     ("predict.py", ["--topk", "0"], ["--topk"]),
     ("predict.py", ["--topk=-3"], ["--topk"]),
@@ -402,3 +404,30 @@ def test_nan_features_through_train_py_one_line_exit_3(setup):
     errors = [line for line in result.stdout.splitlines() if line.startswith("error:")]
     assert result.returncode == 3 and len(errors) == 1 and "Traceback" not in result.stdout, result.stdout
     assert f"{bad} (list line 1)" in errors[0] and "NaN or Inf" in errors[0], errors[0]
+
+
+# --- an unexpected exception (a bug): its traceback and exit 4, never 1 ("some inputs failed") -------
+
+def test_unexpected_exception_exits_4_with_its_traceback(setup, monkeypatch):
+    import video_tag.evaluate
+
+    def broken(*args, **kwargs):
+        return 1 / 0
+    monkeypatch.setattr(video_tag.evaluate, "evaluate", broken)  # eval.py's `from ... import` reads it
+    result = setup.run("eval.py")
+    lines = result.stdout.splitlines()
+    assert result.returncode == 4, result.stdout
+    assert "Traceback (most recent call last):" in lines and "ZeroDivisionError: division by zero" in lines
+    assert lines[-1].startswith("error: internal error (ZeroDivisionError: division by zero); please report"), lines
+
+
+def test_unexpected_exception_in_a_process_exits_4():
+    """What a shell sees: Python alone would exit 1 after the traceback."""
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", "from video_tag import cli; cli.main(lambda: {}['missing'])"],
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 4, done.stderr
+    assert "Traceback" in done.stderr and "KeyError: 'missing'" in done.stderr
+    assert done.stderr.splitlines()[-1].startswith("error: internal error (KeyError: 'missing')"), done.stderr

@@ -202,7 +202,8 @@ TSN_SINGLE = os.path.join(ROOT, "configs", "tsn-single.yaml")
     (SINGLE, "TRAIN.learning_rate=-1e-3"), (SINGLE, "TRAIN.learning_rate=.nan"), (SINGLE, "MODEL.drop_rate=1"),
     (SINGLE, "MODEL.feature_dims=[0]"), (SINGLE, "MODEL.fc_sizes=[]"), (SINGLE, "TRAIN.decay_epochs=[-1]"),
     (SINGLE, "TRAIN.log_interval=0"), (TSN_SINGLE, "INFER.feature_dtype=int8"),
-    (TSN_SINGLE, "INFER.feature_dtype=[1]"),
+    (TSN_SINGLE, "INFER.feature_dtype=[1]"), (SINGLE, "MODEL.max_frames=0"), (SINGLE, "MODEL.max_frames=-5"),
+    (TSN_SINGLE, "INFER.shard_size=-1"), (SINGLE, "INFER.shard_size=-4"),
 ])
 def test_absurd_value_is_refused_naming_the_key(config, override):
     with pytest.raises(UserError) as e:
@@ -280,3 +281,20 @@ def test_ignored_keys_warn_when_set_to_another_value(tmp_path, caplog):
                 "MODEL.image_mean=[0.5, 0.5, 0.5]", "TRAIN.total_videos=224684"):
         assert key in text, text
     assert "image_std" not in text
+
+
+def test_max_frames_defaults_to_4096_and_takes_a_count(tmp_path):
+    path = tmp_path / "old.yaml"
+    path.write_text("MODEL:\n  name: AttentionLSTM\n", encoding="utf-8")  # a config from before the key
+    assert load_config(str(path))["MODEL"]["max_frames"] == 4096
+    assert load_config(SINGLE, ["MODEL.max_frames=100000"])["MODEL"]["max_frames"] == 100000
+
+
+def test_shard_size_defaults_to_0_and_is_checked_like_every_key(tmp_path):
+    path = tmp_path / "old.yaml"
+    path.write_text("MODEL:\n  name: TSN\n", encoding="utf-8")  # a config from before the key
+    assert load_config(str(path))["INFER"]["shard_size"] == 0
+    assert load_config(str(path), ["INFER.shard_size=4"])["INFER"]["shard_size"] == 4
+    path.write_text("INFER:\n  shard_size: -2\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"INFER.shard_size must be 0 \(one file per video\) or a number"):
+        load_config(str(path))

@@ -264,13 +264,14 @@ def test_per_class_ap_against_a_sorting_reference_with_many_ties(seed):
     # Logits 0, 0.012, 0.020: 0.5 and 0.503 share a bin (1024), 0.505 is in the next one.
     scores = rng.choice([0.0, 0.01, 0.2, 0.5, 0.503, 0.505, 0.9, 1.0], size=(num_videos, num_classes))
     labels = rng.random((num_videos, num_classes)) < np.linspace(0.0, 0.5, num_classes)  # class 0: none
-    parts = [PerClassAP(num_classes) for _ in range(3)]
+    parts = [PerClassAP(num_classes, memory_mb=0) for _ in range(3)]  # binned: no score kept
     for i, part in enumerate(parts):
         part.update(scores[i::3], labels[i::3])
     total = PerClassAP(num_classes)
     for part in parts[::-1]:
         total.merge(part.state())
     result = total.compute()
+    assert not total.exact and "scores" not in parts[0].state()
     np.testing.assert_allclose(result["ap"], binned_reference(scores, labels), rtol=0, atol=1e-12)
     assert np.isnan(result["ap"][0]) and result["positives"].tolist() == labels.sum(axis=0).tolist()
 
@@ -292,3 +293,69 @@ def test_per_class_ap_state_holds_only_the_used_bins():
     assert len(state["all_index"]) == 3396 and len(state["positive_index"]) == 4
     with pytest.raises(ValueError, match=r"\[B, 3396\]"):
         m.update(np.zeros((2, 5)), np.zeros((2, 5)))
+
+
+def sklearn_ap(scores, labels):
+    """scikit-learn's average_precision_score per class; NaN for a class without positives."""
+    from sklearn.metrics import average_precision_score
+    return np.array([average_precision_score(labels[:, c], scores[:, c]) if labels[:, c].any() else np.nan
+                     for c in range(labels.shape[1])])
+
+
+TIED_SCORES = [0.0, 0.01, 0.2, 0.5, 0.503, 0.505, 0.9, 1.0]  # 0.5 and 0.503 share a bin
+
+
+@pytest.mark.parametrize("seed, dtype", [(0, np.float32), (1, np.float64), (2, np.float32)])
+def test_per_class_ap_is_scikit_learns_while_the_scores_fit(seed, dtype):
+    rng = np.random.default_rng(seed)
+    num_videos, num_classes = 300, 7
+    scores = rng.choice(TIED_SCORES, size=(num_videos, num_classes)).astype(dtype)  # many ties
+    scores[:, 5] = rng.random(num_videos)  # and a class without any
+    labels = rng.random((num_videos, num_classes)) < np.linspace(0.0, 0.5, num_classes)  # class 0: none
+    parts = [PerClassAP(num_classes) for _ in range(3)]
+    for i, part in enumerate(parts):
+        for start in range(i * 100, i * 100 + 100, 32):
+            part.update(scores[start:min(start + 32, i * 100 + 100)], labels[start:min(start + 32, i * 100 + 100)])
+    total = PerClassAP(num_classes)
+    for part in parts[::-1]:  # the order of merging does not matter
+        total.merge(part.state())
+    result = total.compute()
+    assert total.exact
+    expected = sklearn_ap(scores, labels)
+    np.testing.assert_allclose(result["ap"], expected, rtol=0, atol=1e-12)
+    assert np.isnan(result["ap"][0]) and result["positives"].tolist() == labels.sum(axis=0).tolist()
+    # ties make it differ from the binned, pessimistic figure: the test tells them apart
+    assert np.nanmax(np.abs(binned_reference(scores, labels) - expected)) > 1e-3
+
+
+def test_per_class_ap_of_class_ids_is_scikit_learns():
+    rng = np.random.default_rng(4)
+    probabilities = rng.dirichlet(np.ones(4), size=50).round(2)  # softmax outputs, with ties
+    ids = rng.integers(0, 4, 50)
+    m = PerClassAP(4)
+    m.update(probabilities, ids)
+    np.testing.assert_allclose(m.compute()["ap"], sklearn_ap(probabilities, np.eye(4, dtype=bool)[ids]),
+                               rtol=0, atol=1e-12)
+
+
+def test_per_class_ap_past_the_memory_budget_is_binned():
+    rng = np.random.default_rng(5)
+    num_videos, num_classes = 120, 5
+    scores = rng.choice(TIED_SCORES, size=(num_videos, num_classes)).astype(np.float32)
+    labels = rng.random((num_videos, num_classes)) < 0.3
+    per_video = num_classes * (4 + 1)  # float32 score and bool label per class
+    m = PerClassAP(num_classes, memory_mb=100 * per_video / 2 ** 20)  # room for 100 videos
+    m.update(scores[:100], labels[:100])
+    assert m.exact  # exactly at the budget
+    np.testing.assert_allclose(m.compute()["ap"], sklearn_ap(scores[:100], labels[:100]), rtol=0, atol=1e-12)
+    m.update(scores[100:], labels[100:])
+    assert not m.exact and "scores" not in m.state() and m.num_videos() == num_videos
+    np.testing.assert_allclose(m.compute()["ap"], binned_reference(scores, labels), rtol=0, atol=1e-12)
+    # merging: two exact halves whose scores together pass the budget
+    halves = [PerClassAP(num_classes, memory_mb=100 * per_video / 2 ** 20) for _ in range(2)]
+    halves[0].update(scores[:60], labels[:60])
+    halves[1].update(scores[60:], labels[60:])
+    assert halves[0].exact and halves[1].exact
+    halves[0].merge(halves[1].state())
+    assert not halves[0].exact
+    np.testing.assert_allclose(halves[0].compute()["ap"], binned_reference(scores, labels), rtol=0, atol=1e-12)

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from conftest import NOISE, assert_quiet, noise_in, run_script
+from conftest import NOISE, ROOT, assert_quiet, noise_in, run_script
 
 SCRIPTS = ["train.py", "eval.py", "predict.py", "tsn_extractor.py", "tools/video2frames.py", "export_model.py"]
 
@@ -18,10 +18,11 @@ def option_entries(help_text):
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_help_shows_each_default_once(script):
+def test_help_shows_each_default_once(script, tmp_path):
     # OMP_NUM_THREADS > 1 is what makes `import paddle` print its advice
-    result = run_script(script, "--help", env={"OMP_NUM_THREADS": "2"})
+    result = run_recorded(script, tmp_path, OMP_NUM_THREADS="2")
     assert result.returncode == 0, result.stdout
+    assert_set_up_before_paddle_or_opencv(tmp_path)
     assert_quiet(result.stdout)
     entries = option_entries(result.stdout)
     assert any(entry.startswith("--verbose") for entry in entries), result.stdout
@@ -66,3 +67,97 @@ def test_verbose_process_started_by_a_quiet_one_gets_the_chatter_back(monkeypatc
     assert os.environ["GLOG_minloglevel"] == "2" and os.environ["OPENCV_FFMPEG_LOGLEVEL"] == "24"
     quiet.setup(verbose=True)  # what a --verbose process started with this environment does
     assert "GLOG_minloglevel" not in os.environ and os.environ["OPENCV_FFMPEG_LOGLEVEL"] == "24"
+
+
+# --- the process is set up by the entry scripts, first; library modules change nothing at import ----
+
+SETUP_ENV = ("GLOG_minloglevel", "OPENCV_FFMPEG_LOGLEVEL", "VIDEOTAG_QUIET_ENV", "MKL_DEBUG_CPU_TYPE")
+# Records the environment at the first import of Paddle or OpenCV (a meta path finder: it only looks).
+RECORDER = """
+import json, os, sys
+class Recorder:
+    def find_spec(self, name, path=None, target=None):
+        if name in ("paddle", "cv2") and not os.environ.get("RECORDED"):
+            os.environ["RECORDED"] = "1"
+            with open(os.environ["RECORD_TO"], "w") as f:
+                json.dump({"module": name, **{k: os.environ.get(k) for k in %r}}, f)
+        return None
+sys.meta_path.insert(0, Recorder())
+""" % (SETUP_ENV,)
+
+
+def bare_env(**extra):
+    """This environment without what a process setup puts in it (this test process ran scripts)."""
+    env = {k: v for k, v in os.environ.items() if k not in SETUP_ENV + ("RECORDED",)}
+    return {**env, "OMP_NUM_THREADS": "1", **extra}
+
+
+def amd():
+    with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+        return "AuthenticAMD" in f.read(4096)
+
+
+def run_recorded(script, tmp_path, **env):
+    """``script --help`` as a process of its own, in ``bare_env``, with RECORDER watching."""
+    import subprocess
+    import sys
+    (tmp_path / "sitecustomize.py").write_text(RECORDER, encoding="utf-8")
+    env = bare_env(PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}", RECORD_TO=str(tmp_path / "record.json"), **env)
+    return subprocess.run([sys.executable, os.path.join(ROOT, script), "--help"], env=env, cwd=str(tmp_path),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+
+
+def assert_set_up_before_paddle_or_opencv(tmp_path):
+    """The script set the process up (cli.setup_process) before Paddle or OpenCV was first imported."""
+    import json
+    seen = json.loads((tmp_path / "record.json").read_text(encoding="utf-8"))
+    assert seen["GLOG_minloglevel"] == "2" and seen["OPENCV_FFMPEG_LOGLEVEL"] == "-8", seen
+    assert seen["MKL_DEBUG_CPU_TYPE"] == ("5" if amd() else None), seen
+
+
+def test_videotag_sets_the_process_up_before_paddle_or_opencv_loads(tmp_path):
+    # (the other scripts: test_help_shows_each_default_once)
+    result = run_recorded("videotag.py", tmp_path)
+    assert result.returncode == 0, result.stdout
+    assert_set_up_before_paddle_or_opencv(tmp_path)
+
+
+def test_importing_the_library_changes_nothing():
+    """Every module of video_tag imported (after Paddle, whose own import writes OMP_NUM_THREADS):
+    the environment is as it was, and video_tag.cli alone does not import Paddle."""
+    import subprocess
+    import sys
+    code = """
+import os, pkgutil, importlib, sys, warnings
+start = dict(os.environ)
+import video_tag.cli
+assert "paddle" not in sys.modules, "video_tag.cli imported Paddle"
+assert dict(os.environ) == start, "importing video_tag.cli changed the environment"
+import paddle
+before, filters = dict(os.environ), list(warnings.filters)
+for module in pkgutil.walk_packages(video_tag.__path__, "video_tag."):
+    if module.name != "video_tag.demo":  # an entry point (python -m video_tag.demo)
+        importlib.import_module(module.name)
+changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))
+assert not changed, changed
+assert warnings.filters == filters
+print("unchanged")
+"""
+    done = subprocess.run([sys.executable, "-c", code], env=bare_env(PYTHONPATH=ROOT), cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "unchanged", done.stdout + done.stderr
+
+
+def test_mkl_fast_path_on_amd_only_and_the_users_setting_wins(tmp_path, monkeypatch):
+    from video_tag import cli
+    cpuinfo = tmp_path / "cpuinfo"
+    monkeypatch.delenv("MKL_DEBUG_CPU_TYPE", raising=False)
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\n", encoding="ascii")
+    cli.mkl_fast_path_on_amd(str(cpuinfo))
+    assert "MKL_DEBUG_CPU_TYPE" not in os.environ
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\n", encoding="ascii")
+    cli.mkl_fast_path_on_amd(str(cpuinfo))
+    assert os.environ["MKL_DEBUG_CPU_TYPE"] == "5"
+    monkeypatch.setenv("MKL_DEBUG_CPU_TYPE", "4")
+    cli.mkl_fast_path_on_amd(str(cpuinfo))
+    assert os.environ["MKL_DEBUG_CPU_TYPE"] == "4"

@@ -11,6 +11,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from video_tag import cli  # noqa: E402
+
+cli.setup_process()  # first: quiet output and CPU environment, before Paddle or OpenCV is imported
 from video_tag.frames import video_to_frames  # noqa: E402
 
 

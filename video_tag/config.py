@@ -25,13 +25,13 @@ SECTIONS = ("MODEL", "TRAIN", "VALID", "TEST", "INFER")
 # Keys this toolkit adds to the original configs, with values that keep the original behaviour (but
 # keep_checkpoints: the original kept every 1.2 GB epoch checkpoint).
 DEFAULTS = {
-    "MODEL": {"topk": 20, "fc_sizes": [8192, 4096]},
+    "MODEL": {"topk": 20, "fc_sizes": [8192, 4096], "max_frames": 4096},
     "TRAIN": {"num_workers": 2, "log_interval": 10, "num_gpus": 1, "use_gpu": True, "keep_checkpoints": 3,
               "save_interval_steps": 0, "seed": None, "amp": False, "pretrain_base": None, "num_samples": None,
               "decay_epochs": [], "decay_gamma": 0.1},
     "VALID": {"batch_size": 128, "filelist": None, "num_workers": 2},
     "TEST": {"batch_size": 128, "filelist": None, "num_workers": 2},
-    "INFER": {"batch_size": 1, "filelist": None, "num_workers": 2, "feature_dtype": "float32"},
+    "INFER": {"batch_size": 1, "filelist": None, "num_workers": 2, "feature_dtype": "float32", "shard_size": 0},
 }
 
 
@@ -78,6 +78,8 @@ def _integers(v):
 # What a value must be, for each key that may appear in a section (any section): (test, description).
 RULES = {
     "batch_size": _count(1), "num_workers": _count(0), "num_classes": _count(1), "topk": _count(1),
+    "max_frames": _count(1),  # T of a feature file (MODEL): more is refused before the file is read
+    "shard_size": (lambda v: type(v) is int and v >= 0, "0 (one file per video) or a number of videos per shard"),
     "keep_checkpoints": _count(0), "save_interval_steps": _count(0), "seed": _count(0),
     "amp": (lambda v: isinstance(v, bool), "true or false"),
     "epoch": _count(1), "log_interval": _count(1), "seg_num": _count(1), "short_size": _count(1),

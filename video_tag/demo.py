@@ -95,14 +95,24 @@ def random_backbone(path, videos, num_layers=101, short_size=256, target_size=22
     weights.write_state(weights.model_state(model), path)
 
 
+# What each exit code of the scripts means (video_tag.cli.main).
+EXIT_MEANINGS = {1: "done, but some inputs failed", 2: "refused before starting", 3: "stopped by an error",
+                 4: "internal error", 130: "interrupted"}
+
+
 def run(step, *args):
-    """Run one of the project's scripts, showing its output; stop the demo if it fails."""
+    """Run one of the project's scripts, showing its output. Any exit code but 0 stops the demo, with a
+    line naming the step and its code: the demo exits with that code, or 3 where the code says less (1:
+    the step's inputs are the demo's own, one failing is an error; a process killed by a signal)."""
     from video_tag import cpu
     print(f"\n=== {step}: python {' '.join(args)}", flush=True)
     # cpu.child_env: the demo imported Paddle, whose OMP_NUM_THREADS=1 would keep each script on one core
     result = subprocess.run([sys.executable, *args], cwd=ROOT, env=cpu.child_env())
-    if result.returncode not in (0, 1):  # 1: some inputs failed and were listed; go on
-        sys.exit(f"demo stopped: {step} failed (exit {result.returncode})")
+    code = result.returncode
+    if code != 0:
+        meaning = EXIT_MEANINGS.get(code, f"killed by signal {-code}" if code < 0 else "unknown exit code")
+        print(f"demo stopped: step {step} failed (exit {code}: {meaning})", file=sys.stderr, flush=True)
+        sys.exit(code if code in (2, 3, 4, 130) else 3)
 
 
 def write_list(path, lines):
@@ -112,6 +122,8 @@ def write_list(path, lines):
 
 
 def main():
+    from video_tag import cli
+    cli.setup_process()  # an entry point: quiet output and the CPU environment, before Paddle is imported
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=os.path.join(ROOT, "data", "demo"), help="where everything goes")
     p.add_argument("--per_class", type=int, default=10, help="clips per class (60%% train, 20%% val, 20%% test)")

@@ -70,12 +70,39 @@ def run(function, args, use_gpu):
 
 
 def gather(obj):
-    """List of ``obj`` from every rank, in rank order (picklable objects)."""
+    """List of ``obj`` from every rank, in rank order, on every rank (picklable objects; what rank 0
+    alone needs: ``gather_to_main``)."""
     if world_size() == 1:
         return [obj]
     gathered = []
     dist.all_gather_object(gathered, obj)
     return gathered
+
+
+def gather_to_main(obj):
+    """``[obj of rank 0, obj of rank 1, ...]`` on rank 0, None on the other ranks (picklable objects):
+    what rank 0 alone needs (metric states, failure lists) travels to it alone, not to every rank as
+    with ``gather``; rank 0 receives one rank's object at a time."""
+    if world_size() == 1:
+        return [obj]
+    if not is_main():
+        dist.send_object_list([obj], dst=0)
+        return None
+    gathered = [obj]
+    for source in range(1, world_size()):
+        received = [None]
+        dist.recv_object_list(received, src=source)
+        gathered.append(received[0])
+    return gathered
+
+
+def broadcast_from_main(obj):
+    """Rank 0's ``obj`` on every rank (a small picklable object, e.g. a metrics dict)."""
+    if world_size() == 1:
+        return obj
+    holder = [obj]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
 
 
 def barrier():

@@ -62,8 +62,9 @@ def run_model(model_name, model, reader, indices, batch_size, num_workers=2, on_
 def validate(model_name, model, reader, cfg, section="VALID"):
     """Metrics over every sample of ``reader``, each process taking every world_size-th sample.
 
-    The per-video records of all processes are gathered and the metrics computed once from them, so
-    the figures equal a single-process evaluation. Returns the metrics dict on every rank.
+    The per-video records of all processes are gathered to rank 0, which computes the metrics once from
+    them, so the figures equal a single-process evaluation; the metrics dict (small) is returned on
+    every rank.
     """
     world, rank = dist.world_size(), dist.rank()
     batch_size = max(1, int(cfg[section]["batch_size"]) // world)
@@ -72,20 +73,26 @@ def validate(model_name, model, reader, cfg, section="VALID"):
     for batch, probabilities, losses in run_model(model_name, model, reader, indices, batch_size,
                                                   int(cfg[section]["num_workers"])):
         metrics.update(probabilities, batch["labels"], losses)
-    total = MODELS[model_name].metrics(cfg)
-    for state in dist.gather(metrics.state()):
-        total.merge(state)
-    return total.compute()
+    gathered = dist.gather_to_main(metrics.state())  # rank 0 alone merges the states: no copy on each rank
+    result = None
+    if dist.is_main():
+        total = MODELS[model_name].metrics(cfg)
+        for state in gathered:
+            total.merge(state)
+        result = total.compute()
+    return dist.broadcast_from_main(result)
 
 
 def evaluate(model_name, cfg, weights_path, filelist, save_dir, use_gpu=False, batch_size=None,
-             per_class=False, label_file=None, engine="dygraph"):
+             per_class=False, label_file=None, engine="dygraph", per_class_memory_mb=512):
     """``eval.py``: metrics of ``weights_path`` over every video of ``filelist``. Returns the exit code.
 
     Under ``paddle.distributed.launch`` each process reads every world_size-th video of the list (each
     file read once); the per-video records are gathered and rank 0 alone computes the metrics, prints and
     writes them. ``per_class`` also writes per_class.csv, with class names from ``label_file`` (None:
-    names left empty). ``engine``: "dygraph", or "inference" (Paddle Inference, see ``build_runner``).
+    names left empty): each class's exact AP while every score fits ``per_class_memory_mb`` (all the
+    processes together), else the binned AP, with a log line saying so (``metrics.PerClassAP``).
+    ``engine``: "dygraph", or "inference" (Paddle Inference, see ``build_runner``).
     """
     check_engine(model_name, engine)
     dist.init(use_gpu)
@@ -101,7 +108,8 @@ def evaluate(model_name, cfg, weights_path, filelist, save_dir, use_gpu=False, b
     batch_size = int(batch_size or cfg["TEST"]["batch_size"])
     log.info("evaluating %s on %d video(s) of %s", weights_path, len(reader), filelist)
     metrics = MODELS[model_name].metrics(cfg)
-    class_ap = PerClassAP(num_classes) if per_class else None
+    # Each process keeps its share of the budget: rank 0 receives them all.
+    class_ap = PerClassAP(num_classes, memory_mb=per_class_memory_mb / world) if per_class else None
     mine = list(range(len(reader)))[rank::world]
     with tqdm(total=len(mine), desc="eval", unit="video", dynamic_ncols=True,
               disable=not dist.is_main()) as progress:
@@ -112,12 +120,13 @@ def evaluate(model_name, cfg, weights_path, filelist, save_dir, use_gpu=False, b
             if class_ap:
                 class_ap.update(probabilities, batch["labels"])
             progress.update(len(probabilities))
-    total = MODELS[model_name].metrics(cfg)
-    for state in dist.gather(metrics.state()):
-        total.merge(state)
-    class_states = dist.gather(class_ap.state()) if class_ap else []
-    failed = sorted(sum(dist.gather(failed), []))
+    # Rank 0 alone needs the states (O(videos) each): they travel to it alone.
+    gathered = dist.gather_to_main((metrics.state(), class_ap.state() if class_ap else None, failed))
     if dist.is_main():
+        total = MODELS[model_name].metrics(cfg)
+        for state, _, _ in gathered:
+            total.merge(state)
+        failed = sorted(sum((rank_failed for _, _, rank_failed in gathered), []))
         result = total.compute()
         os.makedirs(save_dir, exist_ok=True)
         files.write_text(os.path.join(save_dir, "metrics.json"), json.dumps(result, indent=2) + "\n")
@@ -126,9 +135,13 @@ def evaluate(model_name, cfg, weights_path, filelist, save_dir, use_gpu=False, b
             print(f"{DISPLAY_NAMES.get(key, key)}: {value}")
         log.info("wrote %s", os.path.join(save_dir, "metrics.json"))
         if class_ap:
-            total_ap = PerClassAP(num_classes)
-            for state in class_states:
+            total_ap = PerClassAP(num_classes, memory_mb=per_class_memory_mb)
+            for _, state, _ in gathered:
                 total_ap.merge(state)
+            if not total_ap.exact:
+                log.info("per-class AP from score bins (logit steps of 1/64, ties ranked pessimistically), not "
+                         "exact: the scores of %d videos x %d classes need more than --per_class_memory_mb %g",
+                         total_ap.num_videos(), num_classes, per_class_memory_mb)
             write_per_class(os.path.join(save_dir, "per_class.csv"), total_ap.compute(), names)
     dist.barrier()  # the other ranks end after rank 0 has written everything; rank 0 carries the exit code
     return 1 if failed and dist.is_main() else 0

@@ -85,11 +85,8 @@ def feature_dtype(cfg):
 
 
 def shard_size(cfg):
-    """``INFER.shard_size``: videos per shard (0, the default: one file per video)."""
-    size = int(cfg["INFER"].get("shard_size") or 0)
-    if size < 0:
-        raise UserError(f"shard_size {size}: must be 0 (one file per video) or the number of videos per shard")
-    return size
+    """``INFER.shard_size``: videos per shard (0, the default: one file per video; checked with the config)."""
+    return int(cfg["INFER"].get("shard_size") or 0)
 
 
 def build_engine(cfg, weights_path, precision="fp32", use_gpu=False, batch_size=8, device_id=0,

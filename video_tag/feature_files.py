@@ -24,6 +24,7 @@ import io
 import math
 import struct
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -33,6 +34,7 @@ DTYPES = ("float32", "float16", "uint8")
 SUFFIXES = {"float32": ".npy", "float16": ".npy", "uint8": ".npz"}
 NPY_MAGIC, ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
 UINT8_MEMBERS = ("q", "scale", "offset")
+FLOAT16_MAX = float(np.finfo(np.float16).max)  # 65504: larger values would be stored as Inf
 
 
 def suffix(dtype):
@@ -68,8 +70,14 @@ def write(f, features, dtype):
     if dtype == "uint8":
         q, scale, offset = quantize(features)
         np.savez(f, q=q, scale=scale, offset=offset)
-    else:
-        np.save(f, np.asarray(features).astype(dtype, copy=False))
+        return
+    features = np.asarray(features)
+    if dtype == "float16":
+        outside = np.abs(features) > FLOAT16_MAX  # NaN compares False: stored as NaN, as float32 stores it
+        if outside.any():
+            raise ValueError(f"features hold values outside float16's range (|x| <= {FLOAT16_MAX:g}), up to "
+                             f"{float(np.abs(features[outside]).max()):g}: store them as float32")
+    np.save(f, features.astype(dtype, copy=False))
 
 
 def complete(path, dtype, shape):
@@ -92,7 +100,7 @@ def complete(path, dtype, shape):
             and found["scale"] == found["offset"] == (shape[1:], False, np.dtype(np.float32)))
 
 
-def read(path, empty=np.empty):
+def read(path, empty=np.empty, max_frames=None, width=None):
     """The stored arrays of a feature file: ``(data, scale, offset)``; ``data`` is float [T, F] as stored
     (scale and offset None) or uint8 [T, F] with float32 [F] ``scale`` and ``offset``. ``empty(shape,
     dtype)`` allocates them.
@@ -101,20 +109,33 @@ def read(path, empty=np.empty):
     bytes, not by its name): a missing or unreadable file, another format (a pickle is never unpickled),
     a wrong shape or dtype, an .npz without the three arrays. Reads each array straight into its memory
     (a quarter of the CPU time of ``np.load`` on an .npz; bench/README.md).
+
+    The file is untrusted: nothing is allocated, read or decompressed beyond what its headers declare,
+    and a declared shape is checked first: more data than the file (or a stored .npz member) holds, more
+    than ``max_frames`` frames (T), or, with ``width``, another shape than [T, width] is refused. A
+    compressed .npz member is decompressed up to its declared array's bytes, never further, so with both
+    limits given a zip bomb costs at most ``max_frames * width`` elements.
     """
+    def frames_and_width(shape, where):
+        if max_frames is not None and len(shape) >= 1 and shape[0] > max_frames:
+            raise ValueError(f"{shape[0]} frames{where}, above the limit of {max_frames} (MODEL.max_frames; "
+                             f"raise it with -o MODEL.max_frames=N)")
+        if width is not None and (len(shape) != 2 or shape[1] != width):
+            raise ValueError(f"features of shape {list(shape)}{where}, expected [T, {width}]")
+
     try:
         with shards.open_bytes(path) as (f, size):
             head = f.read(len(NPY_MAGIC))
             f.seek(0)
             if head == NPY_MAGIC:
-                array = _npy(f, size, "", empty)
+                array = _npy(f, size, "", empty, frames_and_width)
                 if not np.issubdtype(array.dtype, np.floating):
                     raise ValueError(f"features of dtype {array.dtype}, expected float" + (
                         " (uint8 features come as a .npz with q, scale and offset: tsn_extractor.py "
                         "--feature_dtype uint8)" if array.dtype == np.uint8 else ""))
                 return array, None, None
             if head.startswith(ZIP_MAGIC):
-                return _uint8_npz(f, empty)
+                return _uint8_npz(f, size, empty, frames_and_width)
     except FileNotFoundError:
         raise ValueError("file not found") from None
     except OSError as e:
@@ -150,9 +171,10 @@ def _npy_header(f):
     return parsed
 
 
-def _npy(f, end, where, empty):
+def _npy(f, end, where, empty, check=None):
     """The array of the .npy data at ``f``'s position, which ends at byte ``end`` of the file; ``where``
-    names an .npz member in messages."""
+    names an .npz member in messages. ``check(shape, where)`` may refuse the declared shape (raising
+    ``ValueError``) before anything is allocated or read."""
     try:
         shape, fortran, dtype = _npy_header(f)
         if dtype.hasobject:
@@ -160,6 +182,11 @@ def _npy(f, end, where, empty):
         nbytes = math.prod(shape) * dtype.itemsize
         if end - f.tell() < nbytes:
             raise ValueError(f"cut short: {max(0, end - f.tell())} bytes of data for shape {list(shape)}")
+    except (ValueError, EOFError, OverflowError, struct.error) as e:
+        raise ValueError(f"not a readable .npy file{where} ({' '.join(str(e).split()) or type(e).__name__})") from None
+    if check is not None:
+        check(shape, where)
+    try:
         array = empty(shape[::-1] if fortran else shape, dtype)
         if nbytes and f.readinto(memoryview(array.reshape(-1).view(np.uint8))) < nbytes:
             raise ValueError("cut short")
@@ -168,10 +195,16 @@ def _npy(f, end, where, empty):
     return array.T if fortran else array
 
 
-def _uint8_npz(f, empty):
-    """``(q, scale, offset)`` of the .npz at ``f``; stored members are read in place (no CRC check, as for
-    an .npy), compressed ones (``np.savez_compressed``) through zipfile."""
+def _uint8_npz(f, size, empty, check):
+    """``(q, scale, offset)`` of the .npz at ``f`` (``size`` bytes); stored members are read in place (no
+    CRC check, as for an .npy), compressed ones (``np.savez_compressed``) through zipfile, up to the
+    bytes their headers declare. ``check`` refuses q's declared shape (see ``_npy``); scale and offset
+    must declare [F] of q."""
     arrays = []
+
+    def one_row_of_q(shape, where):  # scale and offset: [F] of q
+        if tuple(shape) != arrays[0].shape[1:]:
+            raise ValueError(f".npz member{where} of shape {list(shape)}, expected float32 [{arrays[0].shape[1]}]")
     try:
         with zipfile.ZipFile(f) as z:
             members = {i.filename: i for i in z.infolist()}
@@ -180,23 +213,28 @@ def _uint8_npz(f, empty):
                 raise ValueError(f".npz without {', '.join(missing)}: uint8 features are stored as q, scale and "
                                  f"offset (tsn_extractor.py --feature_dtype uint8)")
             for m in UINT8_MEMBERS:
-                info = members[m + ".npy"]
+                info, where = members[m + ".npy"], f" ({m} in the .npz)"
+                member_check = check if m == "q" else one_row_of_q
                 if info.compress_type == zipfile.ZIP_STORED and not info.flag_bits & 1:
                     f.seek(info.header_offset)
                     local = f.read(30)
                     if local[:4] != ZIP_MAGIC:
                         raise zipfile.BadZipFile(f"bad local header of {m}.npy")
                     f.seek(info.header_offset + 30 + sum(struct.unpack("<HH", local[26:30])))
-                    arrays.append(_npy(f, f.tell() + info.file_size, f" ({m} in the .npz)", empty))
+                    end = min(f.tell() + info.file_size, size)  # the declared size cannot pass the file's end
+                    arrays.append(_npy(f, end, where, empty, member_check))
                 else:
-                    data = z.read(info)
-                    arrays.append(_npy(io.BytesIO(data), len(data), f" ({m} in the .npz)", empty))
+                    # Decompressed as read, never beyond the bytes q's header declares (after ``check``)
+                    # nor beyond the member's declared size: a zip bomb cannot make it inflate more.
+                    with z.open(info) as member:
+                        arrays.append(_npy(member, info.file_size, where, empty, member_check))
+                q = arrays[0]
+                if m == "q" and (q.dtype != np.uint8 or q.ndim != 2):
+                    raise ValueError(f".npz q of dtype {q.dtype} and shape {list(q.shape)}, expected uint8 [T, F]")
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, RuntimeError, EOFError,
-            struct.error) as e:
+            struct.error, zlib.error) as e:
         raise ValueError(f"not a readable .npz file ({' '.join(str(e).split()) or type(e).__name__})") from None
     q, scale, offset = arrays
-    if q.dtype != np.uint8 or q.ndim != 2:
-        raise ValueError(f".npz q of dtype {q.dtype} and shape {list(q.shape)}, expected uint8 [T, F]")
     for name, array in (("scale", scale), ("offset", offset)):
         if array.dtype != np.float32 or array.shape != q.shape[1:]:
             raise ValueError(f".npz {name} of dtype {array.dtype} and shape {list(array.shape)}, expected "

@@ -6,8 +6,9 @@ per-batch averages, so ``compute()`` returns global figures over every video see
 evaluation each rank accumulates its own videos, the ``state()`` dicts are gathered (e.g. with
 ``paddle.distributed.all_gather_object``) and ``merge()``-d into one accumulator on rank 0, which then
 calls ``compute()`` once. The result does not depend on the order of ranks or batches.
-``PerClassAP`` gives each class's average precision over all videos (``eval.py --per_class``), from
-score histograms whose size does not grow with the number of videos.
+``PerClassAP`` gives each class's average precision over all videos (``eval.py --per_class``): exact
+(scikit-learn's) while every score fits a memory budget, beyond it from score histograms whose size does
+not grow with the number of videos.
 
 Ties are broken deterministically: within a video, equal scores rank by class index (lower first, as
 ``numpy.argmax`` does); across videos, see the GAP note in ``MultiLabelMetrics``.
@@ -217,24 +218,34 @@ class PerClassAP:
     """Average precision of each class over all videos, for ``eval.py --per_class``: which tags fail.
 
     For class c, the videos are ranked by their score for c (highest first); its positives are the
-    videos that have c among their labels. With P positives, ``AP_c = (1/P) * sum over positives at
-    1-based rank i of (positives ranked 1..i) / i``. A class without positives has no AP (None).
-    TSN: the same over its softmax probabilities, the videos of a class being its positives.
+    videos that have c among their labels. With P positives, ``AP_c = (1/P) * sum over positives of the
+    precision at the score threshold that first admits them``. A class without positives has no AP
+    (NaN; per_class.csv leaves it empty, and the mean AP leaves it out: scikit-learn gives such a class
+    0 with a warning). TSN: the same over its softmax probabilities, the videos of a class being its
+    positives.
 
-    Memory does not grow with the number of videos: scores are kept as counts per score bin, not one
-    by one (keeping every score would be [N, C] float32: 13 GB for 1M videos and 3396 classes). The
-    bins are ``bins`` equal steps of the logit ``log(p / (1 - p))`` over [-logit_range, logit_range]
-    (beyond it: the end bins; NaN: the lowest bin): by default steps of 1/64, so two probabilities
-    share a bin only when their odds differ by less than 1.6%. Videos ranked by bin, the negatives of a
-    bin before its positives (the pessimistic order, as for GAP), the AP above is exact. Two count
-    arrays [C, bins] int32 cost 56 MB for 3396 classes, whatever the number of videos; ``state()`` holds
-    their nonzero entries only, for gathering across processes.
+    Exact while the scores fit ``memory_mb``: every score is kept ([N, C], as given, float32 or float64,
+    plus the labels, C * 5 bytes per video for float32) and the AP is scikit-learn's
+    ``average_precision_score`` (videos of equal score form one threshold: each of their positives gets
+    the precision of the whole group; NaN scores rank lowest). Past the budget (``exact`` turns False)
+    the kept scores are dropped and the AP comes from score bins, whose memory does not grow with the
+    number of videos (every score of 1M videos x 3396 classes would be 13 GB in float32): the bins are
+    ``bins`` equal steps of the logit ``log(p / (1 - p))`` over [-logit_range, logit_range] (beyond it:
+    the end bins; NaN: the lowest bin), by default steps of 1/64, so two probabilities share a bin only
+    when their odds differ by less than 1.6%. Videos ranked by bin, the negatives of a bin before its
+    positives (the pessimistic order, as for GAP), the AP above is exact on scores in different bins.
+    Two count arrays [C, bins] int32 cost 56 MB for 3396 classes, whatever the number of videos;
+    ``state()`` holds their nonzero entries only (and the kept scores), for gathering across processes.
     """
 
-    def __init__(self, num_classes, bins=2048, logit_range=16.0):
+    def __init__(self, num_classes, bins=2048, logit_range=16.0, memory_mb=512):
         self.num_classes, self.bins, self.logit_range = int(num_classes), int(bins), float(logit_range)
+        self.memory_bytes = int(float(memory_mb) * 2 ** 20)
         self._all = np.zeros((self.num_classes, self.bins), np.int32)       # videos per (class, bin)
         self._positive = np.zeros((self.num_classes, self.bins), np.int32)  # positives per (class, bin)
+        self._scores, self._truth = [], []  # [B, C] scores and bool labels per part, while ``exact``
+        self._kept_bytes = 0
+        self.exact = True
 
     def bin_of(self, probabilities):
         """Bin index [B, C] int64 of probabilities [B, C] (see the class docstring)."""
@@ -244,6 +255,10 @@ class PerClassAP:
         logit = np.clip(np.nan_to_num(logit, nan=-np.inf), -self.logit_range, self.logit_range)
         index = np.floor((logit + self.logit_range) * (self.bins / (2 * self.logit_range)))
         return np.minimum(index.astype(np.int64), self.bins - 1)
+
+    def num_videos(self):
+        """Videos seen (merged ones included)."""
+        return int(self._all[0].sum()) if self.num_classes else 0
 
     def update(self, probabilities, labels, losses=None):
         """Add a batch. probabilities: [B, C] scores in [0, 1]; labels: [B, C] multi-hot (nonzero = true)
@@ -259,25 +274,59 @@ class PerClassAP:
         # np.add.at is fast only when the added value has the array's dtype.
         np.add.at(self._all.reshape(-1), flat.reshape(-1), np.int32(1))
         np.add.at(self._positive.reshape(-1), flat[labels != 0], np.int32(1))
+        if self.exact:
+            self._keep(probabilities.astype(np.float32 if probabilities.dtype == np.float32 else np.float64),
+                       labels != 0)
+
+    def _keep(self, scores, truth):
+        """Keep ``scores`` and ``truth`` [B, C] for the exact AP while they fit the budget."""
+        if not self.exact:
+            return
+        self._kept_bytes += scores.nbytes + truth.nbytes
+        if self._kept_bytes > self.memory_bytes:
+            self.exact, self._scores, self._truth = False, [], []
+            return
+        self._scores.append(scores)
+        self._truth.append(truth)
 
     def state(self):
         """``{"all_index", "all_count", "positive_index", "positive_count"}``: the nonzero entries of
-        the two count arrays (flat indices into [C * bins], int64), for gathering across processes."""
+        the two count arrays (flat indices into [C * bins], int64), for gathering across processes;
+        while ``exact``, also ``"scores"`` [N, C] and ``"truth"`` [N, C] bool."""
         state = {}
         for name, counts in (("all", self._all), ("positive", self._positive)):
             index = np.flatnonzero(counts)
             state[f"{name}_index"], state[f"{name}_count"] = index, counts.reshape(-1)[index].astype(np.int64)
+        if self.exact:
+            scores, truth = self._kept()
+            self._scores, self._truth = [scores], [truth]
+            state["scores"], state["truth"] = scores, truth
         return state
 
+    def _kept(self):
+        if not self._scores:
+            return np.zeros((0, self.num_classes), np.float32), np.zeros((0, self.num_classes), bool)
+        dtype = np.result_type(*self._scores)
+        return np.concatenate(self._scores).astype(dtype, copy=False), np.concatenate(self._truth)
+
     def merge(self, other):
-        """Add the videos of another accumulator or of its ``state()`` dict."""
+        """Add the videos of another accumulator or of its ``state()`` dict. The result is exact while
+        both are and their scores together fit this one's budget."""
         state = other.state() if isinstance(other, PerClassAP) else other
         for name, counts in (("all", self._all), ("positive", self._positive)):
             np.add.at(counts.reshape(-1), np.asarray(state[f"{name}_index"], np.int64),
                       np.asarray(state[f"{name}_count"]).astype(np.int32))
+        if "scores" not in state:
+            self.exact, self._scores, self._truth = False, [], []
+        else:
+            self._keep(np.asarray(state["scores"]), np.asarray(state["truth"], bool))
 
     def compute(self):
-        """``{"ap": [C] float64, NaN for a class without positives, "positives": [C] int64}``."""
+        """``{"ap": [C] float64, NaN for a class without positives, "positives": [C] int64}``; exact
+        (scikit-learn's AP) while ``self.exact``, else from the score bins."""
+        totals = self._positive.sum(axis=1).astype(np.int64)
+        if self.exact:
+            return {"ap": exact_average_precision(*self._kept()), "positives": totals}
         positive = self._positive[:, ::-1].astype(np.int64)  # bins from the highest score down
         everything = self._all[:, ::-1].astype(np.int64)
         positives_before = np.cumsum(positive, axis=1) - positive     # in higher bins
@@ -290,9 +339,38 @@ class PerClassAP:
         j = np.arange(len(owner)) - np.repeat(np.cumsum(count) - count, count) + 1
         precision = (positives_before[rows, cols][owner] + j) / (ranked_before[rows, cols][owner] + j)
         sums = np.bincount(rows[owner], weights=precision, minlength=self.num_classes)
-        totals = positive.sum(axis=1)
         ap = np.where(totals > 0, sums / np.maximum(totals, 1), np.nan)
         return {"ap": ap, "positives": totals}
+
+
+def exact_average_precision(scores, truth, classes=64):
+    """scikit-learn's ``average_precision_score`` of each class: scores, truth [N, C] (truth bool).
+
+    Per class, videos by descending score; a group of equal scores is one threshold whose precision
+    (true ones down to the group's end / videos down to it) counts once per positive in the group; the
+    sum over positives divided by their number. NaN scores rank lowest. Returns [C] float64, NaN for a
+    class without positives. Works on ``classes`` classes at a time (temporaries [classes, N])."""
+    scores, truth = np.asarray(scores), np.asarray(truth, bool)
+    n, c = scores.shape
+    ap = np.full(c, np.nan)
+    rank = np.arange(1, n + 1)
+    for first in range(0, c, classes):
+        # One row per class (contiguous: sorting along rows is several times faster than down columns).
+        s = np.nan_to_num(np.ascontiguousarray(scores[:, first:first + classes].T, np.float64), nan=-np.inf)
+        t = np.ascontiguousarray(truth[:, first:first + classes].T)
+        order = np.argsort(-s, axis=1, kind="stable")
+        s, t = np.take_along_axis(s, order, axis=1), np.take_along_axis(t, order, axis=1)
+        true_so_far = np.cumsum(t, axis=1)
+        ends = np.ones_like(t)
+        ends[:, :-1] = s[:, :-1] != s[:, 1:]  # the last video of each group of equal scores
+        # The end of each video's group: the first end at or after it.
+        end = np.where(ends, np.arange(n), n - 1)
+        end = np.minimum.accumulate(end[:, ::-1], axis=1)[:, ::-1]
+        precision = np.take_along_axis(true_so_far, end, axis=1) / rank[end]
+        positives = t.sum(axis=1)
+        sums = np.where(t, precision, 0.0).sum(axis=1)
+        ap[first:first + classes] = np.where(positives > 0, sums / np.maximum(positives, 1), np.nan)
+    return ap
 
 
 def worst_first(ap, positives):

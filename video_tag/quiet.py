@@ -20,8 +20,9 @@ What a run would print otherwise, and what turns each off:
 - INFO records Paddle logs through the root logger: cli.setup_logging shows other libraries' warnings
   and errors only.
 
-A user's own GLOG_minloglevel or OPENCV_FFMPEG_LOGLEVEL wins. ``video_tag.cli`` calls ``setup()`` when
-it is imported, which every entry script does before anything imports Paddle or OpenCV.
+A user's own GLOG_minloglevel or OPENCV_FFMPEG_LOGLEVEL wins. Every entry script calls ``setup()``
+first (through ``video_tag.cli.setup_process``), before anything imports Paddle or OpenCV; importing
+this module sets nothing.
 """
 import contextlib
 import io

@@ -277,3 +277,15 @@ def test_prefetch_hint_tolerates_missing_files(tmp_path):
     with pytest.raises(ValueError, match="not found"):
         reader.load(1)
     np.testing.assert_array_equal(reader.load(0)["features"], features(2))
+
+
+def test_a_file_of_more_than_max_frames_fails_alone(tmp_path):
+    files = {"a.npy": features(3), "long.npy": features(9), "c.npy": features(8)}
+    cfg = {"MODEL": {**CFG["MODEL"], "max_frames": 8}}
+    reader = FeatureReader(make_list(tmp_path, files), "test", cfg)
+    failed = []
+    batches = list(iterate_batches(reader, [[0, 1, 2]], num_workers=0,
+                                   on_error=lambda entry, reason: failed.append((entry.line, reason))))
+    assert [b["index"].tolist() for b in batches] == [[0, 2]]
+    assert failed == [(2, "9 frames, above the limit of 8 (MODEL.max_frames; raise it with -o MODEL.max_frames=N)")]
+    assert FeatureReader(make_list(tmp_path, files), "test", CFG).max_frames == 4096  # the default

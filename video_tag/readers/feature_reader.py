@@ -13,6 +13,7 @@ import logging
 import numpy as np
 
 from .. import feature_files, shards
+from ..config import DEFAULTS
 from .lists import read_list
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,8 @@ class FeatureReader:
     """The samples of one list. ``load(i)`` returns a sample dict or raises ``ValueError`` with the reason.
 
     mode: "train" / "valid" / "test" need label ids on every line; "infer" ignores them.
-    cfg: the config (``MODEL.num_classes``, ``MODEL.feature_dims``).
+    cfg: the config (``MODEL.num_classes``, ``MODEL.feature_dims``, ``MODEL.max_frames``: a file of more
+    frames is refused, before it is read).
     check_files: missing files are an error up front (training); eval/predict report them per file.
     """
 
@@ -33,6 +35,7 @@ class FeatureReader:
     def __init__(self, list_path, mode, cfg, check_files=True):
         self.num_classes = int(cfg["MODEL"]["num_classes"])
         self.feature_dim = int(sum(cfg["MODEL"]["feature_dims"]))
+        self.max_frames = int(cfg["MODEL"].get("max_frames", DEFAULTS["MODEL"]["max_frames"]))
         self.entries = read_list(list_path, self.num_classes, need_labels=mode != "infer",
                                  check_files=check_files, exists=shards.exists)
 
@@ -51,7 +54,8 @@ class FeatureReader:
         "index": int}. Other float widths become float32. ``empty(shape, dtype)`` allocates the arrays read
         (a worker process passes one that reuses its memory from batch to batch)."""
         entry = self.entries[index]
-        data, scale, offset = feature_files.read(entry.path, empty)
+        # The file is untrusted: its declared shape is checked before anything is allocated or decompressed.
+        data, scale, offset = feature_files.read(entry.path, empty, self.max_frames, self.feature_dim)
         if data.ndim != 2 or data.shape[0] < 1 or data.shape[1] != self.feature_dim:
             raise ValueError(f"features of shape {list(data.shape)}, expected [T, {self.feature_dim}]")
         if data.dtype not in (np.float32, np.float16, np.uint8):
