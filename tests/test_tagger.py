@@ -298,3 +298,114 @@ def test_save_features_in_shards_and_features_lost_with_a_killed_shard_are_made_
             == (tmp / "out_plain" / "predictions.jsonl").read_text(encoding="utf-8"))
     with pytest.raises(UserError, match="--shard_size must be 0"):
         cli.set_shard_size(tsn, -1)
+
+
+def kill_at_append(monkeypatch, number):
+    """Make the ``number``-th line a run writes kill it (KeyboardInterrupt), as SIGKILL would leave it;
+    returns the restore function, which then records the keys written in ``calls``."""
+    from video_tag.streaming import PartialJsonl
+    real_append, calls = PartialJsonl.append, []
+
+    def append_then_die(self, key, record):
+        calls.append(key)
+        if len(calls) == number:
+            raise KeyboardInterrupt
+        real_append(self, key, record)
+
+    def counting():
+        calls.clear()
+        monkeypatch.setattr(PartialJsonl, "append", lambda self, key, record: (calls.append(key),
+                                                                              real_append(self, key, record)))
+        return calls
+
+    monkeypatch.setattr(PartialJsonl, "append", append_then_die)
+    return counting
+
+
+def replace_file(path, write):
+    """Replace ``path`` with new content (``write(temporary path)``) by a rename, as a user's copy would."""
+    tmp = path + ".new.avi"
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def test_a_video_replaced_after_a_killed_run_is_tagged_again(setup, monkeypatch):
+    tmp = setup
+    videos = sorted(write_video(tmp / "v" / f"{c}.avi", [c], 1.0) for c in ("red", "green", "blue"))
+    counting = kill_at_append(monkeypatch, 7)  # blue and green written (2 windows and the video each)
+    with pytest.raises(KeyboardInterrupt):
+        run_tag(tmp, tmp / "v", tmp / "cut", segment_seconds=0.5)
+    replace_file(videos[0], lambda p: write_video(p, ["red", "green"], 0.8))  # blue.avi: other content
+    calls = counting()
+    assert run_tag(tmp, tmp / "v", tmp / "cut", segment_seconds=0.5) == 0
+    assert sorted({key[0] for key in calls}) == [0, 2]  # the replaced video again, green kept
+    assert run_tag(tmp, tmp / "v", tmp / "fresh", segment_seconds=0.5) == 0
+    for name in ("predictions.jsonl", "segments.jsonl"):
+        assert (tmp / "cut" / name).read_bytes() == (tmp / "fresh" / name).read_bytes(), name
+
+
+def test_a_video_replaced_while_it_is_decoded_fails_and_is_tagged_again(setup, monkeypatch):
+    """What a video is recorded as (its size and mtime) is taken before it is decoded: one replaced while it
+    is decoded is never recorded under its new state; it fails (loudly) and the next run tags it."""
+    from video_tag import tagger
+    tmp = setup
+    videos = sorted(write_video(tmp / "v" / f"{c}.avi", [c], 0.6) for c in ("red", "blue"))
+    real_tag_video, replaced = tagger._tag_video, []
+
+    def replaced_while_decoding(*args):
+        if not replaced:  # the first video is being decoded: a user copies another over it
+            replace_file(videos[0], lambda p: write_video(p, ["green", "red"], 1.0))
+            replaced.append(os.stat(videos[0]))
+        return real_tag_video(*args)
+
+    monkeypatch.setattr(tagger, "_tag_video", replaced_while_decoding)
+    assert run_tag(tmp, tmp / "v", tmp / "out", save_features=str(tmp / "feat")) == 1
+    assert (tmp / "out" / "failed.list").read_text(encoding="utf-8") == f"{videos[0]}\t{tagger.CHANGED}\n"
+    assert [r["video"] for r in read_jsonl(tmp / "out" / "predictions.jsonl")] == [videos[1]]
+    assert (tmp / "feat" / "features.list").read_text(encoding="utf-8").count("\n") == 1
+    monkeypatch.setattr(tagger, "_tag_video", real_tag_video)
+    assert run_tag(tmp, tmp / "v", tmp / "out", save_features=str(tmp / "feat")) == 0
+    manifest = dict(line.split("\t") for line in (tmp / "feat" / "manifest.tsv").read_text(encoding="utf-8").splitlines())
+    with open(os.path.splitext(manifest[videos[0]])[0] + ".json", encoding="utf-8") as f:
+        record = json.load(f)
+    assert (record["size"], record["mtime_ns"]) == (replaced[0].st_size, replaced[0].st_mtime_ns)
+    assert run_tag(tmp, tmp / "v", tmp / "fresh") == 0
+    assert (tmp / "out" / "predictions.jsonl").read_bytes() == (tmp / "fresh" / "predictions.jsonl").read_bytes()
+
+
+def test_the_resume_header_holds_a_digest_of_the_list(setup, monkeypatch):
+    tmp = setup
+    video = write_video(tmp / "v" / "red.avi", ["red"], 0.4)
+    listing = tmp / "long.list"
+    listing.write_text(video + "\n" + "".join(f"{tmp}/missing/{i:06d} 很长的名字.mp4\n" for i in range(20000)),
+                       encoding="utf-8")
+    kill_at_append(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        run_tag(tmp, listing, tmp / "out")
+    (partial,) = [n for n in os.listdir(tmp / "out") if n.startswith("predictions.jsonl.partial.")]
+    with open(tmp / "out" / partial, "rb") as f:
+        assert len(f.readline()) < 4096  # 20,001 paths: about 1 MB if they were written out
+
+
+def test_the_same_list_from_another_folder_is_another_list(setup, monkeypatch):
+    """A list of relative paths names other videos from another working directory: even when those have the
+    very size and mtime of the first ones, nothing of the first run is reused."""
+    tmp = setup
+    for folder, colour in (("one", "red"), ("two", "blue")):
+        (tmp / folder).mkdir()
+        for name in ("a.avi", "b.avi"):
+            write_video(tmp / folder / name, [colour], 0.6)
+    for name in ("a.avi", "b.avi"):  # the same size and mtime: only the folder tells them apart
+        one, two = tmp / "one" / name, tmp / "two" / name
+        assert one.stat().st_size == two.stat().st_size
+        os.utime(two, ns=(one.stat().st_atime_ns, one.stat().st_mtime_ns))
+    listing = tmp / "rel.list"
+    listing.write_text("a.avi\nb.avi\n", encoding="utf-8")
+    monkeypatch.chdir(tmp / "one")
+    counting = kill_at_append(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run_tag(tmp, listing, tmp / "out")
+    monkeypatch.chdir(tmp / "two")
+    calls = counting()
+    assert run_tag(tmp, listing, tmp / "out") == 0
+    assert calls == [[0], [1]]

@@ -36,10 +36,11 @@ from .predict import format_tags, top_tags
 from .readers.lists import read_label_file, read_lines
 from .readers.video_reader import crop_normalize
 from .readers.windows import stream_worker
-from .streaming import PartialJsonl
+from .streaming import PartialJsonl, file_identity, list_digest
 
 log = logging.getLogger(__name__)
 
+CHANGED = "the file changed while it was read (replaced or rewritten): run again to tag it as it is now"
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".flv", ".m4v", ".mpg", ".mpeg", ".wmv",
                     ".3gp", ".ts", ".mts", ".m2ts", ".ogv", ".vob", ".rm", ".rmvb", ".asf")
 
@@ -97,7 +98,7 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
     weights.load_weights(model, lstm_weights)
     model.eval()
     os.makedirs(save_dir, exist_ok=True)
-    inputs = {"videos": [os.path.realpath(v) for v in videos], "tsn": settings,
+    inputs = {"videos_sha256": list_digest(videos), "tsn": settings,
               "lstm_sha256": files.sha256(weights.resolve(lstm_weights)),
               "labels_sha256": files.sha256(label_file),
               "topk": topk, "threshold": threshold, "model": lstm_cfg["MODEL"], "segment_seconds": segment_seconds,
@@ -108,8 +109,20 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
     if overwrite and dist.is_main():
         for output in outputs:
             output.remove_partials()
-    valid = lambda key, record: key[0] < len(videos) and record["video"] == videos[key[0]]
-    done = set() if overwrite else {k[0] for k in predictions.done(valid)}
+    identity = {}  # list index -> file_identity of the video, taken once per run (before decoding it)
+
+    def valid(key, record):
+        """A line of an earlier run counts for the video at its index only if that video has not changed."""
+        i = key[0]
+        if i >= len(videos) or record["video"] != videos[i]:
+            return False
+        if i not in identity:
+            identity[i] = file_identity(videos[i])
+        return identity[i] is not None and record["source"] == identity[i]
+
+    for output in outputs:
+        output.resume(None if overwrite else valid)
+    done = {k[0] for k in predictions.previous}
     store = None
     if save_features:
         store = FeatureStore(save_features, settings["feature_dtype"], extractor.shard_size(tsn_cfg))
@@ -123,8 +136,16 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
     todo = [i for i in mine if i not in done]
     log.info("%d video(s) in %s%s: %d to tag, %d done before", len(videos), source,
              f" ({len(mine)} for this process of {world})" if world > 1 else "", len(todo), len(mine) - len(todo))
-
-    failed = []
+    # What each output line (and saved feature) is recorded as made from is taken before decoding: a video
+    # replaced while it is decoded is found changed by the next run, never recorded under its new state.
+    failed, provenance = [], {}
+    for i in todo:
+        identity[i] = file_identity(videos[i])
+        if identity[i] is None:
+            failed.append((i, videos[i], "file not found"))
+        elif store is not None:
+            provenance[i] = video_provenance(videos[i], settings)
+    todo = [i for i in todo if identity[i] is not None]
     if todo:
         decode = (seg_num, short_size, target, segment_seconds, segment_stride, window_seg_num)
         with _Streams([(i, videos[i]) for i in todo], decode, num_workers) as stream:
@@ -138,19 +159,21 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
                           disable=not dist.is_main()) as progress:
                     for index, path, messages in stream:
                         result = _tag_video(engine, model, names, topk, threshold, target, messages)
+                        if not isinstance(result, str) and file_identity(path) != identity[index]:
+                            result = CHANGED
                         if isinstance(result, str):
                             log.warning("cannot read %s: %s", path, result)
                             failed.append((index, path, result))
                         else:
                             tags, features, windows = result
                             for k, start, end, window_tags in windows:
-                                segments.append([index, k], {"video": path, "start": start, "end": end,
-                                                             "tags": window_tags})
-                            predictions.append([index], {"video": path, "tags": tags})
+                                segments.append([index, k], {"source": identity[index], "video": path,
+                                                             "start": start, "end": end, "tags": window_tags})
+                            predictions.append([index], {"source": identity[index], "video": path, "tags": tags})
                             if dist.is_main():
                                 progress.write(format_tags(path, tags), end="")
                             if store is not None:
-                                store.save(path, features, video_provenance(path, settings))
+                                store.save(path, features, provenance[index])
                         progress.update(1)
                 if store is not None:
                     store.close()
@@ -166,7 +189,7 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
     failed = sorted(sum(dist.gather(failed), []))
     if dist.is_main():
         for output in outputs:
-            count = output.assemble(output.done(valid))
+            count = output.assemble(output.final(lambda key: key[0] in done))
             log.info("wrote %s: %d line(s)", output.path, count)
         write_failed_list(save_dir, failed)
         if store is not None:
