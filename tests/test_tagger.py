@@ -409,3 +409,29 @@ def test_the_same_list_from_another_folder_is_another_list(setup, monkeypatch):
     calls = counting()
     assert run_tag(tmp, listing, tmp / "out") == 0
     assert calls == [[0], [1]]
+
+
+def test_names_that_are_not_utf8_or_hold_a_tab_or_a_newline(setup):
+    """A folder unpacked from a zip made on Windows (GBK names), and names with a TAB or a newline: the videos
+    are tagged, the broken one is listed; every output stays valid UTF-8 with one record per line."""
+    from video_tag.names import escape_field, shown, unescape_field
+    tmp = setup
+    folder = os.fsencode(tmp / "v")
+    gbk = os.fsdecode(folder + b"/" + "海边视频".encode("gbk") + b".avi")
+    os.rename(write_video(tmp / "v" / "x.avi", ["red", "blue"], 0.6), gbk)
+    tab = write_video(tmp / "v" / "a\tb.avi", ["green"], 0.6)
+    broken = os.fsdecode(folder + b"/bad\n" + "名".encode("gbk") + b".mp4")
+    with open(broken, "wb") as f:
+        f.write(b"\x00" * 64)
+    with pytest.raises(UnicodeEncodeError):
+        gbk.encode("utf-8")  # what the OS gives: undecodable bytes as surrogates
+    assert run_tag(tmp, tmp / "v", tmp / "out", segment_seconds=0.3) == 1
+    lines = (tmp / "out" / "predictions.jsonl").read_bytes().decode("utf-8").split("\n")
+    assert lines[-1] == "" and [json.loads(line)["video"] for line in lines[:-1]] == [shown(tab), shown(gbk)]
+    assert shown(gbk) == str(tmp / "v") + "/" + "海边视频".encode("gbk").decode("utf-8", "backslashreplace") + ".avi"
+    segments = (tmp / "out" / "segments.jsonl").read_bytes().decode("utf-8").splitlines()
+    assert list(dict.fromkeys(json.loads(line)["video"] for line in segments)) == [shown(tab), shown(gbk)]
+    failed = (tmp / "out" / "failed.list").read_bytes().decode("utf-8")
+    assert failed.count("\n") == 1 and failed.endswith("\n")
+    path, reason = failed[:-1].split("\t")
+    assert path == escape_field(broken) and unescape_field(path) == broken and reason

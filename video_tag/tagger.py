@@ -9,6 +9,9 @@ Writes to ``save_dir``::
                        {"video": "<path>", "start": 0.0, "end": 30.0, "tags": [...]}
     failed.list        path<TAB>reason for every video that could not be read
 
+Paths are written as ``names.shown`` gives them (a name that is not UTF-8 has its undecodable bytes as
+``\\xNN``); in failed.list as ``names.escape_field`` (also TAB, newline, backslash escaped).
+
 Both JSONL files are streamed (``streaming.PartialJsonl``) and a killed run resumes after the videos it
 finished. Videos are decoded in worker processes, one video at a time each, which send each window's
 frames (and last the whole video's) as soon as they are decoded: memory does not depend on the
@@ -31,6 +34,7 @@ from .errors import UserError
 from .evaluate import write_failed_list
 from .feature_store import FeatureStore, video_provenance
 from .models import MODELS, build_model
+from .names import escape_field, shown
 from .models.tsn import FEATURE_DIM
 from .predict import format_tags, top_tags
 from .readers.lists import read_label_file, read_lines
@@ -114,7 +118,7 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
     def valid(key, record):
         """A line of an earlier run counts for the video at its index only if that video has not changed."""
         i = key[0]
-        if i >= len(videos) or record["video"] != videos[i]:
+        if i >= len(videos) or record["video"] != shown(videos[i]):
             return False
         if i not in identity:
             identity[i] = file_identity(videos[i])
@@ -162,16 +166,17 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
                         if not isinstance(result, str) and file_identity(path) != identity[index]:
                             result = CHANGED
                         if isinstance(result, str):
-                            log.warning("cannot read %s: %s", path, result)
+                            log.warning("cannot read %s: %s", shown(path), result)
                             failed.append((index, path, result))
                         else:
                             tags, features, windows = result
                             for k, start, end, window_tags in windows:
-                                segments.append([index, k], {"source": identity[index], "video": path,
+                                segments.append([index, k], {"source": identity[index], "video": shown(path),
                                                              "start": start, "end": end, "tags": window_tags})
-                            predictions.append([index], {"source": identity[index], "video": path, "tags": tags})
+                            predictions.append([index], {"source": identity[index], "video": shown(path),
+                                                         "tags": tags})
                             if dist.is_main():
-                                progress.write(format_tags(path, tags), end="")
+                                progress.write(format_tags(shown(path), tags), end="")
                             if store is not None:
                                 store.save(path, features, provenance[index])
                         progress.update(1)
@@ -191,7 +196,7 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
         for output in outputs:
             count = output.assemble(output.final(lambda key: key[0] in done))
             log.info("wrote %s: %d line(s)", output.path, count)
-        write_failed_list(save_dir, failed)
+        write_failed_list(save_dir, [(i, escape_field(p), escape_field(r)) for i, p, r in failed])
         if store is not None:
             store.write_lists(videos, {p: r for _, p, r in failed},
                               store.done(videos, settings, seg_num, FEATURE_DIM))
