@@ -51,15 +51,14 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".flv", ".m4v", ".m
 
 def find_videos(source):
     """The videos named by ``source``: a video file, a directory (its videos with a known extension,
-    recursively, in sorted order) or a list file (one path per line, as the extractor's)."""
+    recursively, sorted by path) or a list file (one path per line, as the extractor's)."""
     if os.path.isdir(source):
         found = []
-        for root, dirs, names in os.walk(source):
-            dirs.sort()
-            found += [os.path.join(root, n) for n in sorted(names) if n.lower().endswith(VIDEO_EXTENSIONS)]
+        for root, _, names in os.walk(source):
+            found += [os.path.join(root, n) for n in names if n.lower().endswith(VIDEO_EXTENSIONS)]
         if not found:
             raise UserError(f"no video files ({', '.join(VIDEO_EXTENSIONS[:4])}, ...) under {source}")
-        return found
+        return sorted(found)
     if not os.path.isfile(source):
         raise UserError(f"not found: {source} (give a video, a folder of videos or a list file)")
     if _is_text(source) and not source.lower().endswith(VIDEO_EXTENSIONS):
