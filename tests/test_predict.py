@@ -92,7 +92,8 @@ def test_a_feature_file_replaced_after_a_killed_run_is_predicted_again(setup, tm
     total = len(setup[4]) - 1  # the missing file has no line
     assert count[0] == total - 5 + 1  # the lines after the kill, and the replaced file's again
     assert run(setup, tmp_path / "fresh") == 1
-    assert (tmp_path / "cut" / "predictions.jsonl").read_bytes() == (tmp_path / "fresh" / "predictions.jsonl").read_bytes()
+    fresh = (tmp_path / "fresh" / "predictions.jsonl").read_bytes()
+    assert (tmp_path / "cut" / "predictions.jsonl").read_bytes() == fresh
 
 
 def test_partial_files_of_other_inputs_or_overwrite_start_over(setup, tmp_path, monkeypatch):

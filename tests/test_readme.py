@@ -250,7 +250,8 @@ def promised_frames(root):
     img_00001.jpg ... img_<num_frames>.jpg."""
     out = os.path.join(root, "data", "frames", "train")
     listed = read_rows(os.path.join(root, "data", "dataset", "tsn", "train.list"), " ")
-    rows = [line.rsplit(" ", 2) for line in open(os.path.join(out, "frames.list"), encoding="utf-8").read().splitlines()]
+    with open(os.path.join(out, "frames.list"), encoding="utf-8") as f:
+        rows = [line.rsplit(" ", 2) for line in f.read().splitlines()]
     assert [row[2] for row in rows] == [video[-1] for video in listed]
     for folder, count, _ in rows:
         assert int(count) == 8  # 2 s at 4 fps

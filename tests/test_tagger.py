@@ -365,8 +365,9 @@ def test_a_video_replaced_while_it_is_decoded_fails_and_is_tagged_again(setup, m
     assert (tmp / "feat" / "features.list").read_text(encoding="utf-8").count("\n") == 1
     monkeypatch.setattr(tagger, "_tag_video", real_tag_video)
     assert run_tag(tmp, tmp / "v", tmp / "out", save_features=str(tmp / "feat")) == 0
-    manifest = dict(line.split("\t") for line in (tmp / "feat" / "manifest.tsv").read_text(encoding="utf-8").splitlines())
-    with open(os.path.splitext(manifest[videos[0]])[0] + ".json", encoding="utf-8") as f:
+    manifest = (tmp / "feat" / "manifest.tsv").read_text(encoding="utf-8").splitlines()
+    feature = dict(line.split("\t") for line in manifest)[videos[0]]
+    with open(os.path.splitext(feature)[0] + ".json", encoding="utf-8") as f:
         record = json.load(f)
     assert (record["size"], record["mtime_ns"]) == (replaced[0].st_size, replaced[0].st_mtime_ns)
     assert run_tag(tmp, tmp / "v", tmp / "fresh") == 0
@@ -435,3 +436,15 @@ def test_names_that_are_not_utf8_or_hold_a_tab_or_a_newline(setup):
     assert failed.count("\n") == 1 and failed.endswith("\n")
     path, reason = failed[:-1].split("\t")
     assert path == escape_field(broken) and unescape_field(path) == broken and reason
+
+
+def test_threshold_keeps_the_tags_at_or_above_it():
+    import paddle
+    from video_tag import tagger
+    logits = paddle.to_tensor([[2.0, -2.0, 0.0, 1.0]])  # probabilities 0.88, 0.12, 0.5, 0.73
+    model = lambda features, lengths: logits  # noqa: E731
+    top = lambda k, threshold: [t["class_name"] for t in  # noqa: E731
+                                tagger._top(model, np.zeros((3, 8), np.float32), list("abcd"), k, threshold)]
+    assert top(3, 0.0) == ["a", "d", "c"]
+    assert top(3, 0.5) == ["a", "d", "c"]
+    assert top(4, 0.6) == ["a", "d"]

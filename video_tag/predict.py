@@ -8,9 +8,11 @@ Writes to ``save_dir``::
     failed.list        path<TAB>reason for every file that could not be read
 
 While it runs, each process streams its predictions to partial files (``streaming.PartialJsonl``, whose
-first line records the inputs: list, weights, label file, topk, config, version); ``predictions.jsonl``
+first line records the inputs: list, weights, label file, topk, config, version; each line, the size and
+mtime of the feature file it was computed from, taken before the file was read); ``predictions.jsonl``
 appears only at the end, complete, in list order. A run that finds partial files of the same inputs (a
-killed run) continues after the videos they hold; with other inputs, or ``overwrite``, it starts over.
+killed run) continues after the videos they hold, except those whose feature file changed since; with
+other inputs, or ``overwrite``, it starts over.
 """
 import logging
 import os
@@ -65,9 +67,11 @@ def predict(model_name, cfg, weights_path, filelist, label_file, save_dir, topk=
         output.remove_partials()
 
     def valid(key, record):
-        """A line of an earlier run counts only if its feature file has not changed since."""
+        """A line of an earlier run counts only if its feature file has not changed since (each process
+        checks its own videos; rank 0, which writes the output, checks all)."""
         i = key[0]
         return (i < len(reader) and reader.entries[i].path == record["video"]
+                and (dist.is_main() or i % world == rank)
                 and record["source"] is not None and record["source"] == feature_identity(reader.entries[i].path))
 
     done = {k[0] for k in output.resume(None if overwrite else valid)}

@@ -13,9 +13,10 @@ Paths are written as ``names.shown`` gives them (a name that is not UTF-8 has it
 ``\\xNN``); in failed.list as ``names.escape_field`` (also TAB, newline, backslash escaped).
 
 Both JSONL files are streamed (``streaming.PartialJsonl``) and a killed run resumes after the videos it
-finished. Videos are decoded in worker processes, one video at a time each, which send each window's
-frames (and last the whole video's) as soon as they are decoded: memory does not depend on the
-video's length. Under ``paddle.distributed.launch`` each process takes every world_size-th video.
+finished, except those changed since (each line records the size and mtime its video had before it was
+decoded; a video that changes while it is decoded fails, see ``CHANGED``). Videos are decoded in worker
+processes, one video at a time each, which send each window's frames (and last the whole video's) as
+soon as they are decoded: memory does not depend on the video's length. Under ``paddle.distributed.launch`` each process takes every world_size-th video.
 """
 import logging
 import multiprocessing
@@ -115,9 +116,10 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
     identity = {}  # list index -> file_identity of the video, taken once per run (before decoding it)
 
     def valid(key, record):
-        """A line of an earlier run counts for the video at its index only if that video has not changed."""
+        """A line of an earlier run counts for the video at its index only if that video has not changed
+        (each process checks its own videos; rank 0, which writes the outputs, checks all)."""
         i = key[0]
-        if i >= len(videos) or record["video"] != shown(videos[i]):
+        if i >= len(videos) or record["video"] != shown(videos[i]) or not (dist.is_main() or i % world == rank):
             return False
         if i not in identity:
             identity[i] = file_identity(videos[i])
