@@ -448,3 +448,20 @@ def test_threshold_keeps_the_tags_at_or_above_it():
     assert top(3, 0.0) == ["a", "d", "c"]
     assert top(3, 0.5) == ["a", "d", "c"]
     assert top(4, 0.6) == ["a", "d"]
+
+
+
+def test_save_features_refuses_a_name_that_is_not_utf8_for_that_video_only(setup):
+    """features.list, manifest.tsv and the provenance records are UTF-8 text that names the video: a video
+    whose name is not UTF-8 fails (with the reason) under --save_features; the others are tagged."""
+    from video_tag import tagger
+    from video_tag.names import escape_field
+    tmp = setup
+    gbk = os.fsdecode(os.fsencode(tmp / "v") + b"/" + "海边视频".encode("gbk") + b".avi")
+    os.rename(write_video(tmp / "v" / "x.avi", ["red", "blue"], 0.6), gbk)
+    ok = write_video(tmp / "v" / "ok.avi", ["green"], 0.6)
+    assert run_tag(tmp, tmp / "v", tmp / "out", save_features=str(tmp / "feat")) == 1
+    assert [r["video"] for r in read_jsonl(tmp / "out" / "predictions.jsonl")] == [ok]
+    assert (tmp / "out" / "failed.list").read_text(encoding="utf-8") == f"{escape_field(gbk)}\t{tagger.NOT_UTF8}\n"
+    (listed,) = (tmp / "feat" / "manifest.tsv").read_text(encoding="utf-8").splitlines()
+    assert listed.startswith(ok + "\t")

@@ -46,6 +46,8 @@ from .streaming import PartialJsonl, file_identity, list_digest
 log = logging.getLogger(__name__)
 
 CHANGED = "the file changed while it was read (replaced or rewritten): run again to tag it as it is now"
+NOT_UTF8 = ("its name is not UTF-8, which --save_features cannot record in features.list and manifest.tsv: "
+            "rename it, or tag it without --save_features")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".flv", ".m4v", ".mpg", ".mpeg", ".wmv",
                     ".3gp", ".ts", ".mts", ".m2ts", ".ogv", ".vob", ".rm", ".rmvb", ".asf")
 
@@ -148,9 +150,11 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
         identity[i] = file_identity(videos[i])
         if identity[i] is None:
             failed.append((i, videos[i], "file not found"))
+        elif store is not None and shown(videos[i]) != videos[i]:
+            failed.append((i, videos[i], NOT_UTF8))
         elif store is not None:
             provenance[i] = video_provenance(videos[i], settings)
-    todo = [i for i in todo if identity[i] is not None]
+    todo = [i for i in todo if identity[i] is not None and (store is None or i in provenance)]
     if todo:
         decode = (seg_num, short_size, target, segment_seconds, segment_stride, window_seg_num)
         with _Streams([(i, videos[i]) for i in todo], decode, num_workers) as stream:
@@ -198,9 +202,10 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
             count = output.assemble(output.final(lambda key: key[0] in done))
             log.info("wrote %s: %d line(s)", output.path, count)
         write_failed_list(save_dir, [(i, escape_field(p), escape_field(r)) for i, p, r in failed])
-        if store is not None:
-            store.write_lists(videos, {p: r for _, p, r in failed},
-                              store.done(videos, settings, seg_num, FEATURE_DIM))
+        if store is not None:  # the videos refused as NOT_UTF8 are in save_dir's failed.list only
+            listable = [v for v in videos if shown(v) == v]
+            store.write_lists(listable, {p: r for _, p, r in failed if shown(p) == p},
+                              store.done(listable, settings, seg_num, FEATURE_DIM))
     dist.barrier()  # the other ranks end after rank 0 has written everything; rank 0 carries the exit code
     return 1 if failed and dist.is_main() else 0
 
