@@ -90,3 +90,35 @@ def test_old_entries_pruned_beyond_keep(root, monkeypatch):
     assert len(os.listdir(root)) == cache.KEEP
     with cache.exported("m", {"k": "new"}, exporter(calls, "again")) as folder:
         assert read(folder) == "new"
+
+
+@pytest.mark.parametrize("how", ["another user's", "writable by others"])
+def test_a_folder_not_safe_to_load_models_from_is_not_used(root, how, caplog):
+    """A cached model is loaded and run: a cache folder someone else owns or may write to could hand this
+    run their model. Such a folder is left alone, with one line saying why; each run exports anew."""
+    root.mkdir()
+    if how == "another user's":
+        os.chown(root, 12345, 12345)
+        os.chmod(root, 0o755)
+        why = "it belongs to another user (uid 12345)"
+    else:
+        os.chmod(root, 0o777)
+        why = "others may write to it (mode drwxrwxrwx)"
+    calls = []
+    for _ in range(2):
+        with cache.exported("m", {"k": 1}, exporter(calls, "A")) as folder:
+            assert read(folder) == "A" and not folder.startswith(str(root))
+        assert not os.path.exists(folder)
+    assert len(calls) == 2 and os.listdir(root) == []
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"not using the export cache {root}: {why}; exporting into a temporary folder"] * 2
+
+
+def test_a_folder_of_ones_own_is_used(root):
+    root.mkdir()
+    os.chmod(root, 0o700)
+    calls = []
+    for _ in range(2):
+        with cache.exported("m", {"k": 1}, exporter(calls, "A")) as folder:
+            assert folder.startswith(str(root))
+    assert len(calls) == 1

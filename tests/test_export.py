@@ -1,6 +1,7 @@
 """export_model.py: the exported models, loaded the way a deployment loads them (paddle.inference, and
 onnxruntime where installed), give the dygraph model's logits for batches of other sizes and lengths
 than any seen while exporting."""
+import errno
 import os
 import re
 import shutil
@@ -163,6 +164,35 @@ def test_export_without_onnx_removes_a_stale_onnx(lstm_export, tmp_path):
     files = export.export_model("AttentionLSTM", cfg, str(tmp_path / "w"), str(out), onnx=False)
     assert sorted(os.listdir(out)) == ["attention_lstm.json", "attention_lstm.pdiparams"]
     assert sorted(files) == sorted(str(out / f) for f in os.listdir(out))
+
+
+@pytest.mark.parametrize("before", ["an earlier export", "nothing"])
+def test_a_failure_while_the_files_go_in_place_leaves_the_earlier_export(lstm_export, tmp_path, monkeypatch,
+                                                                         before):
+    """The files of one export appear together or not at all: a move that fails half-way (here the
+    second) puts back the earlier export (or leaves none), never a model file beside other weights."""
+    model, cfg, _ = lstm_export
+    write_state(model_state(model), str(tmp_path / "w.pdparams"))
+    out = tmp_path / "out"
+    out.mkdir()
+    earlier = {"attention_lstm.json": b"earlier model", "attention_lstm.pdiparams": b"earlier weights",
+               "attention_lstm.onnx": b"earlier onnx"} if before == "an earlier export" else {}
+    for name, data in earlier.items():
+        (out / name).write_bytes(data)
+    real_replace, moves = os.replace, []
+
+    def replace(src, dst):
+        if os.path.dirname(str(dst)) == str(out):
+            moves.append(os.path.basename(str(dst)))
+            if len(moves) == 2:
+                raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(RunError, match="cannot write the exported model in .*: Input/output error"):
+        export.export_model("AttentionLSTM", cfg, str(tmp_path / "w"), str(out), onnx=False)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert {name: (out / name).read_bytes() for name in os.listdir(out)} == earlier
 
 
 def test_without_paddle2onnx(lstm_export, tmp_path, monkeypatch):

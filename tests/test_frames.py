@@ -97,19 +97,17 @@ def test_resume_decodes_again_what_is_not_complete(tmp_path, caplog):
 # The first run, in a process of its own, stops after its third frame until told to go on.
 FIRST_RUN = """
 import os, sys, time
-import cv2
-from video_tag.frames import video_to_frames
-write = cv2.imwrite
-def imwrite(path, *args):
-    ok = write(path, *args)
+from video_tag import frames
+write = frames.write_jpeg
+def write_jpeg(path, *args):
+    write(path, *args)
     if path.endswith("img_00003.jpg"):
         open(sys.argv[3] + ".waiting", "w").close()
         deadline = time.time() + 60
         while not os.path.exists(sys.argv[3] + ".go") and time.time() < deadline:
             time.sleep(0.02)
-    return ok
-cv2.imwrite = imwrite
-sys.exit(video_to_frames(sys.argv[1], sys.argv[2], 1))
+frames.write_jpeg = write_jpeg
+sys.exit(frames.video_to_frames(sys.argv[1], sys.argv[2], 1))
 """
 
 
@@ -125,8 +123,10 @@ def test_two_runs_keep_their_temporary_folders_apart(tmp_path):
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     name = output_stem(video)
-    stale = out / f"{name}.tmp-{socket.gethostname()}-{gone.pid}"   # left by a killed run
+    stale = out / f".tmp-0123456789abcdef-{socket.gethostname()}-{gone.pid}"   # left by a killed run
+    older = out / f"{name}.tmp-{socket.gethostname()}-{gone.pid}"   # and by a killed run of an older version
     stale.mkdir()
+    older.mkdir()
     flag = str(tmp_path / "flag")
     first = subprocess.Popen([sys.executable, "-c", FIRST_RUN, str(list_path), str(out), flag],
                              env={**os.environ, "PYTHONPATH": ROOT}, stdout=subprocess.PIPE,
@@ -139,7 +139,7 @@ def test_two_runs_keep_their_temporary_folders_apart(tmp_path):
         # a second run while the first is half-way through the same video: it must leave the first's
         # temporary folder alone (and clear the killed run's)
         assert video_to_frames(str(list_path), str(out), 1) == 0
-        assert not stale.exists()
+        assert not stale.exists() and not older.exists()
         assert frame_names(out / name) == [f"img_{i:05d}.jpg" for i in range(1, 21)]
     finally:
         open(flag + ".go", "w").close()
@@ -148,3 +148,64 @@ def test_two_runs_keep_their_temporary_folders_apart(tmp_path):
     assert frame_names(out / name) == [f"img_{i:05d}.jpg" for i in range(1, 21)]
     assert sorted(os.listdir(out)) == sorted(["failed.list", "frames.list", name])
     assert (out / "failed.list").read_text(encoding="utf-8") == ""
+
+
+def test_spellings_of_one_video_are_decoded_once(tmp_path, monkeypatch):
+    from video_tag import frames
+    (tmp_path / "v").mkdir()
+    write_video(tmp_path / "v" / "a.avi", 12)
+    os.symlink("a.avi", tmp_path / "v" / "link.avi")
+    list_path = tmp_path / "l.list"
+    list_path.write_text("a.avi 0\n./a.avi 0\nlink.avi 1\n../v/a.avi 2\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path / "v")
+    real_decode, decoded = frames.decode_to_folder, []
+    monkeypatch.setattr(frames, "decode_to_folder", lambda video, folder: (decoded.append(video),
+                                                                           real_decode(video, folder))[1])
+    assert video_to_frames(str(list_path), str(tmp_path / "out"), 4) == 0
+    assert decoded == ["a.avi"]  # four spellings (one a symlink), one decode, in parallel threads or not
+    folder = str(tmp_path / "out" / output_stem("a.avi"))
+    assert (tmp_path / "out" / "frames.list").read_text(encoding="utf-8").splitlines() == [
+        f"{folder} 12 0", f"{folder} 12 0", f"{folder} 12 1", f"{folder} 12 2"]
+    assert frame_names(folder) == [f"img_{i:05d}.jpg" for i in range(1, 13)]
+
+
+def test_two_videos_never_share_a_folder(tmp_path, monkeypatch):
+    from video_tag import frames
+    videos = [write_video(tmp_path / "a.avi", 5), write_video(tmp_path / "b.avi", 7)]
+    list_path = tmp_path / "l.list"
+    list_path.write_text(f"{videos[0]} 0\n{videos[1]} 1\n", encoding="utf-8")
+    monkeypatch.setattr(frames, "output_stem", lambda path: "clip_00000000")  # the names collide
+    assert video_to_frames(str(list_path), str(tmp_path / "out"), 2) == 1
+    folder = tmp_path / "out" / "clip_00000000"
+    assert (tmp_path / "out" / "frames.list").read_text(encoding="utf-8") == f"{folder} 5 0\n"
+    assert (tmp_path / "out" / "failed.list").read_text(encoding="utf-8") == (
+        f"{videos[1]}\tits frames folder {folder} is already that of {videos[0]}\n")
+    assert len(frame_names(folder)) == 5
+
+
+def test_an_undecodable_frame_is_skipped_as_every_reader_does(tmp_path):
+    from readers.test_video_reader import corrupt_avi_frame
+    video = corrupt_avi_frame(write_video(tmp_path / "v.avi", 30), 12, tmp_path / "broken.avi")
+    list_path = tmp_path / "l.list"
+    list_path.write_text(f"{video} 0\n", encoding="utf-8")
+    assert video_to_frames(str(list_path), str(tmp_path / "out"), 1) == 0
+    folder = tmp_path / "out" / output_stem(video)
+    assert frame_names(folder) == [f"img_{i:05d}.jpg" for i in range(1, 30)]
+    for number, written in ((12, 11), (13, 13), (29, 29)):  # img_00013.jpg is the 14th frame written
+        assert abs(cv2.imread(str(folder / f"img_{number:05d}.jpg")).mean() - written * 9 % 256) < 3, number
+
+
+def test_long_names_tabs_and_newlines_in_names(tmp_path):
+    from video_tag.names import unescape_field
+    long = write_video(tmp_path / ("长" * 80 + ".avi"), 4)  # 244 bytes: with a hash and a suffix, over 255
+    tab = write_video(tmp_path / "a\tb.avi", 3)
+    bad = tmp_path / "bad\tname.mp4"
+    bad.write_bytes(b"\x00" * 100)
+    list_path = tmp_path / "l.list"
+    list_path.write_text(f"{long} 0\n{tab} 1\n{bad} 2\n", encoding="utf-8")
+    assert video_to_frames(str(list_path), str(tmp_path / "out"), 2) == 1
+    lines = (tmp_path / "out" / "frames.list").read_text(encoding="utf-8").splitlines()
+    assert [line.rsplit(" ", 2)[1:] for line in lines] == [["4", "0"], ["3", "1"]]
+    (failed,) = (tmp_path / "out" / "failed.list").read_text(encoding="utf-8").splitlines()
+    path, reason = failed.split("\t")
+    assert unescape_field(path) == str(bad) and "cannot open" in reason

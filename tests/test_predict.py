@@ -70,6 +70,32 @@ def test_killed_run_resumes_to_the_same_output(setup, tmp_path, monkeypatch):
     assert (tmp_path / "cut" / "failed.list").read_text(encoding="utf-8").startswith(str(tmp_path / "gone.npy"))
 
 
+def test_a_feature_file_replaced_after_a_killed_run_is_predicted_again(setup, tmp_path, monkeypatch):
+    real_append, count = PartialJsonl.append, [0]
+
+    def append_then_die(self, key, record):
+        count[0] += 1
+        if count[0] == 6:
+            raise KeyboardInterrupt
+        real_append(self, key, record)
+
+    monkeypatch.setattr(PartialJsonl, "append", append_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run(setup, tmp_path / "cut")
+    replaced = split_labels(setup[4][1])[0]  # the second video's features, predicted before the kill
+    old = np.load(replaced)
+    np.save(replaced, old[::-1] * 2 + 1)  # same shape, other content: other probabilities
+    count[0] = 0
+    monkeypatch.setattr(PartialJsonl, "append", lambda self, k, r: (count.__setitem__(0, count[0] + 1),
+                                                                    real_append(self, k, r)))
+    assert run(setup, tmp_path / "cut") == 1
+    total = len(setup[4]) - 1  # the missing file has no line
+    assert count[0] == total - 5 + 1  # the lines after the kill, and the replaced file's again
+    assert run(setup, tmp_path / "fresh") == 1
+    fresh = (tmp_path / "fresh" / "predictions.jsonl").read_bytes()
+    assert (tmp_path / "cut" / "predictions.jsonl").read_bytes() == fresh
+
+
 def test_partial_files_of_other_inputs_or_overwrite_start_over(setup, tmp_path, monkeypatch):
     real_append, count = PartialJsonl.append, [0]
 

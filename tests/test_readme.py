@@ -6,6 +6,7 @@ models and frame sizes. Commands that need GPUs, several machines or an installa
 ``NOT_RUN`` with the reason; a README command that is neither run nor listed fails the test.
 (README's Python serving snippets run in tests/test_export.py.)
 """
+import json
 import os
 import re
 import shlex
@@ -148,7 +149,7 @@ def test_readme_commands_run(tmp_path):
     workspace(root)
     env = {**os.environ, "PATH": os.path.join(root, "bin") + os.pathsep + os.environ["PATH"],
            "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
-    ran = 0
+    ran, checked = 0, set()
     for command in commands:
         if any(command.startswith(prefix) for prefix in NOT_RUN):
             continue
@@ -157,15 +158,148 @@ def test_readme_commands_run(tmp_path):
                               stderr=subprocess.STDOUT, text=True, encoding="utf-8", timeout=300)
         assert done.returncode == 0, f"{command}\n{done.stdout[-3000:]}"
         ran += 1
+        for start, check in PROMISES.items():
+            if command.startswith(start):
+                check(root)
+                checked.add(start)
     assert ran >= 15
-    # What the commands promise, spot-checked where a later command does not already depend on it.
-    segments = open(os.path.join(root, "data", "videotag_results", "segments.jsonl"), encoding="utf-8").read()
-    assert segments.count("\"start\"") == 5  # 70 s: windows of 30 s every 10 s, the last ending with the video
-    assert os.path.isfile(os.path.join(root, "data", "export", "attention_lstm.json"))
-    assert os.path.isfile(os.path.join(root, "data", "frames", "train", "frames.list"))
-    with open(os.path.join(root, "data", "tsn_shards", "features.list"), encoding="utf-8") as f:
-        members = f.read().splitlines()
-    assert members and all(os.path.dirname(m).endswith("shard-000000.tar") for m in members), members
+    assert checked == set(PROMISES), set(PROMISES) - checked  # README still has every command checked
+
+
+# What README says each command writes, checked right after the command (later ones overwrite some).
+
+def read_jsonl(path):
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    assert text.endswith("\n")
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def read_rows(path, sep="\t"):
+    with open(path, encoding="utf-8") as f:
+        return [line.split(sep) for line in f.read().splitlines()]
+
+
+def check_tags(tags, topk, threshold=0.0, names=None):
+    """README: up to ``topk`` tags ``{"class_id", "class_name", "probability"}`` by descending probability."""
+    assert len(tags) <= topk
+    for tag in tags:
+        assert set(tag) == {"class_id", "class_name", "probability"}, tag
+        assert threshold <= tag["probability"] <= 1 and (names is None or names[tag["class_id"]] == tag["class_name"])
+    assert [t["probability"] for t in tags] == sorted((t["probability"] for t in tags), reverse=True)
+
+
+def label_names(root, name="label_3396.txt"):
+    with open(os.path.join(root, name), encoding="utf-8") as f:
+        return f.read().splitlines()
+
+
+def promised_tags_of_a_folder(root):
+    """``videotag.py my_videos/ --topk 5 --threshold 0.3``: one line per video of the folder (recursively,
+    in sorted order), keys video and tags; failed.list empty."""
+    out = os.path.join(root, "data", "videotag_results")
+    lines = read_jsonl(os.path.join(out, "predictions.jsonl"))
+    assert [set(line) for line in lines] == [{"video", "tags"}] * 2
+    assert [line["video"] for line in lines] == sorted(["my_videos/b.mp4", "my_videos/a/海边 日落.mp4"])
+    for line in lines:
+        check_tags(line["tags"], 5, 0.3, label_names(root))
+    assert open(os.path.join(out, "failed.list"), encoding="utf-8").read() == ""
+
+
+def promised_segments(root):
+    """``--segment_seconds 30 --segment_stride_seconds 10`` on 70 s: windows of 30 s every 10 s, the last
+    ending with the video; the whole video's line (20 tags by default) in predictions.jsonl."""
+    out = os.path.join(root, "data", "videotag_results")
+    (whole,) = read_jsonl(os.path.join(out, "predictions.jsonl"))
+    assert whole["video"] == "long_video.mp4" and len(whole["tags"]) == 20
+    check_tags(whole["tags"], 20, names=label_names(root))
+    segments = read_jsonl(os.path.join(out, "segments.jsonl"))
+    assert [set(s) for s in segments] == [{"video", "start", "end", "tags"}] * 5
+    spans = [(s["start"], s["end"]) for s in segments]
+    assert np.allclose(spans, [(0, 30), (10, 40), (20, 50), (30, 60), (40, 70)], atol=0.25), spans  # 4 fps
+    for s in segments:
+        assert s["video"] == "long_video.mp4"
+        check_tags(s["tags"], 20, names=label_names(root))
+
+
+def promised_training_list(root):
+    """``tsn_extractor.py --train_list``: a feature [INFER.seg_num, 2048] float32 per video with its
+    provenance record, features.list, manifest.tsv (video<TAB>feature), and the training list line for
+    line with the same labels."""
+    out = os.path.join(root, "data", "tsn_features")
+    videos = read_rows(os.path.join(root, "data", "train_videos.list"), " ")
+    manifest = dict(read_rows(os.path.join(out, "manifest.tsv")))
+    features = [row[0] for row in read_rows(os.path.join(out, "features.list"))]
+    assert sorted(features) == sorted(manifest.values()) and len(features) == len(videos) == 8
+    train = read_rows(os.path.join(root, "data", "dataset", "attention_lstm", "train.list"), " ")
+    assert len(train) == len(videos)
+    for video, line in zip(videos, train):
+        path = " ".join(video[:-2])  # "data/mp4/clip 0.mp4 0 3000": two labels
+        assert line[-2:] == video[-2:] and " ".join(line[:-2]) == manifest[path]
+        feature = np.load(os.path.join(root, manifest[path]))
+        assert feature.shape == (4, 2048) and feature.dtype == np.float32  # INFER.seg_num=4 here
+        with open(os.path.join(root, os.path.splitext(manifest[path])[0] + ".json"), encoding="utf-8") as f:
+            record = json.load(f)
+        assert record["video"] == path and record["size"] == os.path.getsize(os.path.join(root, path))
+        assert {"real_path", "mtime_ns", "weights_sha256", "precision", "seg_num", "short_size", "target_size",
+                "videotag"} <= set(record)
+
+
+def promised_frames(root):
+    """``video2frames.py``: frames.list ``folder num_frames label`` in list order, each folder holding
+    img_00001.jpg ... img_<num_frames>.jpg."""
+    out = os.path.join(root, "data", "frames", "train")
+    listed = read_rows(os.path.join(root, "data", "dataset", "tsn", "train.list"), " ")
+    with open(os.path.join(out, "frames.list"), encoding="utf-8") as f:
+        rows = [line.rsplit(" ", 2) for line in f.read().splitlines()]
+    assert [row[2] for row in rows] == [video[-1] for video in listed]
+    for folder, count, _ in rows:
+        assert int(count) == 8  # 2 s at 4 fps
+        assert sorted(n for n in os.listdir(os.path.join(root, folder)) if n.startswith("img_")) == [
+            f"img_{i:05d}.jpg" for i in range(1, int(count) + 1)]
+
+
+def promised_predictions(root):
+    """``predict.py`` (AttentionLSTM): one line per video of INFER.filelist, in list order, its path as
+    listed, 20 tags."""
+    listed = read_rows(os.path.join(root, "data", "dataset", "attention_lstm", "infer.list"), " ")
+    lines = read_jsonl(os.path.join(root, "data", "predict_results", "attention_lstm", "predictions.jsonl"))
+    assert [line["video"] for line in lines] == [row[0] for row in listed]
+    for line in lines:
+        assert set(line) == {"video", "tags"} and len(line["tags"]) == 20
+        check_tags(line["tags"], 20, names=label_names(root))
+
+
+def promised_shards(root):
+    """``--shard_size 1000``: the members of shard-000000.tar in features.list, an index line per member."""
+    out = os.path.join(root, "data", "tsn_shards")
+    members = [row[0] for row in read_rows(os.path.join(out, "features.list"))]
+    shard = os.path.join(out, "shard-000000.tar")
+    assert len(members) == 3 and all(os.path.normpath(os.path.join(root, os.path.dirname(m))) == shard for m in members)
+    index = read_rows(os.path.join(out, "shard-000000.index.tsv"))
+    assert index[0] == ["member", "offset", "size"]
+    assert {os.path.basename(m) for m in members} <= {row[0] for row in index[1:]}
+
+
+def promised_export(root):
+    """``export_model.py``: attention_lstm.json + attention_lstm.pdiparams (+ .onnx with paddle2onnx)."""
+    out = os.path.join(root, "data", "export")
+    for name in ("attention_lstm.json", "attention_lstm.pdiparams"):
+        assert os.path.getsize(os.path.join(out, name)) > 0
+    assert not [n for n in os.listdir(out) if n.startswith(".")]  # no temporary folder left
+
+
+PROMISES = {
+    "python videotag.py my_videos/": promised_tags_of_a_folder,
+    "python videotag.py long_video.mp4 --segment_seconds": promised_segments,
+    "python tsn_extractor.py --model_name=TSN --config=./configs/tsn.yaml --weights=./weights/tsn.pdparams "
+    "--filelist=./data/train_videos.list": promised_training_list,
+    "python tools/video2frames.py": promised_frames,
+    "python predict.py --model_name=AttentionLSTM": promised_predictions,
+    "python tsn_extractor.py --model_name=TSN --config=./configs/tsn.yaml --weights=./weights/tsn.pdparams "
+    "--filelist=./data/TsnExtractor.list --save_dir=./data/tsn_shards": promised_shards,
+    "python export_model.py --model_name=AttentionLSTM": promised_export,
+}
 
 
 def test_readme_commands_are_parsed():

@@ -298,3 +298,170 @@ def test_save_features_in_shards_and_features_lost_with_a_killed_shard_are_made_
             == (tmp / "out_plain" / "predictions.jsonl").read_text(encoding="utf-8"))
     with pytest.raises(UserError, match="--shard_size must be 0"):
         cli.set_shard_size(tsn, -1)
+
+
+def kill_at_append(monkeypatch, number):
+    """Make the ``number``-th line a run writes kill it (KeyboardInterrupt), as SIGKILL would leave it;
+    returns the restore function, which then records the keys written in ``calls``."""
+    from video_tag.streaming import PartialJsonl
+    real_append, calls = PartialJsonl.append, []
+
+    def append_then_die(self, key, record):
+        calls.append(key)
+        if len(calls) == number:
+            raise KeyboardInterrupt
+        real_append(self, key, record)
+
+    def counting():
+        calls.clear()
+        monkeypatch.setattr(PartialJsonl, "append", lambda self, key, record: (calls.append(key),
+                                                                              real_append(self, key, record)))
+        return calls
+
+    monkeypatch.setattr(PartialJsonl, "append", append_then_die)
+    return counting
+
+
+def replace_file(path, write):
+    """Replace ``path`` with new content (``write(temporary path)``) by a rename, as a user's copy would."""
+    tmp = path + ".new.avi"
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def test_a_video_replaced_after_a_killed_run_is_tagged_again(setup, monkeypatch):
+    tmp = setup
+    videos = sorted(write_video(tmp / "v" / f"{c}.avi", [c], 1.0) for c in ("red", "green", "blue"))
+    counting = kill_at_append(monkeypatch, 7)  # blue and green written (2 windows and the video each)
+    with pytest.raises(KeyboardInterrupt):
+        run_tag(tmp, tmp / "v", tmp / "cut", segment_seconds=0.5)
+    replace_file(videos[0], lambda p: write_video(p, ["red", "green"], 0.8))  # blue.avi: other content
+    calls = counting()
+    assert run_tag(tmp, tmp / "v", tmp / "cut", segment_seconds=0.5) == 0
+    assert sorted({key[0] for key in calls}) == [0, 2]  # the replaced video again, green kept
+    assert run_tag(tmp, tmp / "v", tmp / "fresh", segment_seconds=0.5) == 0
+    for name in ("predictions.jsonl", "segments.jsonl"):
+        assert (tmp / "cut" / name).read_bytes() == (tmp / "fresh" / name).read_bytes(), name
+
+
+def test_a_video_replaced_while_it_is_decoded_fails_and_is_tagged_again(setup, monkeypatch):
+    """What a video is recorded as (its size and mtime) is taken before it is decoded: one replaced while it
+    is decoded is never recorded under its new state; it fails (loudly) and the next run tags it."""
+    from video_tag import tagger
+    tmp = setup
+    videos = sorted(write_video(tmp / "v" / f"{c}.avi", [c], 0.6) for c in ("red", "blue"))
+    real_tag_video, replaced = tagger._tag_video, []
+
+    def replaced_while_decoding(*args):
+        if not replaced:  # the first video is being decoded: a user copies another over it
+            replace_file(videos[0], lambda p: write_video(p, ["green", "red"], 1.0))
+            replaced.append(os.stat(videos[0]))
+        return real_tag_video(*args)
+
+    monkeypatch.setattr(tagger, "_tag_video", replaced_while_decoding)
+    assert run_tag(tmp, tmp / "v", tmp / "out", save_features=str(tmp / "feat")) == 1
+    assert (tmp / "out" / "failed.list").read_text(encoding="utf-8") == f"{videos[0]}\t{tagger.CHANGED}\n"
+    assert [r["video"] for r in read_jsonl(tmp / "out" / "predictions.jsonl")] == [videos[1]]
+    assert (tmp / "feat" / "features.list").read_text(encoding="utf-8").count("\n") == 1
+    monkeypatch.setattr(tagger, "_tag_video", real_tag_video)
+    assert run_tag(tmp, tmp / "v", tmp / "out", save_features=str(tmp / "feat")) == 0
+    manifest = (tmp / "feat" / "manifest.tsv").read_text(encoding="utf-8").splitlines()
+    feature = dict(line.split("\t") for line in manifest)[videos[0]]
+    with open(os.path.splitext(feature)[0] + ".json", encoding="utf-8") as f:
+        record = json.load(f)
+    assert (record["size"], record["mtime_ns"]) == (replaced[0].st_size, replaced[0].st_mtime_ns)
+    assert run_tag(tmp, tmp / "v", tmp / "fresh") == 0
+    assert (tmp / "out" / "predictions.jsonl").read_bytes() == (tmp / "fresh" / "predictions.jsonl").read_bytes()
+
+
+def test_the_resume_header_holds_a_digest_of_the_list(setup, monkeypatch):
+    tmp = setup
+    video = write_video(tmp / "v" / "red.avi", ["red"], 0.4)
+    listing = tmp / "long.list"
+    listing.write_text(video + "\n" + "".join(f"{tmp}/missing/{i:06d} 很长的名字.mp4\n" for i in range(20000)),
+                       encoding="utf-8")
+    kill_at_append(monkeypatch, 1)
+    with pytest.raises(KeyboardInterrupt):
+        run_tag(tmp, listing, tmp / "out")
+    (partial,) = [n for n in os.listdir(tmp / "out") if n.startswith("predictions.jsonl.partial.")]
+    with open(tmp / "out" / partial, "rb") as f:
+        assert len(f.readline()) < 4096  # 20,001 paths: about 1 MB if they were written out
+
+
+def test_the_same_list_from_another_folder_is_another_list(setup, monkeypatch):
+    """A list of relative paths names other videos from another working directory: even when those have the
+    very size and mtime of the first ones, nothing of the first run is reused."""
+    tmp = setup
+    for folder, colour in (("one", "red"), ("two", "blue")):
+        (tmp / folder).mkdir()
+        for name in ("a.avi", "b.avi"):
+            write_video(tmp / folder / name, [colour], 0.6)
+    for name in ("a.avi", "b.avi"):  # the same size and mtime: only the folder tells them apart
+        one, two = tmp / "one" / name, tmp / "two" / name
+        assert one.stat().st_size == two.stat().st_size
+        os.utime(two, ns=(one.stat().st_atime_ns, one.stat().st_mtime_ns))
+    listing = tmp / "rel.list"
+    listing.write_text("a.avi\nb.avi\n", encoding="utf-8")
+    monkeypatch.chdir(tmp / "one")
+    counting = kill_at_append(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run_tag(tmp, listing, tmp / "out")
+    monkeypatch.chdir(tmp / "two")
+    calls = counting()
+    assert run_tag(tmp, listing, tmp / "out") == 0
+    assert calls == [[0], [1]]
+
+
+def test_names_that_are_not_utf8_or_hold_a_tab_or_a_newline(setup):
+    """A folder unpacked from a zip made on Windows (GBK names), and names with a TAB or a newline: the videos
+    are tagged, the broken one is listed; every output stays valid UTF-8 with one record per line."""
+    from video_tag.names import escape_field, shown, unescape_field
+    tmp = setup
+    folder = os.fsencode(tmp / "v")
+    gbk = os.fsdecode(folder + b"/" + "海边视频".encode("gbk") + b".avi")
+    os.rename(write_video(tmp / "v" / "x.avi", ["red", "blue"], 0.6), gbk)
+    tab = write_video(tmp / "v" / "a\tb.avi", ["green"], 0.6)
+    broken = os.fsdecode(folder + b"/bad\n" + "名".encode("gbk") + b".mp4")
+    with open(broken, "wb") as f:
+        f.write(b"\x00" * 64)
+    with pytest.raises(UnicodeEncodeError):
+        gbk.encode("utf-8")  # what the OS gives: undecodable bytes as surrogates
+    assert run_tag(tmp, tmp / "v", tmp / "out", segment_seconds=0.3) == 1
+    lines = (tmp / "out" / "predictions.jsonl").read_bytes().decode("utf-8").split("\n")
+    assert lines[-1] == "" and [json.loads(line)["video"] for line in lines[:-1]] == [shown(tab), shown(gbk)]
+    assert shown(gbk) == str(tmp / "v") + "/" + "海边视频".encode("gbk").decode("utf-8", "backslashreplace") + ".avi"
+    segments = (tmp / "out" / "segments.jsonl").read_bytes().decode("utf-8").splitlines()
+    assert list(dict.fromkeys(json.loads(line)["video"] for line in segments)) == [shown(tab), shown(gbk)]
+    failed = (tmp / "out" / "failed.list").read_bytes().decode("utf-8")
+    assert failed.count("\n") == 1 and failed.endswith("\n")
+    path, reason = failed[:-1].split("\t")
+    assert path == escape_field(broken) and unescape_field(path) == broken and reason
+
+
+def test_threshold_keeps_the_tags_at_or_above_it():
+    import paddle
+    from video_tag import tagger
+    logits = paddle.to_tensor([[2.0, -2.0, 0.0, 1.0]])  # probabilities 0.88, 0.12, 0.5, 0.73
+    model = lambda features, lengths: logits  # noqa: E731
+    top = lambda k, threshold: [t["class_name"] for t in  # noqa: E731
+                                tagger._top(model, np.zeros((3, 8), np.float32), list("abcd"), k, threshold)]
+    assert top(3, 0.0) == ["a", "d", "c"]
+    assert top(3, 0.5) == ["a", "d", "c"]
+    assert top(4, 0.6) == ["a", "d"]
+
+
+
+def test_save_features_refuses_a_name_that_is_not_utf8_for_that_video_only(setup):
+    """features.list, manifest.tsv and the provenance records are UTF-8 text that names the video: a video
+    whose name is not UTF-8 fails (with the reason) under --save_features; the others are tagged."""
+    from video_tag import tagger
+    from video_tag.names import escape_field
+    tmp = setup
+    gbk = os.fsdecode(os.fsencode(tmp / "v") + b"/" + "海边视频".encode("gbk") + b".avi")
+    os.rename(write_video(tmp / "v" / "x.avi", ["red", "blue"], 0.6), gbk)
+    ok = write_video(tmp / "v" / "ok.avi", ["green"], 0.6)
+    assert run_tag(tmp, tmp / "v", tmp / "out", save_features=str(tmp / "feat")) == 1
+    assert [r["video"] for r in read_jsonl(tmp / "out" / "predictions.jsonl")] == [ok]
+    assert (tmp / "out" / "failed.list").read_text(encoding="utf-8") == f"{escape_field(gbk)}\t{tagger.NOT_UTF8}\n"
+    (listed,) = (tmp / "feat" / "manifest.tsv").read_text(encoding="utf-8").splitlines()
+    assert listed.startswith(ok + "\t")

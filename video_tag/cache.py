@@ -8,8 +8,9 @@ name and renamed when complete, with ``key.json`` recording the key. Entries not
 removed once more than ``KEEP`` are there (an exported ResNet101 takes 170 MB).
 
 Where: ``$VIDEOTAG_CACHE_DIR``, else ``$XDG_CACHE_HOME/videotag/exports``, else
-``~/.cache/videotag/exports``. Where that cannot be written, each run exports into a temporary folder,
-as without a cache.
+``~/.cache/videotag/exports``. Where that cannot be written, or is not safe to load models from (a folder
+another user owns, or that others may write to: they could put a model there that this run would load),
+each run exports into a temporary folder, as without a cache (the latter with one log line saying why).
 """
 import contextlib
 import hashlib
@@ -17,6 +18,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 import tempfile
 import time
 
@@ -41,6 +43,20 @@ def _matches(directory, key):
         return False
 
 
+def unsafe(folder):
+    """Why ``folder`` must not hold models this process loads (another user owns it, or others may write to
+    it), or None when it is this user's own, or does not exist yet."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        return f"it belongs to another user (uid {st.st_uid})"
+    if st.st_mode & 0o022:
+        return f"others may write to it (mode {stat.filemode(st.st_mode)})"
+    return None
+
+
 @contextlib.contextmanager
 def exported(name, key, export, still_valid=lambda: True):
     """Yield the folder holding the export of ``key``: a cached one, or one made now by
@@ -53,19 +69,24 @@ def exported(name, key, export, still_valid=lambda: True):
     """
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     entry = os.path.join(root(), f"{name}-{digest}")
-    if _matches(entry, key):
+    why = unsafe(root())
+    if why:
+        log.warning("not using the export cache %s: %s; exporting into a temporary folder", root(), why)
+    elif _matches(entry, key):
         with contextlib.suppress(OSError):
             os.utime(os.path.join(entry, KEY_FILE))  # last use, for pruning
         log.debug("exported %s from the cache: %s", name, entry)
         yield entry
         return
-    try:
-        os.makedirs(root(), exist_ok=True)
-        work = tempfile.mkdtemp(prefix=f".{name}-", dir=root())
-    except OSError as e:
-        log.debug("no export cache (%s): exporting into a temporary folder", e)
-        work = tempfile.mkdtemp(prefix=f"videotag_{name}_")
-        entry = None
+    work = None
+    if not why:
+        try:
+            os.makedirs(root(), mode=0o755, exist_ok=True)
+            work = tempfile.mkdtemp(prefix=f".{name}-", dir=root())
+        except OSError as e:
+            log.debug("no export cache (%s): exporting into a temporary folder", e)
+    if work is None:
+        work, entry = tempfile.mkdtemp(prefix=f"videotag_{name}_"), None
     try:
         export(work)
         if entry is not None and still_valid():

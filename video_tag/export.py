@@ -17,7 +17,7 @@ Inputs and output (B, T and S vary from call to call):
 
 Probabilities are ``sigmoid(logits)`` for the AttentionLSTM (multi-label), ``softmax(logits)`` for TSN.
 Before anything is written, the exported models are run on a sample input and compared with the
-dygraph model; all files of one export appear together, or none does.
+dygraph model; all files of one export appear together, or none does (``put_in_place``).
 """
 import importlib.util
 import logging
@@ -135,19 +135,49 @@ def export_model(model_name, cfg, weights, save_dir, onnx=None):
                 check("onnxruntime", run_onnxruntime(prefix + ".onnx", sample), expected)
             else:
                 log.info("onnxruntime is not installed: the ONNX model was not checked")
-        written = []
-        for file in sorted(os.listdir(work)):
-            os.replace(os.path.join(work, file), os.path.join(save_dir, file))
-            written.append(os.path.join(save_dir, file))
+        stale = [] if onnx else [name + ".onnx"]  # an earlier export's: it holds another model
+        written = put_in_place(work, save_dir, sorted(os.listdir(work)), stale)
     except OSError as e:
-        raise RunError(f"cannot write the exported model in {save_dir}: {e.strerror or e}") from None
+        raise RunError(f"cannot write the exported model in {save_dir}: {e.strerror or e}; the files there "
+                       f"are those of before") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    stale = os.path.join(save_dir, name + ".onnx")
-    if not onnx and os.path.exists(stale):
-        os.remove(stale)  # it holds another model than the files just written
-        log.warning("removed %s, left by an earlier export: it no longer matches %s.json", stale, name)
     return written
+
+
+def put_in_place(work, save_dir, names, stale=()):
+    """Move the files ``names`` of the folder ``work`` into ``save_dir`` as one set; returns their new paths.
+
+    The files of an earlier export they replace, and ``stale`` ones (which would no longer match), first
+    go aside into ``work`` (the model file, ``.json``, first); then the new ones come in, the ``.json``
+    last. A move that fails (``OSError``) puts the earlier files back before it is raised. So ``save_dir``
+    holds the earlier set, the new set, or (only while a killed process was between the two) a set without
+    its ``.json``, which nothing loads: never a model file with another export's weights.
+    """
+    aside = os.path.join(work, ".earlier")
+    os.makedirs(aside)
+    model_last = lambda file: (file.endswith(".json"), file)
+    earlier = [f for f in sorted(set(names) | set(stale), key=model_last, reverse=True)
+               if os.path.lexists(os.path.join(save_dir, f))]
+    moved_aside, moved_in = [], []
+    try:
+        for file in earlier:
+            os.replace(os.path.join(save_dir, file), os.path.join(aside, file))
+            moved_aside.append(file)
+        for file in sorted(names, key=model_last):
+            os.replace(os.path.join(work, file), os.path.join(save_dir, file))
+            moved_in.append(file)
+    except OSError:
+        for file in reversed(moved_in):
+            os.replace(os.path.join(save_dir, file), os.path.join(work, file))
+        for file in reversed(moved_aside):
+            os.replace(os.path.join(aside, file), os.path.join(save_dir, file))
+        raise
+    for file in stale:
+        if file in moved_aside:
+            log.warning("removed %s, left by an earlier export: it no longer matches the files just written",
+                        os.path.join(save_dir, file))
+    return [os.path.join(save_dir, file) for file in names]
 
 
 def check(runtime, got, expected):

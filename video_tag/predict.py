@@ -8,9 +8,11 @@ Writes to ``save_dir``::
     failed.list        path<TAB>reason for every file that could not be read
 
 While it runs, each process streams its predictions to partial files (``streaming.PartialJsonl``, whose
-first line records the inputs: list, weights, label file, topk, config, version); ``predictions.jsonl``
+first line records the inputs: list, weights, label file, topk, config, version; each line, the size and
+mtime of the feature file it was computed from, taken before the file was read); ``predictions.jsonl``
 appears only at the end, complete, in list order. A run that finds partial files of the same inputs (a
-killed run) continues after the videos they hold; with other inputs, or ``overwrite``, it starts over.
+killed run) continues after the videos they hold, except those whose feature file changed since; with
+other inputs, or ``overwrite``, it starts over.
 """
 import logging
 import os
@@ -20,12 +22,12 @@ from tqdm import tqdm
 
 from . import __version__
 from . import distributed as dist
-from . import files, weights
+from . import files, shards, weights
 from .cpu import reuse_freed_memory
 from .evaluate import build_runner, check_engine, failure_recorder, run_model, write_failed_list
 from .models import MODELS, build_model
 from .readers.lists import read_label_file
-from .streaming import PartialJsonl
+from .streaming import PartialJsonl, file_identity
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +65,16 @@ def predict(model_name, cfg, weights_path, filelist, label_file, save_dir, topk=
     output = PartialJsonl(save_dir, "predictions.jsonl", inputs)
     if overwrite and dist.is_main():
         output.remove_partials()
-    valid = lambda key, record: key[0] < len(reader) and reader.entries[key[0]].path == record["video"]
-    done = {} if overwrite else {k[0] for k in output.done(valid)}
+
+    def valid(key, record):
+        """A line of an earlier run counts only if its feature file has not changed since (each process
+        checks its own videos; rank 0, which writes the output, checks all)."""
+        i = key[0]
+        return (i < len(reader) and reader.entries[i].path == record["video"]
+                and (dist.is_main() or i % world == rank)
+                and record["source"] is not None and record["source"] == feature_identity(reader.entries[i].path))
+
+    done = {k[0] for k in output.resume(None if overwrite else valid)}
     dist.barrier()  # every rank has looked at the old partial files before any new one appears
     mine = list(range(len(reader)))[rank::world]
     runner = build_runner(model_name, model, cfg, use_gpu, engine) if any(i not in done for i in mine) else None
@@ -72,6 +82,8 @@ def predict(model_name, cfg, weights_path, filelist, label_file, save_dir, topk=
     # gives bit-identical probabilities; a batch with any video not done yet (or unreadable) runs again.
     chunks = [mine[i:i + batch_size] for i in range(0, len(mine), batch_size)]
     todo = [i for chunk in chunks if any(i not in done for i in chunk) for i in chunk]
+    # what each line is recorded as made from is taken before its file is read
+    sources = {i: feature_identity(reader.entries[i].path) for i in todo if i not in done}
     if done:
         log.info("resuming: %d of %d video(s) already predicted in %s", len(done), len(reader), save_dir)
     log.info("predicting %d video(s) of %s with %s", sum(i not in done for i in mine), filelist, weights_path)
@@ -89,17 +101,29 @@ def predict(model_name, cfg, weights_path, filelist, label_file, save_dir, topk=
                 tags = top_tags(row, names, topk)
                 if dist.is_main():
                     progress.write(format_tags(video, tags), end="")
-                output.append([int(index)], {"video": video, "tags": tags})
+                output.append([int(index)], {"source": sources[int(index)], "video": video, "tags": tags})
             progress.update(sum(int(i) not in done for i in batch["index"]))
 
     dist.barrier()
     failed = sorted(sum(dist.gather(failed), []))
     if dist.is_main():
-        count = output.assemble(output.done(valid))
+        count = output.assemble(output.final(lambda key: key[0] in done))
         write_failed_list(save_dir, failed)
         log.info("wrote %s: %d video(s)", output.path, count)
     dist.barrier()  # the other ranks end after rank 0 has written everything; rank 0 carries the exit code
     return 1 if failed and dist.is_main() else 0
+
+
+def feature_identity(path):
+    """``[size, mtime_ns, offset, length]`` of the bytes a feature path names (a plain file: its own size
+    and mtime, offset 0, length None; a shard member: the shard's, and where the member lies in it), or
+    None when they cannot be found: what a prediction from that file is valid for."""
+    try:
+        where, offset, length = shards.locate(path)
+    except (OSError, ValueError):
+        return None
+    identity = file_identity(where)
+    return identity and identity + [offset, length]
 
 
 def format_tags(video, tags):

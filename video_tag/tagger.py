@@ -9,10 +9,14 @@ Writes to ``save_dir``::
                        {"video": "<path>", "start": 0.0, "end": 30.0, "tags": [...]}
     failed.list        path<TAB>reason for every video that could not be read
 
+Paths are written as ``names.shown`` gives them (a name that is not UTF-8 has its undecodable bytes as
+``\\xNN``); in failed.list as ``names.escape_field`` (also TAB, newline, backslash escaped).
+
 Both JSONL files are streamed (``streaming.PartialJsonl``) and a killed run resumes after the videos it
-finished. Videos are decoded in worker processes, one video at a time each, which send each window's
-frames (and last the whole video's) as soon as they are decoded: memory does not depend on the
-video's length. Under ``paddle.distributed.launch`` each process takes every world_size-th video.
+finished, except those changed since (each line records the size and mtime its video had before it was
+decoded; a video that changes while it is decoded fails, see ``CHANGED``). Videos are decoded in worker
+processes, one video at a time each, which send each window's frames (and last the whole video's) as
+soon as they are decoded: memory does not depend on the video's length. Under ``paddle.distributed.launch`` each process takes every world_size-th video.
 """
 import logging
 import multiprocessing
@@ -31,30 +35,33 @@ from .errors import UserError
 from .evaluate import write_failed_list
 from .feature_store import FeatureStore, video_provenance
 from .models import MODELS, build_model
+from .names import escape_field, shown
 from .models.tsn import FEATURE_DIM
 from .predict import format_tags, top_tags
 from .readers.lists import read_label_file, read_lines
 from .readers.video_reader import crop_normalize
 from .readers.windows import stream_worker
-from .streaming import PartialJsonl
+from .streaming import PartialJsonl, file_identity, list_digest
 
 log = logging.getLogger(__name__)
 
+CHANGED = "the file changed while it was read (replaced or rewritten): run again to tag it as it is now"
+NOT_UTF8 = ("its name is not UTF-8, which --save_features cannot record in features.list and manifest.tsv: "
+            "rename it, or tag it without --save_features")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".flv", ".m4v", ".mpg", ".mpeg", ".wmv",
                     ".3gp", ".ts", ".mts", ".m2ts", ".ogv", ".vob", ".rm", ".rmvb", ".asf")
 
 
 def find_videos(source):
     """The videos named by ``source``: a video file, a directory (its videos with a known extension,
-    recursively, in sorted order) or a list file (one path per line, as the extractor's)."""
+    recursively, sorted by path) or a list file (one path per line, as the extractor's)."""
     if os.path.isdir(source):
         found = []
-        for root, dirs, names in os.walk(source):
-            dirs.sort()
-            found += [os.path.join(root, n) for n in sorted(names) if n.lower().endswith(VIDEO_EXTENSIONS)]
+        for root, _, names in os.walk(source):
+            found += [os.path.join(root, n) for n in names if n.lower().endswith(VIDEO_EXTENSIONS)]
         if not found:
             raise UserError(f"no video files ({', '.join(VIDEO_EXTENSIONS[:4])}, ...) under {source}")
-        return found
+        return sorted(found)
     if not os.path.isfile(source):
         raise UserError(f"not found: {source} (give a video, a folder of videos or a list file)")
     if _is_text(source) and not source.lower().endswith(VIDEO_EXTENSIONS):
@@ -97,7 +104,7 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
     weights.load_weights(model, lstm_weights)
     model.eval()
     os.makedirs(save_dir, exist_ok=True)
-    inputs = {"videos": [os.path.realpath(v) for v in videos], "tsn": settings,
+    inputs = {"videos_sha256": list_digest(videos), "tsn": settings,
               "lstm_sha256": files.sha256(weights.resolve(lstm_weights)),
               "labels_sha256": files.sha256(label_file),
               "topk": topk, "threshold": threshold, "model": lstm_cfg["MODEL"], "segment_seconds": segment_seconds,
@@ -108,8 +115,21 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
     if overwrite and dist.is_main():
         for output in outputs:
             output.remove_partials()
-    valid = lambda key, record: key[0] < len(videos) and record["video"] == videos[key[0]]
-    done = set() if overwrite else {k[0] for k in predictions.done(valid)}
+    identity = {}  # list index -> file_identity of the video, taken once per run (before decoding it)
+
+    def valid(key, record):
+        """A line of an earlier run counts for the video at its index only if that video has not changed
+        (each process checks its own videos; rank 0, which writes the outputs, checks all)."""
+        i = key[0]
+        if i >= len(videos) or record["video"] != shown(videos[i]) or not (dist.is_main() or i % world == rank):
+            return False
+        if i not in identity:
+            identity[i] = file_identity(videos[i])
+        return identity[i] is not None and record["source"] == identity[i]
+
+    for output in outputs:
+        output.resume(None if overwrite else valid)
+    done = {k[0] for k in predictions.previous}
     store = None
     if save_features:
         store = FeatureStore(save_features, settings["feature_dtype"], extractor.shard_size(tsn_cfg))
@@ -123,8 +143,18 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
     todo = [i for i in mine if i not in done]
     log.info("%d video(s) in %s%s: %d to tag, %d done before", len(videos), source,
              f" ({len(mine)} for this process of {world})" if world > 1 else "", len(todo), len(mine) - len(todo))
-
-    failed = []
+    # What each output line (and saved feature) is recorded as made from is taken before decoding: a video
+    # replaced while it is decoded is found changed by the next run, never recorded under its new state.
+    failed, provenance = [], {}
+    for i in todo:
+        identity[i] = file_identity(videos[i])
+        if identity[i] is None:
+            failed.append((i, videos[i], "file not found"))
+        elif store is not None and shown(videos[i]) != videos[i]:
+            failed.append((i, videos[i], NOT_UTF8))
+        elif store is not None:
+            provenance[i] = video_provenance(videos[i], settings)
+    todo = [i for i in todo if identity[i] is not None and (store is None or i in provenance)]
     if todo:
         decode = (seg_num, short_size, target, segment_seconds, segment_stride, window_seg_num)
         with _Streams([(i, videos[i]) for i in todo], decode, num_workers) as stream:
@@ -138,19 +168,22 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
                           disable=not dist.is_main()) as progress:
                     for index, path, messages in stream:
                         result = _tag_video(engine, model, names, topk, threshold, target, messages)
+                        if not isinstance(result, str) and file_identity(path) != identity[index]:
+                            result = CHANGED
                         if isinstance(result, str):
-                            log.warning("cannot read %s: %s", path, result)
+                            log.warning("cannot read %s: %s", shown(path), result)
                             failed.append((index, path, result))
                         else:
                             tags, features, windows = result
                             for k, start, end, window_tags in windows:
-                                segments.append([index, k], {"video": path, "start": start, "end": end,
-                                                             "tags": window_tags})
-                            predictions.append([index], {"video": path, "tags": tags})
+                                segments.append([index, k], {"source": identity[index], "video": shown(path),
+                                                             "start": start, "end": end, "tags": window_tags})
+                            predictions.append([index], {"source": identity[index], "video": shown(path),
+                                                         "tags": tags})
                             if dist.is_main():
-                                progress.write(format_tags(path, tags), end="")
+                                progress.write(format_tags(shown(path), tags), end="")
                             if store is not None:
-                                store.save(path, features, video_provenance(path, settings))
+                                store.save(path, features, provenance[index])
                         progress.update(1)
                 if store is not None:
                     store.close()
@@ -166,12 +199,13 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
     failed = sorted(sum(dist.gather(failed), []))
     if dist.is_main():
         for output in outputs:
-            count = output.assemble(output.done(valid))
+            count = output.assemble(output.final(lambda key: key[0] in done))
             log.info("wrote %s: %d line(s)", output.path, count)
-        write_failed_list(save_dir, failed)
-        if store is not None:
-            store.write_lists(videos, {p: r for _, p, r in failed},
-                              store.done(videos, settings, seg_num, FEATURE_DIM))
+        write_failed_list(save_dir, [(i, escape_field(p), escape_field(r)) for i, p, r in failed])
+        if store is not None:  # the videos refused as NOT_UTF8 are in save_dir's failed.list only
+            listable = [v for v in videos if shown(v) == v]
+            store.write_lists(listable, {p: r for _, p, r in failed if shown(p) == p},
+                              store.done(listable, settings, seg_num, FEATURE_DIM))
     dist.barrier()  # the other ranks end after rank 0 has written everything; rank 0 carries the exit code
     return 1 if failed and dist.is_main() else 0
 

@@ -104,6 +104,16 @@ def open_capture(path):
     """A ``cv2.VideoCapture`` decoding on one thread: OpenCV's FFmpeg backend otherwise starts a decoding
     thread per core in every capture, which oversubscribes the cores that the network and the other
     decoders use (parallelism comes from decoding several videos at once)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # a name that is not UTF-8: OpenCV's binding crashes the process on it
+        if not os.path.isdir("/proc/self/fd"):
+            raise ValueError("the file name is not UTF-8, which OpenCV cannot open: rename the file") from None
+        fd = os.open(path, os.O_RDONLY)
+        try:  # FFmpeg opens the file anew through this name, so it is closed right after
+            return open_capture(f"/proc/self/fd/{fd}")
+        finally:
+            os.close(fd)
     if hasattr(cv2, "CAP_PROP_N_THREADS"):
         return cv2.VideoCapture(path, cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, 1])
     return cv2.VideoCapture(path)
