@@ -12,7 +12,6 @@ from conftest import ROOT, run_main
 from video_tag import weights
 from video_tag.config import load_config
 from video_tag.models import build_model
-from video_tag.readers.windows import plan_windows
 
 SEG, SHORT, TARGET, FPS = 5, 40, 32, 10
 COLOURS = {"red": (0, 0, 255), "blue": (255, 0, 0), "green": (0, 255, 0)}
@@ -60,13 +59,6 @@ def run_tag(tmp_path, source, save_dir, **kw):
 def read_jsonl(path):
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f]
-
-
-def test_plan_windows():
-    assert plan_windows(100, 30, 30) == [(0, 30), (30, 60), (60, 90), (90, 100)]
-    assert plan_windows(90, 30, 30) == [(0, 30), (30, 60), (60, 90)]
-    assert plan_windows(100, 60, 30) == [(0, 60), (30, 90), (60, 100)]
-    assert plan_windows(7, 30, 30) == [(0, 7)]  # shorter than one window: one covering it
 
 
 def test_equals_extractor_then_predict(setup, capfd):
