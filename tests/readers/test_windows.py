@@ -37,7 +37,8 @@ def extractor_sample(path, seg_num=4):
 
 # Each window by hand: [t0 + k * stride, + seconds) on the timestamps above; the window's frames sampled
 # as sample_indices(count, 3, "infer") picks them; a window with no frame of its own (3-4 s: the gap)
-# holds the frame on screen, 54 (at 2.48 s); the last window ends with the video (4.96 s + 40 ms).
+# holds the frame on screen, 54 (at 2.48 s); the last window, the first holding the last frame (4.96 s),
+# ends with the video (4.96 s + 40 ms).
 VFR_WINDOWS = [(0, 0.0, 1.0, [3, 11, 19]),     # frames 0-24
                (1, 1.0, 2.0, [25, 26, 27]),    # 25-29
                (2, 2.0, 3.0, [33, 41, 49]),    # 30-54
@@ -51,7 +52,7 @@ VFR_OVERLAPPING = [(0, 0.0, 1.0, [3, 11, 19]),   # 0-24
                    (5, 2.5, 3.5, [54, 54, 54]),  # none
                    (6, 3.0, 4.0, [54, 54, 54]),  # none
                    (7, 3.5, 4.5, [56, 60, 64]),  # 55-67
-                   (8, 4.0, 5.0, [58, 66, 74])]  # 55-79; it reaches the end: no window from 4.5 s
+                   (8, 4.0, 5.0, [58, 66, 74])]  # 55-79; it holds the last frame: no window from 4.5 s
 VFR_VIDEO = ([9, 29, 49, 69], 80)
 
 
@@ -169,7 +170,8 @@ def scripted(tmp_path, monkeypatch):
 def reference_windows(stamps, seconds, stride, window_seg_num, fps=25.0):
     """The rule, written out over the whole list of timestamps (ms): times made non-decreasing (a missing
     one, 0, one frame after its predecessor), window k spans [t0 + k * stride, + seconds), holds the frames
-    whose times fall in it (none: the last frame before it), the last is the first reaching the end."""
+    whose times fall in it (none: the last frame before it), the last is the first holding the last frame
+    (or the last to start before it), and ends with the video (the last frame + the gap before it)."""
     times = []
     for ms in stamps:
         us = round(ms * 1000)
@@ -184,7 +186,7 @@ def reference_windows(stamps, seconds, stride, window_seg_num, fps=25.0):
         members = members or [max(i for i, t in enumerate(times) if t < start)]
         found.append((k, round(start / 1e6, 3), round(min(start + size, end) / 1e6, 3),
                       [members[p] for p in sample_indices(len(members), window_seg_num, "infer")]))
-        if start + size >= end or times[0] + (k + 1) * step >= end:
+        if start + size > times[-1] or times[0] + (k + 1) * step > times[-1]:
             return found
         k += 1
 
@@ -214,6 +216,17 @@ def test_constant_frame_rate_takes_one_pass(scripted):
     assert counts["grab"] == 251  # one pass
     # the video's sample and, per window, the samples of its predicted count and one more or less
     assert counts["retrieve"] <= len(set(video[0])) + 9 * 5 * 3
+
+
+@pytest.mark.parametrize("seconds, stride, spans", [
+    (0.99, 0.99, [(0.0, 0.99), (0.99, 1.98)]),            # nothing for the last frame's 40 ms alone
+    (1.0, 0.98, [(0.0, 1.0), (0.98, 1.98)]),              # nor a window starting on the last frame
+    (0.5, 0.5, [(0.0, 0.5), (0.5, 1.0), (1.0, 1.5), (1.5, 2.0)])])
+def test_the_last_window_is_the_first_holding_the_last_frame(scripted, seconds, stride, spans):
+    path, counts = scripted([40 * i for i in range(50)])  # the last frame at 1.96 s, the video ends at 2.0 s
+    found, _ = windows_of(path, seconds, stride)
+    assert [w[1:3] for w in found] == spans
+    assert counts["grab"] == 51  # no second pass for a window past the last frame
 
 
 def test_a_container_without_timestamps_is_timed_by_index_over_fps(scripted):

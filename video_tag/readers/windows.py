@@ -11,11 +11,12 @@ and every window is a contiguous run of decoded frames.
 
 Windows: window k spans ``[t0 + k * stride, t0 + k * stride + seconds)`` (``t0``: the first frame's time)
 and holds the frames whose times fall in it, whatever the frame rate and whatever frame count or fps the
-container claims. The last window is the first that reaches the end of the video (the last frame's time
-plus the gap before it); a video shorter than one window gives one window covering it. A window with no
-frame of its own (a gap in a variable-frame-rate stream longer than the window) holds the frame on
-screen during it, the last one before it. ``start``/``end`` are these times, in seconds (rounded to ms);
-``end`` is ``start + seconds`` except for the last window, which ends with the video.
+container claims. The last window is the first that holds the last frame (with a stride longer than the
+window: the last to start before it); it ends with the video (the last frame's time plus the gap before
+it), so a video shorter than one window gives one window covering it. A window with no frame of its own
+(a gap in a variable-frame-rate stream longer than the window) holds the frame on screen during it, the
+last one before it. ``start``/``end`` are these times, in seconds (rounded to ms); ``end`` is ``start +
+seconds`` except for the last window.
 
 Sampling: each window as the extractor samples a whole video (``sample_indices`` over the window's
 frames, infer mode), and the whole video exactly as the extractor (``decode_sampled``'s numbering). A
@@ -195,21 +196,16 @@ class _FirstPass:
             self.redo.append((window.k, window.start, end, window.first, window.count))
 
     def finish(self):
-        """The end of the stream: close the open windows up to the first that reaches the video's end
-        (the last frame's time plus the gap before it) and add the empty ones of a final gap."""
+        """The end of the stream: close the open windows up to the first that holds the last frame; the
+        last one ends with the video (the last frame's time plus the gap before it)."""
         if not self.size or self.last_index < 0:
             return
         video_end = self.clock.last + (self.gap or self.clock.frame_us)
         for window in self.open:
-            if window.k == 0 or self.start_of(window.k - 1) + self.size < video_end:
+            if window.k == 0 or self.start_of(window.k - 1) + self.size <= self.clock.last:
                 self._close(window, min(window.end, video_end))
-            # else: the window before it already reaches the end of the video
+            # else: the window before it holds the last frame already
         self.open = []
-        k = self.next_k
-        while self.start_of(k - 1) + self.size < video_end and self.start_of(k) < video_end:
-            self.redo.append((k, self.start_of(k), min(self.start_of(k) + self.size, video_end),
-                              self.last_index, 1))
-            k += 1
 
 
 def to_seconds(us):
