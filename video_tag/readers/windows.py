@@ -37,9 +37,8 @@ import math
 
 import cv2
 
-from ..errors import failure_reason
-from .video_reader import (centre_crop, container_frame_count, decoded_frames, init_decode_worker,
-                           resize_frame, sample_indices, with_video)
+from .video_reader import (centre_crop, container_frame_count, decoded_frames, resize_frame, sample_indices,
+                           with_video)
 
 DEFAULT_FPS = 25.0  # when the container gives none
 US = 1000000        # times in integer microseconds: a frame on a window's edge is placed without float doubt
@@ -308,21 +307,13 @@ def _resize_crop(short_size, target_size, frame):
     return centre_crop(resize_frame(frame, short_size), target_size)
 
 
-def stream_worker(jobs, decode, out):
-    """A decode process (no Paddle here): for each ``(index, path)`` of ``jobs``, put ``(index, message)``
-    on the queue ``out`` for each window and the whole video (see ``decode_windows``), then
-    ``(index, ("end",))``; a video that cannot be decoded sends ``("failed", reason)`` instead.
+def stream_video(path, emit, decode):
+    """A decode worker's job (``decode_pool.DecodePool``, no Paddle here): ``emit`` each window of ``path``
+    and then the whole video (see ``decode_windows``); an exception fails the video.
 
     decode: ``(seg_num, short_size, target_size, seconds, stride, window_seg_num)``; frames are resized
     and centre-cropped as the extractor's.
     """
-    init_decode_worker()
     seg_num, short_size, target_size, seconds, stride, window_seg_num = decode
     transform = functools.partial(_resize_crop, short_size, target_size)
-    for index, path in jobs:
-        try:
-            decode_windows(path, seg_num, transform, lambda m: out.put((index, m)), seconds, stride,
-                           window_seg_num)
-        except Exception as e:  # cv2.error, MemoryError, ...: this video's problem; go on with the next
-            out.put((index, ("failed", failure_reason(e))))
-        out.put((index, ("end",)))
+    decode_windows(path, seg_num, transform, emit, seconds, stride, window_seg_num)
