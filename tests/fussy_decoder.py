@@ -43,3 +43,15 @@ def big_stream(path, emit):
     """Three 8 MB messages: a worker sending them blocks until the consumer reads."""
     for k in range(3):
         emit(("window", k, np.zeros(8 << 20, np.uint8)))
+
+
+def flaky_stream(path, emit, marker):
+    """Three messages; "flaky*" crashes its process after the first two, the first time (leaving
+    ``marker``), once they have had time to reach the consumer."""
+    emit(("part", 0))
+    emit(("part", 1))
+    if os.path.basename(path).startswith("flaky") and not os.path.exists(marker):
+        open(marker, "w").close()
+        time.sleep(0.5)
+        os._exit(1)
+    emit(("part", 2))

@@ -20,6 +20,16 @@ def test_a_video_that_crashes_once_is_decoded_again_and_one_that_always_crashes_
         "a": ["result"], "flaky1": ["result"], "bb": ["result"]}
 
 
+def test_a_video_decoded_again_does_not_repeat_what_was_delivered(tmp_path):
+    from fussy_decoder import flaky_stream
+    marker = str(tmp_path / "crashed-once")
+    with DecodePool(["a", "flaky1", "b"], flaky_stream, (marker,), num_workers=1) as pool:
+        results = {job: list(messages) for job, messages in pool}
+    assert os.path.exists(marker)
+    parts = [("part", 0), ("part", 1), ("part", 2)]
+    assert results == {"a": parts, "flaky1": parts, "b": parts}
+
+
 def test_a_crash_fails_its_video_alone(tmp_path):
     from fussy_decoder import fussy_decode
     videos = ["a", "crash1", "bb", "crash2", "ccc", "zero"]

@@ -167,12 +167,14 @@ def test_a_crashing_decoder_fails_only_its_video(monkeypatch):
     jobs = list(enumerate(["a", "crash1", "bb", "zero", "ccc", "crash2", "dddd"]))
     with tagger._Streams(jobs, None, num_workers=2) as streams:
         results = {path: [m if m[0] == "failed" else m[0] for m in messages] for _, path, messages in streams}
-    # a crashing video: its first window once (the retry in a fresh worker does not repeat it), then failed
-    crashed = ["window", ("failed", "the decoder crashed on this video")]
-    assert results == {"a": ["window", "window", "video"], "crash1": crashed, "bb": ["window", "window", "video"],
+    # a crashing video fails; its first window comes at most once (a retry does not repeat what was
+    # delivered; what the worker held unsent when it died is lost with it)
+    for name in ("crash1", "crash2"):
+        assert results.pop(name) in (["window", ("failed", "the decoder crashed on this video")],
+                                     [("failed", "the decoder crashed on this video")])
+    assert results == {"a": ["window", "window", "video"], "bb": ["window", "window", "video"],
                        "zero": ["window", ("failed", "ZeroDivisionError: integer division or modulo by zero")],
-                       "ccc": ["window", "window", "video"], "crash2": crashed,
-                       "dddd": ["window", "window", "video"]}
+                       "ccc": ["window", "window", "video"], "dddd": ["window", "window", "video"]}
 
 
 def test_a_killed_run_resumes_after_the_videos_it_finished(setup, monkeypatch):

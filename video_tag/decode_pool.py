@@ -2,25 +2,27 @@
 
 Worker w (of n) decodes jobs w, w + n, w + 2n, ... in order, one at a time, calling
 ``function(job, emit, *args)`` in its own process (spawned: no Paddle, no inherited threads; one
-decoding thread at the lowest CPU priority, ``init_decode_worker``). Each message it emits goes at once
-through the worker's own pipe; a pipe write blocks until the consumer has taken the previous message, so
-a worker runs at most one message ahead, and a message sent is never lost with its worker (no queue
-thread: what a worker sent before dying is read before its end of the pipe closes). Iterating the pool
-yields ``(job, messages)`` in job order; ``messages`` (consume it before the next job) yields the job's
-messages, its last one ``("failed", reason)`` if the job could not be decoded.
+decoding thread at the lowest CPU priority, ``init_decode_worker``). What it emits goes through its own
+pipe, sent by a thread that holds up to ``buffered`` messages ready: a worker runs that many messages
+(plus the one in the pipe) ahead of the consumer, and no further. Iterating the pool yields ``(job,
+messages)`` in job order; ``messages`` (consume it before the next job; it may be left at the job's last
+message) yields the job's messages, its last one ``("failed", reason)`` if the job could not be decoded.
 
 The crash rule: an exception in ``function`` fails that job (``failure_reason``) and the worker goes on.
-A worker that dies (a decoder that crashes its process) was decoding the job whose end has not come:
-a fresh worker decodes that job again, alone first, skipping the messages already delivered (decoding
-is deterministic), then the rest of the dead worker's jobs; if the job kills its fresh worker as well,
-it alone fails with ``CRASHED`` and another fresh worker takes the rest.
+A worker that dies (a decoder that crashes its process) is replaced by a fresh one that decodes again,
+alone, the job whose end has not come (the worker may have died on a later job, its messages for this
+one still buffered), skipping the messages already delivered (decoding is deterministic); a job that
+kills its own worker as well fails with ``CRASHED``. Either way a fresh worker then takes the rest of
+the dead worker's jobs.
 
 Shutdown (leaving the ``with`` block, also on an exception such as a full disk): the workers are
 terminated and joined and the pipes closed, before the exception goes on; a worker that finds its pipe
-closed exits quietly. No threads and no wakeup pipe (as ``concurrent.futures`` has): nothing of the pool
-prints a traceback at exit.
+closed exits quietly. No manager thread and no wakeup pipe (as ``concurrent.futures`` has): nothing of
+the pool prints a traceback at exit.
 """
 import multiprocessing
+import queue
+import threading
 
 from .errors import failure_reason
 from .readers.video_reader import init_decode_worker
@@ -33,46 +35,79 @@ def returned(job, emit, function, *args):
     emit(("result", function(job, *args)))
 
 
-def _work(function, args, jobs, connection):
+class _PoolGone(BaseException):
+    """Raised inside a worker once nobody reads its pipe any more (a BaseException: no decoder catches it)."""
+
+
+def _work(function, args, jobs, connection, buffered):
     """A worker process: ``jobs`` is ``[(number, job)]``; sends ``(number, message)`` for each message,
-    then ``(number, ("end",))``."""
+    then ``(number, ("end",))``, through a thread holding up to ``buffered`` messages ready, so that the
+    worker decodes on while the consumer has not taken its last message yet."""
     init_decode_worker()
+    outbox = queue.Queue(maxsize=max(1, buffered))
+    gone = threading.Event()
+
+    def send():
+        while True:
+            item = outbox.get()
+            if item is None:
+                return
+            try:
+                connection.send(item)
+            except OSError:  # BrokenPipeError, ConnectionResetError: the pool is gone, nobody reads
+                gone.set()
+                return
+
+    def put(item):
+        while not gone.is_set():
+            try:
+                return outbox.put(item, timeout=0.2)
+            except queue.Full:
+                continue
+        raise _PoolGone
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
     try:
         for number, job in jobs:
             try:
-                function(job, lambda message: connection.send((number, message)), *args)
-            except (BrokenPipeError, ConnectionResetError):
-                return  # the pool is gone: nobody reads
+                function(job, lambda message: put((number, message)), *args)
             except Exception as e:  # cv2.error, MemoryError, ...: this job's problem; go on with the next
-                connection.send((number, ("failed", failure_reason(e))))
-            connection.send((number, ("end",)))
-    except (BrokenPipeError, ConnectionResetError):
+                put((number, ("failed", failure_reason(e))))
+            put((number, ("end",)))
+        put(None)
+        sender.join()  # everything sent before the process ends
+    except _PoolGone:
         return
 
 
 class _Worker:
-    def __init__(self, process, reader, numbers):
-        self.process, self.reader, self.numbers = process, reader, numbers
+    """A worker process, the read end of its pipe, the job numbers it decodes, and for a worker decoding
+    one job alone (after a crash) the numbers a fresh worker takes after it (``then``)."""
+
+    def __init__(self, process, reader, numbers, then=None):
+        self.process, self.reader, self.numbers, self.then = process, reader, numbers, then
 
 
 class DecodePool:
     """``jobs`` (picklable) decoded by ``function(job, emit, *args)`` (a module-level function) in
-    ``num_workers`` processes; see the module docstring. Use as a context manager."""
+    ``num_workers`` processes, each holding up to ``buffered`` messages ready beyond the one in its pipe;
+    see the module docstring. Use as a context manager."""
 
-    def __init__(self, jobs, function, args=(), num_workers=1):
-        self.jobs, self.function, self.args = list(jobs), function, tuple(args)
+    def __init__(self, jobs, function, args=(), num_workers=1, buffered=1):
+        self.jobs, self.function, self.args, self.buffered = list(jobs), function, tuple(args), buffered
         self.context = multiprocessing.get_context("spawn")
         self.count = max(1, min(num_workers, len(self.jobs)))
         self.workers = [self._start(list(range(w, len(self.jobs), self.count))) for w in range(self.count)]
 
-    def _start(self, numbers):
+    def _start(self, numbers, then=None):
         reader, writer = self.context.Pipe(duplex=False)
         process = self.context.Process(target=_work, daemon=True,
                                        args=(self.function, self.args, [(n, self.jobs[n]) for n in numbers],
-                                             writer))
+                                             writer, self.buffered))
         process.start()
-        writer.close()  # the worker holds the only writer: its death ends the pipe
-        return _Worker(process, reader, numbers)
+        writer.close()  # the worker holds the only writer: its end ends the pipe
+        return _Worker(process, reader, numbers, then)
 
     def __iter__(self):
         for number, job in enumerate(self.jobs):
@@ -83,16 +118,20 @@ class DecodePool:
         delivered, skip, retried = 0, 0, False
         while True:
             worker = self.workers[w]
+            if number not in worker.numbers:  # a worker that decoded an earlier job alone: the rest to a fresh one
+                self._stop(worker)
+                self.workers[w] = self._start(worker.then)
+                continue
             try:
                 got, message = worker.reader.recv()
-            except (EOFError, OSError):  # the worker died before this job's end
+            except (EOFError, OSError):  # the worker ended before this job's end: it died
                 self._stop(worker)
-                rest = [n for n in worker.numbers if n > number]
-                if retried:  # it killed a fresh worker too
+                rest = worker.then if worker.then is not None else [n for n in worker.numbers if n > number]
+                if retried:  # the job killed a worker of its own
                     self.workers[w] = self._start(rest)
                     yield ("failed", CRASHED)
                     return
-                self.workers[w] = self._start([number] + rest)
+                self.workers[w] = self._start([number], then=rest)
                 skip, retried = delivered, True
                 continue
             if got != number:

@@ -218,7 +218,7 @@ class _Video:
 
 class _DecodeQueue:
     """Videos decoded in worker processes (``decode_pool.DecodePool``: its crash rule and shutdown), in list
-    order, each worker one video ahead of the network.
+    order, each worker up to two videos ahead of the network (one in its pipe, one ready).
 
     ``decode``: ``(function, *args)``, run as ``function(path, *args)`` in a worker (a module-level
     function: spawned workers import it). Iterating yields ``(path, frames, None)``, or ``(path, None,
@@ -226,7 +226,7 @@ class _DecodeQueue:
     """
 
     def __init__(self, videos, decode, num_workers):
-        self.pool = DecodePool(videos, returned, decode, num_workers)
+        self.pool = DecodePool(videos, returned, decode, num_workers, buffered=1)  # a video ready beyond the pipe
 
     def __iter__(self):
         for path, messages in self.pool:

@@ -209,13 +209,13 @@ def _top(model, features, names, topk, threshold):
 
 class _Streams:
     """Videos decoded in ``num_workers`` processes (``decode_pool.DecodePool``: its crash rule, shutdown and
-    bound: a worker runs at most one message ahead), each sending its windows and then the whole video as
+    bound: a worker runs at most three messages ahead), each sending its windows and then the whole video as
     they are decoded. Iterating yields ``(index, path, messages)`` in input order; ``messages`` must be
     consumed before the next video; a video that could not be decoded ends with ``("failed", reason)``."""
 
     def __init__(self, jobs, decode, num_workers):
         self.jobs = jobs
-        self.pool = DecodePool([path for _, path in jobs], stream_video, (decode,), num_workers)
+        self.pool = DecodePool([path for _, path in jobs], stream_video, (decode,), num_workers, buffered=2)
 
     def __iter__(self):
         for (index, path), (_, messages) in zip(self.jobs, self.pool):
