@@ -55,3 +55,8 @@ def flaky_stream(path, emit, marker):
         time.sleep(0.5)
         os._exit(1)
     emit(("part", 2))
+
+
+def odd_stream(path, emit):
+    """"odd*" emits a message that cannot be pickled (it cannot reach the consumer); others one message."""
+    emit(("window", (lambda: 0) if os.path.basename(path).startswith("odd") else 1))

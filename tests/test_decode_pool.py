@@ -40,6 +40,14 @@ def test_a_crash_fails_its_video_alone(tmp_path):
     assert {job: m[0][1][0, 0] for job, m in results.items()} == {"a": 1, "bb": 2, "ccc": 3}
 
 
+def test_a_message_that_cannot_be_sent_fails_its_video():
+    from fussy_decoder import odd_stream
+    with DecodePool(["a", "odd1", "b"], odd_stream, (), num_workers=1) as pool:
+        results = {job: list(messages) for job, messages in pool}
+    assert results.pop("odd1")[0][0] == "failed"
+    assert results == {"a": [("window", 1)], "b": [("window", 1)]}
+
+
 def test_a_consumer_may_stop_reading_a_video_at_its_last_message():
     from fussy_decoder import big_stream
     with DecodePool(["a", "b", "c"], big_stream, (), num_workers=1) as pool:

@@ -23,6 +23,7 @@ the pool prints a traceback at exit.
 import multiprocessing
 import queue
 import threading
+from multiprocessing.reduction import ForkingPickler
 
 from .errors import failure_reason
 from .readers.video_reader import init_decode_worker
@@ -49,19 +50,20 @@ def _work(function, args, jobs, connection, buffered):
 
     def send():
         while True:
-            item = outbox.get()
-            if item is None:
+            data = outbox.get()
+            if data is None:
                 return
             try:
-                connection.send(item)
+                connection.send_bytes(data)
             except OSError:  # BrokenPipeError, ConnectionResetError: the pool is gone, nobody reads
                 gone.set()
                 return
 
     def put(item):
+        data = None if item is None else ForkingPickler.dumps(item)  # here: a pickling error fails the job
         while not gone.is_set():
             try:
-                return outbox.put(item, timeout=0.2)
+                return outbox.put(data, timeout=0.2)
             except queue.Full:
                 continue
         raise _PoolGone
@@ -147,6 +149,9 @@ class DecodePool:
     def _stop(self, worker):
         if worker.process.is_alive():
             worker.process.terminate()
+            worker.process.join(5)
+            if worker.process.is_alive():
+                worker.process.kill()
         worker.process.join()
         worker.reader.close()
 
