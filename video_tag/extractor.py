@@ -39,11 +39,8 @@ goes on).
 """
 import collections
 import logging
-import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 import paddle
@@ -52,12 +49,13 @@ from tqdm import tqdm
 from . import __version__
 from . import distributed as dist
 from . import cache, files, weights
-from .errors import RunError, UserError, failure_reason
+from .errors import RunError, UserError
+from .decode_pool import DecodePool, returned
 from .feature_store import FeatureStore, video_provenance
 from .inference import InferenceEngine, check_device, export_layer
 from .models.tsn import FEATURE_DIM, TSN
 from .readers.lists import read_list, read_lines
-from .readers.video_reader import crop_normalize, decode_cropped, init_decode_worker
+from .readers.video_reader import crop_normalize, decode_cropped
 
 log = logging.getLogger(__name__)
 
@@ -216,79 +214,27 @@ class _Video:
 
 
 class _DecodeQueue:
-    """Videos decoded in worker processes, in list order, up to ``num_workers + 1`` ahead of the network.
+    """Videos decoded in worker processes (``decode_pool.DecodePool``: its crash rule and shutdown), in list
+    order, each worker up to two videos ahead of the network (one in its pipe, one ready).
 
-    ``decode``: ``(function, *args)``, run as ``function(path, *args)`` in a worker. Iterating yields
-    ``(path, frames, None)``, or ``(path, None, reason)`` for a video that could not be decoded. Decoding
-    starts at construction. Processes, not threads: the predictor holds the GIL while it runs, and a
-    decoder that crashes takes down only its worker (the video is reported; a fresh pool takes over).
+    ``decode``: ``(function, *args)``, run as ``function(path, *args)`` in a worker (a module-level
+    function: spawned workers import it). Iterating yields ``(path, frames, None)``, or ``(path, None,
+    reason)`` for a video that could not be decoded. Decoding starts at construction.
     """
 
     def __init__(self, videos, decode, num_workers):
-        self.function, self.args = decode[0], decode[1:]
-        self.num_workers = max(1, num_workers)
-        self.queue = iter(videos)
-        self.pending = collections.deque()
-        self.pool = self._new_pool()
-        self._fill()
-
-    def _new_pool(self):
-        # spawn: workers import no Paddle and inherit no threads; init_decode_worker: one thread, low priority
-        return ProcessPoolExecutor(self.num_workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=init_decode_worker)
-
-    def _fill(self):
-        while len(self.pending) < self.num_workers + 1:
-            video = next(self.queue, None)
-            if video is None:
-                return
-            try:
-                future = self.pool.submit(self.function, video, *self.args)
-            except BrokenProcessPool:  # a worker died since the last look
-                self._restart()
-                future = self.pool.submit(self.function, video, *self.args)
-            self.pending.append((video, future))
-
-    def _restart(self):
-        """A fresh pool; the videos in flight whose decoding did not complete go to it again."""
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        self.pool = self._new_pool()
-        self.pending = collections.deque(
-            (v, f if f.done() and not f.cancelled() and f.exception() is None
-             else self.pool.submit(self.function, v, *self.args)) for v, f in self.pending)
+        self.pool = DecodePool(videos, returned, decode, num_workers, buffered=1)  # a video ready beyond the pipe
 
     def __iter__(self):
-        while self.pending:
-            path, future = self.pending.popleft()
-            try:
-                frames, reason = future.result(), None
-            except BrokenProcessPool:
-                # A worker died: every future in flight fails with it, whichever video killed it. Start a
-                # fresh pool for the others and try this one alone: only a video that crashes its
-                # decoder on its own is blamed.
-                self._restart()
-                frames, reason = self._alone(path)
-            except Exception as e:  # cv2.error, MemoryError, a PIL error...: this video's problem
-                frames, reason = None, failure_reason(e)
-            self._fill()  # keep the workers busy while the network takes this video
-            yield path, frames, reason
-
-    def _alone(self, path):
-        """Decode ``path`` in a worker of its own: ``(frames, None)`` or ``(None, reason)``."""
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=init_decode_worker) as solo:
-            try:
-                return solo.submit(self.function, path, *self.args).result(), None
-            except BrokenProcessPool:
-                return None, "the decoder crashed on this video"
-            except Exception as e:
-                return None, failure_reason(e)
+        for path, messages in self.pool:
+            (kind, value), = list(messages)  # one message: ("result", frames) or ("failed", reason)
+            yield (path, value, None) if kind == "result" else (path, None, value)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool.__exit__(*exc)
 
 
 def _run(engine, decoded, total, store, provenance, failed, seg_num, target):

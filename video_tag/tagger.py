@@ -19,9 +19,7 @@ processes, one video at a time each, which send each window's frames (and last t
 soon as they are decoded: memory does not depend on the video's length. Under ``paddle.distributed.launch`` each process takes every world_size-th video.
 """
 import logging
-import multiprocessing
 import os
-import queue as queues
 
 import numpy as np
 import paddle
@@ -31,6 +29,7 @@ from . import __version__
 from . import distributed as dist
 from . import extractor, files, weights
 from .cpu import reuse_freed_memory
+from .decode_pool import DecodePool
 from .errors import UserError
 from .evaluate import write_failed_list
 from .feature_store import FeatureStore, video_provenance
@@ -40,7 +39,7 @@ from .models.tsn import FEATURE_DIM
 from .predict import format_tags, top_tags
 from .readers.lists import read_label_file, read_lines
 from .readers.video_reader import crop_normalize
-from .readers.windows import stream_worker
+from .readers.windows import stream_video
 from .streaming import PartialJsonl, file_identity, list_digest
 
 log = logging.getLogger(__name__)
@@ -243,54 +242,21 @@ def _top(model, features, names, topk, threshold):
 
 
 class _Streams:
-    """Videos decoded in ``num_workers`` processes (each takes every num_workers-th video, in order) whose
-    messages come back through bounded queues, so that decoding runs at most a window or two ahead.
-    Iterating yields ``(index, path, messages)`` in input order; ``messages`` must be consumed before
-    the next video. A worker that dies fails its current video only; a fresh one takes the rest."""
+    """Videos decoded in ``num_workers`` processes (``decode_pool.DecodePool``: its crash rule, shutdown and
+    bound: a worker runs at most three messages ahead), each sending its windows and then the whole video as
+    they are decoded. Iterating yields ``(index, path, messages)`` in input order; ``messages`` must be
+    consumed before the next video; a video that could not be decoded ends with ``("failed", reason)``."""
 
     def __init__(self, jobs, decode, num_workers):
-        self.jobs, self.decode = jobs, decode
-        self.context = multiprocessing.get_context("spawn")
-        self.count = max(1, min(num_workers, len(jobs)))
-        self.workers = [self._start(jobs[w::self.count]) for w in range(self.count)]
-
-    def _start(self, jobs):
-        out = self.context.Queue(maxsize=2)
-        process = self.context.Process(target=stream_worker, args=(jobs, self.decode, out), daemon=True)
-        process.start()
-        return process, out, list(jobs)
+        self.jobs = jobs
+        self.pool = DecodePool([path for _, path in jobs], stream_video, (decode,), num_workers, buffered=2)
 
     def __iter__(self):
-        for n, (index, path) in enumerate(self.jobs):
-            yield index, path, self._messages(n % self.count, index)
-
-    def _messages(self, w, index):
-        process, out, jobs = self.workers[w]
-        while True:
-            try:
-                got, message = out.get(timeout=1.0)
-            except queues.Empty:
-                if process.is_alive():
-                    continue
-                # The worker died on this video: a fresh one takes the videos after it.
-                rest = jobs[[i for i, _ in jobs].index(index) + 1:]
-                self.workers[w] = self._start(rest)
-                yield ("failed", "the decoder crashed on this video")
-                return
-            if got != index:
-                continue  # what a dead worker left of an earlier video
-            if message[0] == "end":
-                return
-            yield message
-            if message[0] in ("video", "failed"):
-                return  # this video's last message: its "end" may die with a worker that crashes next
+        for (index, path), (_, messages) in zip(self.jobs, self.pool):
+            yield index, path, messages
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        for process, out, _ in self.workers:
-            if process.is_alive():
-                process.terminate()
-            process.join(5)
-            out.cancel_join_thread()
+        self.pool.__exit__(*exc)

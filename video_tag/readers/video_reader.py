@@ -87,13 +87,13 @@ def decode_sampled(path, seg_num, mode, rng=None, transform=None):
         indices = sample_indices(claimed, seg_num, mode, rng) if claimed else []  # 0: only count
         return (claimed, indices) + _grab(cap, set(indices), transform, claimed)
 
-    claimed, indices, kept, num_frames = _open(path, first_pass)
+    claimed, indices, kept, num_frames = with_video(path, first_pass)
     if num_frames == 0:
         raise ValueError("no frames decoded")
     if num_frames != claimed:  # the container lied: sample from what is really there
         indices = sample_indices(num_frames, seg_num, mode, rng)
-        kept, _ = _open(path, lambda cap: _grab(cap, set(indices), transform, claimed,
-                                                stop_after=max(indices)))
+        kept, _ = with_video(path, lambda cap: _grab(cap, set(indices), transform, claimed,
+                                                     stop_after=max(indices)))
         missing = sorted(set(indices) - set(kept))
         if missing:
             raise ValueError(f"frame {missing[0]} of {num_frames} not decoded on the second pass")
@@ -119,7 +119,7 @@ def open_capture(path):
     return cv2.VideoCapture(path)
 
 
-def _open(path, then):
+def with_video(path, then):
     """``then(cap)`` on the opened video, released afterwards."""
     if not os.path.isfile(path):
         raise ValueError("file not found")
@@ -141,21 +141,20 @@ def _open(path, then):
 MAX_FAILED_GRABS = 50
 
 
-def decoded_frames(cap, wanted, claimed=0, attempt=None):
+def decoded_frames(cap, wanted, claimed=0):
     """Yield ``(index, frame)`` for the frames of ``cap`` in decoding order: ``frame`` RGB [H, W, 3] uint8
     where ``wanted(index)``, else None (only grabbed, not converted).
 
     Frames are numbered as decoded: a frame whose grab (or, when wanted, retrieve) fails is skipped and
     the next decoded frame takes its number, as in the original. Decoding stops after ``claimed`` (the
-    container's count) attempts, or ``MAX_FAILED_GRABS`` failures in a row. ``attempt(index)``: called
-    after each grab, before ``wanted(index)`` is asked (the windows of ``windows.py`` open there).
+    container's count) attempts, or ``MAX_FAILED_GRABS`` failures in a row. ``wanted(index)`` is asked
+    once after each successful grab, so it may read the grabbed frame's ``CAP_PROP_POS_MSEC`` (the
+    windows of ``windows.py`` do); it is asked again under the same index when the frame's retrieve fails.
     """
     index, attempts, failures = 0, 0, 0
     while True:
         attempts += 1
         ok = cap.grab()
-        if attempt is not None:
-            attempt(index)
         frame = None
         if ok and wanted(index):
             ok, frame = cap.retrieve()

@@ -1,175 +1,319 @@
-"""Sampling a video as a whole and, optionally, window by window, in one sequential decoding pass.
+"""Sampling a video as a whole and, optionally, window by window by time, in one sequential decoding pass
+(two where the container or the frame rate surprises the first).
 
-A window of ``seconds`` (``round(seconds * fps)`` frames) starts every ``stride`` seconds; the last one
-ends with the video (a video shorter than one window gives one window covering it). Each window is
-sampled as the extractor samples a whole video (``sample_indices`` over the window's frames, infer
-mode), and so is the whole video. Times come from the container's timestamps (``CAP_PROP_POS_MSEC``),
-or frame index / fps where the container has none.
+Time: each frame's container timestamp (``CAP_PROP_POS_MSEC`` after its grab), made non-decreasing
+(``FrameClock``): the decoder delivers frames in display order, so a timestamp that goes backwards is
+taken as mislabelled (B-frame streams labelled in decoding order) and the frame put at its
+predecessor's time, and a frame without one (OpenCV reports 0: the last frame of an AVI B-frame stream,
+or every frame of a container without timestamps) one nominal frame duration (1 / ``CAP_PROP_FPS``, 25
+frames/s if it gives none) after its predecessor. A container without timestamps thus gets index / fps,
+and every window is a contiguous run of decoded frames.
 
-Memory: the sampled frames of the windows that contain the current frame plus the whole video's, never
-the whole video. As with ``decode_sampled``, a container that claims another frame count than the
-decoder delivers costs a second pass for what depends on the real count (the last windows and the
-whole-video sample).
+Windows: window k spans ``[t0 + k * stride, t0 + k * stride + seconds)`` (``t0``: the first frame's time)
+and holds the frames whose times fall in it, whatever the frame rate and whatever frame count or fps the
+container claims. The last window is the first that holds the last frame (with a stride longer than the
+window: the last to start before it); it ends with the video (the last frame's time plus the gap before
+it), so a video shorter than one window gives one window covering it. A window with no frame of its own
+(a gap in a variable-frame-rate stream longer than the window) holds the frame on screen during it, the
+last one before it. ``start``/``end`` are these times, in seconds (rounded to ms); ``end`` is ``start +
+seconds`` except for the last window.
+
+Sampling: each window as the extractor samples a whole video (``sample_indices`` over the window's
+frames, infer mode), and the whole video exactly as the extractor (``decode_sampled``'s numbering). A
+window is final only once a frame at or after its end, or the end of the stream, has been seen; its
+frame count is unknown until then, so the first pass retrieves the frames the window's predicted count
+would sample (predicted from the gap before its first frame; for counts within one of it, and every
+frame below ``window_seg_num`` where that covers any count under ``2 * window_seg_num``). A window whose
+real sample was retrieved is emitted at once; the others (a frame rate that changed inside the window, a
+gap) and the whole video, where the container lied about its frame count, are sampled in a second pass
+that stops at the last frame they need. Constant-frame-rate videos with a truthful header: one pass.
+
+Memory: the sampled frames of the windows open at the current frame plus the whole video's; a first
+pass also keeps two integers per window it could not sample (for the second); never the whole video.
 """
+import collections
 import functools
+import math
 
 import cv2
 
-from ..errors import failure_reason
-from .video_reader import (_grab, _open, centre_crop, container_frame_count, decoded_frames,
-                           init_decode_worker, resize_frame, sample_indices)
+from .video_reader import (centre_crop, container_frame_count, decoded_frames, resize_frame, sample_indices,
+                           with_video)
 
 DEFAULT_FPS = 25.0  # when the container gives none
+US = 1000000        # times in integer microseconds: a frame on a window's edge is placed without float doubt
+MAX_WINDOWS = 100000  # a timestamp that jumps hours ahead fails its video instead of filling memory
 
 
-def plan_windows(num_frames, size, step):
-    """``[(start, stop)]`` frame ranges: one every ``step`` frames, ``size`` long, the last ending with the video."""
-    windows, start = [], 0
-    while True:
-        stop = min(start + size, num_frames)
-        windows.append((start, stop))
-        if stop >= num_frames:
-            return windows
-        start += step
+def nominal_fps(cap):
+    """``CAP_PROP_FPS`` when it is a sane number, else ``DEFAULT_FPS``."""
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    return fps if fps == fps and 0 < fps < 1000 else DEFAULT_FPS
+
+
+class FrameClock:
+    """Non-decreasing frame times (integer microseconds) from the container's timestamps (ms).
+
+    ``time(ms)`` gives the time of the next frame without recording it; ``tick(time)`` records it.
+    The first frame keeps its timestamp; a later one without a timestamp (0, NaN, inf) comes one frame
+    duration (``frame_us``) after its predecessor; one earlier than its predecessor is put at its
+    predecessor's time. ``[0, 40, 0, 120, 100] ms -> [0, 40, 80, 120, 120] ms`` at 25 frames/s.
+    """
+
+    def __init__(self, fps):
+        self.frame_us = max(1, round(US / fps))
+        self.last = None
+
+    def time(self, ms):
+        stamp = round(ms * 1000) if math.isfinite(ms) else 0
+        if self.last is None:
+            return stamp
+        if stamp <= 0:
+            return self.last + self.frame_us
+        return max(stamp, self.last)
+
+    def tick(self, time):
+        self.last = time
+
+
+def predicted_positions(span_us, gap_us, seg_num):
+    """The positions in a window worth retrieving on the first pass: the window's first frame is
+    ``span_us`` before its end and frames come every ``gap_us``; the sample of that count or one more or
+    less, and every position below ``seg_num`` where the count is under ``2 * seg_num`` (any count
+    there samples only positions below ``seg_num``). A set of ints."""
+    count = max(1, -(-span_us // max(1, gap_us)))
+    positions = set()
+    for n in (count - 1, count, count + 1):
+        if n >= 1:
+            positions.update(sample_indices(n, seg_num, "infer"))
+    if count + 1 < 2 * seg_num:
+        positions.update(range(seg_num))
+    return positions
+
+
+class _Window:
+    """Window k during the first pass: its times (us), first frame and count so far, and the frames
+    (position -> frame) retrieved for it."""
+
+    def __init__(self, k, start, end, first, planned):
+        self.k, self.start, self.end, self.first, self.planned = k, start, end, first, planned
+        self.count, self.kept = 0, {}
+
+
+class _FirstPass:
+    """Every frame grabbed once, in order; windows opened, filled and closed on the frames' times; a
+    closed window whose real sample is at hand is emitted, the others are left for the second pass."""
+
+    def __init__(self, cap, seg_num, window_seg_num, seconds, stride, transform, emit):
+        self.cap, self.transform, self.emit = cap, transform, emit
+        self.window_seg_num = window_seg_num
+        self.size = round(seconds * US) if seconds else None
+        self.step = round(stride * US) if seconds else None
+        self.claimed = container_frame_count(cap)
+        self.clock = FrameClock(nominal_fps(cap))
+        self.video_indices = set(sample_indices(self.claimed, seg_num, "infer")) if self.claimed else set()
+        self.video = {}        # index -> frame, for the whole video's sample planned on the claimed count
+        self.open = []         # _Window, in k order
+        self.next_k = 0        # the first window not opened yet
+        self.t0 = None         # the first frame's time
+        self.gap = None        # the last positive gap between two frames' times
+        self.last_index = -1
+        self.redo = []         # (k, start, end, first index, count) of the windows the second pass samples
+
+    def start_of(self, k):
+        return self.t0 + k * self.step
+
+    def _starting(self, time):
+        """``(t0, k_full, k_end)`` for a frame at ``time``: the windows not opened yet that start at or
+        before it are ``next_k <= k < k_end``; those ``< k_full`` end before it (they get no frame)."""
+        t0 = time if self.t0 is None else self.t0
+        k_end = (time - t0) // self.step + 1
+        if k_end > MAX_WINDOWS:
+            raise ValueError(f"timestamps reach {time / US:.0f} s: more than {MAX_WINDOWS} windows")
+        k_full = max(self.next_k, (time - t0 - self.size) // self.step + 1)
+        return t0, min(k_full, k_end), k_end
+
+    def _gap(self, time):
+        """The gap before a frame at ``time``, to predict how many frames a window starting there holds."""
+        if self.clock.last is not None and time > self.clock.last:
+            return time - self.clock.last
+        return self.gap or self.clock.frame_us
+
+    def wanted(self, index):
+        """Is frame ``index`` (just grabbed) sampled by the video or by a window it falls in? Changes nothing:
+        a frame whose retrieve fails is skipped and the next one asked again under the same index."""
+        if index in self.video_indices:
+            return True
+        if not self.size:
+            return False
+        time = self.clock.time(self.cap.get(cv2.CAP_PROP_POS_MSEC))
+        if any(time < w.end and w.count in w.planned for w in self.open):
+            return True
+        t0, k_full, k_end = self._starting(time)
+        gap = self._gap(time)
+        return any(0 in predicted_positions(t0 + k * self.step + self.size - time, gap, self.window_seg_num)
+                   for k in range(k_full, k_end))
+
+    def add(self, index, frame):
+        """Frame ``index`` decoded (``frame``: RGB, or None where not retrieved)."""
+        frame = None if frame is None else self.transform(frame)
+        if index in self.video_indices:
+            self.video[index] = frame
+        if self.size:
+            time = self.clock.time(self.cap.get(cv2.CAP_PROP_POS_MSEC))
+            self._place(index, time, frame)
+            if self.clock.last is not None and time > self.clock.last:
+                self.gap = time - self.clock.last
+            self.clock.tick(time)
+        self.last_index = index
+
+    def _place(self, index, time, frame):
+        t0, k_full, k_end = self._starting(time)
+        self.t0 = t0
+        for window in [w for w in self.open if time >= w.end]:  # a frame at or after its end: complete
+            self.open.remove(window)
+            self._close(window, window.end)
+        for k in range(self.next_k, k_full):  # no frame of its own: the frame on screen, the last before it
+            self.redo.append((k, self.start_of(k), self.start_of(k) + self.size, self.last_index, 1))
+        gap = self._gap(time)
+        for k in range(k_full, k_end):
+            end = self.start_of(k) + self.size
+            self.open.append(_Window(k, self.start_of(k), end, index,
+                                     predicted_positions(end - time, gap, self.window_seg_num)))
+        self.next_k = max(self.next_k, k_end)
+        for window in self.open:
+            if window.count in window.planned:
+                window.kept[window.count] = frame
+            window.count += 1
+
+    def _close(self, window, end):
+        positions = sample_indices(window.count, self.window_seg_num, "infer")
+        if all(p in window.kept for p in positions):
+            self.emit(("window", window.k, to_seconds(window.start), to_seconds(end),
+                       [window.kept[p] for p in positions]))
+        else:
+            self.redo.append((window.k, window.start, end, window.first, window.count))
+
+    def finish(self):
+        """The end of the stream: close the open windows up to the first that holds the last frame; the
+        last one ends with the video (the last frame's time plus the gap before it)."""
+        if not self.size or self.last_index < 0:
+            return
+        video_end = self.clock.last + (self.gap or self.clock.frame_us)
+        for window in self.open:
+            if window.k == 0 or self.start_of(window.k - 1) + self.size <= self.clock.last:
+                self._close(window, min(window.end, video_end))
+            # else: the window before it holds the last frame already
+        self.open = []
+
+
+def to_seconds(us):
+    return round(us / US, 3)
 
 
 def decode_windows(path, seg_num, transform, emit, seconds=None, stride=None, window_seg_num=None):
-    """Decode ``path`` once; call ``emit`` for each complete window, then for the whole video.
+    """Decode ``path``; call ``emit`` for each window (by time, see the module docstring), then for the
+    whole video.
 
-    emit(("window", k, start_seconds, end_seconds, frames)) for window k (only with ``seconds``), in order;
+    emit(("window", k, start_seconds, end_seconds, frames)) once for each window (only with ``seconds``),
+    in order of k except that the windows left to the second pass come after the first pass's;
     emit(("video", frames, num_frames)) last. ``frames``: lists of ``transform(RGB uint8 frame)``,
-    ``window_seg_num`` (default ``seg_num``) per window, ``seg_num`` for the video. Raises ``ValueError``.
+    ``window_seg_num`` (default ``seg_num``) per window, ``seg_num`` for the video, as ``sample_indices``
+    picks them (infer mode) from the window's (video's) frames. Raises ``ValueError``.
     """
     window_seg_num = window_seg_num or seg_num
     stride = stride or seconds
 
     def first_pass(cap):
-        fps = cap.get(cv2.CAP_PROP_FPS)
-        fps = fps if fps == fps and 0 < fps < 1000 else DEFAULT_FPS
-        claimed = container_frame_count(cap)
-        size = max(1, round(seconds * fps)) if seconds else None
-        step = max(1, round(stride * fps)) if seconds else None
-        return claimed, size, step, _Pass(cap, fps, seg_num, window_seg_num, claimed, size, step, transform,
-                                          emit).run()
+        state = _FirstPass(cap, seg_num, window_seg_num, seconds, stride, transform, emit)
+        for index, frame in decoded_frames(cap, state.wanted, state.claimed):
+            state.add(index, frame)
+        state.finish()
+        return state
 
-    claimed, size, step, state = _open(path, first_pass)
-    total = state.num_frames
+    state = with_video(path, first_pass)
+    total = state.last_index + 1
     if total == 0:
         raise ValueError("no frames decoded")
-    pending = []  # windows of the real plan not emitted yet, with their sample indices
-    if size:
-        for k, (start, stop) in enumerate(plan_windows(total, size, step)):
-            if k in state.emitted:
-                continue
-            indices = [start + i for i in sample_indices(stop - start, window_seg_num, "infer")]
-            pending.append((k, start, stop, indices))
     video = sample_indices(total, seg_num, "infer")
-    if total == claimed:  # the first pass sampled with the right count: everything is at hand
-        for k, start, stop, indices in pending:
-            emit(("window", k, state.start_seconds(start), state.end_seconds(), [state.kept[i] for i in indices]))
-        emit(("video", [state.kept[i] for i in video], total))
+    if total == state.claimed and not state.redo:  # everything is at hand
+        emit(("video", [state.video[i] for i in video], total))
         return
-    # The container lied about its length: sample what depends on it from what is really there.
-    wanted = set(video).union(*[set(indices) for _, _, _, indices in pending])
-    kept, _ = _open(path, lambda cap: _grab(cap, wanted, transform, claimed, stop_after=max(wanted)))
-    missing = sorted(wanted - set(kept))
-    if missing:
-        raise ValueError(f"frame {missing[0]} of {total} not decoded on the second pass")
-    for k, start, stop, indices in pending:
-        emit(("window", k, state.start_seconds(start), state.end_seconds(), [kept[i] for i in indices]))
-    emit(("video", [kept[i] for i in video], total))
+    # The second pass: the windows whose sample the first could not retrieve, and the whole video where
+    # the container lied about its length.
+    second = _SecondPass(state.redo, window_seg_num, video, state.video if total == state.claimed else {},
+                         transform, emit)
+
+    def second_pass(cap):
+        for index, frame in decoded_frames(cap, second.wanted, state.claimed):
+            second.add(index, frame)
+            if second.finished():
+                return
+
+    with_video(path, second_pass)
+    if not second.finished():
+        missing = min([i for i in video if i not in second.kept] + [w[3] for w in second.pending] +
+                      [min(w[3]) for w in second.active])
+        raise ValueError(f"frame {missing} of {total} not decoded on the second pass")
+    emit(("video", [second.kept[i] for i in video], total))
 
 
-class _Pass:
-    """The first pass: every frame grabbed once; the frames sampled by the whole video (planned with the
-    claimed count) and by each window are retrieved; a window is emitted as soon as its last frame has
-    been decoded (a full window's sampling does not depend on the video's length)."""
+class _SecondPass:
+    """The windows the first pass could not sample (``redo``: ``(k, start, end, first index, count)``)
+    and the whole video's sample where ``kept`` lacks it, retrieved in one pass up to the last frame
+    they need. A window is emitted as soon as its last sampled frame is decoded; ``kept`` holds the
+    sampled frames of the windows open at the current frame and the video's (index -> frame)."""
 
-    def __init__(self, cap, fps, seg_num, window_seg_num, claimed, size, step, transform, emit):
-        self.cap, self.fps, self.transform, self.emit = cap, fps, transform, emit
-        self.size, self.step, self.window_seg_num, self.claimed = size, step, window_seg_num, claimed
-        self.video = set(sample_indices(claimed, seg_num, "infer")) if claimed else set()
-        self.kept = {}          # index -> frame, for the video sample and the windows not emitted yet
-        self.windows = {}       # k -> (start, planned indices) of the windows open at this frame
-        self.emitted = set()
-        self.stamps = {}        # index -> container timestamp (ms) of window starts
-        self.last_stamp = 0.0   # of the last frame decoded
-        self.real_stamps = False  # the container gives timestamps (not all zero)
-        self.num_frames = self.num_frames_so_far = 0
+    def __init__(self, redo, window_seg_num, video, kept, transform, emit):
+        self.window_seg_num, self.transform, self.emit = window_seg_num, transform, emit
+        self.pending = collections.deque(sorted(redo, key=lambda w: (w[3], w[0])))  # by first frame
+        self.active = []  # (k, start, end, sample indices as a set)
+        self.video, self.kept = set(video), kept
+        self.video_missing = len(self.video.difference(kept))
 
-    def plan(self, k):
-        start = k * self.step
-        n = self.size if start + self.size <= self.claimed or self.claimed <= start else self.claimed - start
-        return start, [start + i for i in sample_indices(n, self.window_seg_num, "infer")]
-
-    def open_windows(self, index):
-        if self.size and index % self.step == 0:
-            k = index // self.step
-            if k not in self.windows and k not in self.emitted:
-                self.windows[k] = self.plan(k)
+    def _activate(self, index):
+        while self.pending and self.pending[0][3] <= index:
+            k, start, end, first, count = self.pending.popleft()
+            indices = [first + p for p in sample_indices(count, self.window_seg_num, "infer")]
+            self.active.append((k, start, end, indices, set(indices)))
 
     def wanted(self, index):
-        return index in self.video or any(index in planned for _, planned in self.windows.values())
+        self._activate(index)
+        return (index in self.video and index not in self.kept) or any(index in w[4] for w in self.active)
 
-    def run(self):
-        """Frames are numbered by ``video_reader.decoded_frames``, as the extractor numbers them, so the
-        whole-video sample equals the extractor's."""
-        index = -1
-        for index, frame in decoded_frames(self.cap, self.wanted, self.claimed, self.open_windows):
-            stamp = self.cap.get(cv2.CAP_PROP_POS_MSEC)
-            self.last_stamp = stamp if stamp == stamp else 0.0
-            self.real_stamps = self.real_stamps or self.last_stamp > 0
-            if self.size and index % self.step == 0:
-                self.stamps[index] = self.last_stamp
-            if frame is not None:
-                self.kept[index] = self.transform(frame)
-            self.num_frames_so_far = index + 1
-            for k, (start, planned) in list(self.windows.items()):
-                if index == start + self.size - 1:  # the window is full: its sample is final
-                    self.emit(("window", k, self.start_seconds(start), self.end_seconds(),
-                               [self.kept[i] for i in planned]))
-                    self.emitted.add(k)
-                    del self.windows[k]
-                    self._forget()
-        self.num_frames = index + 1
-        return self
+    def add(self, index, frame):
+        self._activate(index)
+        if frame is not None:
+            if index in self.video and index not in self.kept:
+                self.video_missing -= 1
+            self.kept[index] = self.transform(frame)
+        complete = [w for w in self.active if max(w[3]) <= index]
+        for window in complete:
+            self.active.remove(window)
+            k, start, end, indices, _ = window
+            if any(i not in self.kept for i in indices):
+                raise ValueError(f"frame {min(i for i in indices if i not in self.kept)} not decoded on the "
+                                 f"second pass")
+            self.emit(("window", k, to_seconds(start), to_seconds(end), [self.kept[i] for i in indices]))
+        if complete:
+            for i in [i for i in self.kept if i not in self.video and not any(i in w[4] for w in self.active)]:
+                del self.kept[i]
 
-    def _forget(self):
-        needed = set(self.video).union(*[set(p) for _, p in self.windows.values()])
-        for i in [i for i in self.kept if i not in needed]:
-            del self.kept[i]
-
-    def start_seconds(self, index):
-        """When frame ``index`` (a window's first) starts: its container timestamp, or index / fps where
-        the container gives none (every timestamp zero)."""
-        seconds = self.stamps.get(index, 0.0) / 1000.0 if self.real_stamps else index / self.fps
-        return round(seconds, 3)
-
-    def end_seconds(self):
-        """When the last frame decoded so far ends: its start + 1 / fps."""
-        seconds = self.last_stamp / 1000.0 if self.real_stamps else (self.num_frames_so_far - 1) / self.fps
-        return round(seconds + 1.0 / self.fps, 3)
+    def finished(self):
+        return not self.pending and not self.active and self.video_missing == 0
 
 
 def _resize_crop(short_size, target_size, frame):
     return centre_crop(resize_frame(frame, short_size), target_size)
 
 
-def stream_worker(jobs, decode, out):
-    """A decode process (no Paddle here): for each ``(index, path)`` of ``jobs``, put ``(index, message)``
-    on the queue ``out`` for each window and the whole video (see ``decode_windows``), then
-    ``(index, ("end",))``; a video that cannot be decoded sends ``("failed", reason)`` instead.
+def stream_video(path, emit, decode):
+    """A decode worker's job (``decode_pool.DecodePool``, no Paddle here): ``emit`` each window of ``path``
+    and then the whole video (see ``decode_windows``); an exception fails the video.
 
     decode: ``(seg_num, short_size, target_size, seconds, stride, window_seg_num)``; frames are resized
     and centre-cropped as the extractor's.
     """
-    init_decode_worker()
     seg_num, short_size, target_size, seconds, stride, window_seg_num = decode
     transform = functools.partial(_resize_crop, short_size, target_size)
-    for index, path in jobs:
-        try:
-            decode_windows(path, seg_num, transform, lambda m: out.put((index, m)), seconds, stride,
-                           window_seg_num)
-        except Exception as e:  # cv2.error, MemoryError, ...: this video's problem; go on with the next
-            out.put((index, ("failed", failure_reason(e))))
-        out.put((index, ("end",)))
+    decode_windows(path, seg_num, transform, emit, seconds, stride, window_seg_num)

@@ -1,0 +1,91 @@
+"""The decode worker pool shared by the extractor and the tagger (decode_pool.py): one crash rule, and a
+shutdown that prints nothing. (Its use by the extractor and the tagger: tests/test_extractor.py and
+tests/test_tagger.py, the crash tests.)"""
+import os
+import subprocess
+import sys
+
+from conftest import ROOT
+from video_tag.decode_pool import CRASHED, DecodePool, returned
+
+
+def test_a_video_that_crashes_once_is_decoded_again_and_one_that_always_crashes_fails(tmp_path):
+    from fussy_decoder import flaky_decode
+    marker = str(tmp_path / "crashed-once")
+    videos = ["a", "flaky1", "bb"]
+    with DecodePool(videos, returned, (flaky_decode, marker), num_workers=2) as pool:
+        results = {job: list(messages) for job, messages in pool}
+    assert os.path.exists(marker)  # flaky1 did crash its worker once
+    assert {job: [m[0] for m in messages] for job, messages in results.items()} == {
+        "a": ["result"], "flaky1": ["result"], "bb": ["result"]}
+
+
+def test_a_video_decoded_again_does_not_repeat_what_was_delivered(tmp_path):
+    from fussy_decoder import flaky_stream
+    marker = str(tmp_path / "crashed-once")
+    with DecodePool(["a", "flaky1", "b"], flaky_stream, (marker,), num_workers=1) as pool:
+        results = {job: list(messages) for job, messages in pool}
+    assert os.path.exists(marker)
+    parts = [("part", 0), ("part", 1), ("part", 2)]
+    assert results == {"a": parts, "flaky1": parts, "b": parts}
+
+
+def test_a_crash_fails_its_video_alone(tmp_path):
+    from fussy_decoder import fussy_decode
+    videos = ["a", "crash1", "bb", "crash2", "ccc", "zero"]
+    with DecodePool(videos, returned, (fussy_decode,), num_workers=2) as pool:
+        results = {job: list(messages) for job, messages in pool}
+    assert results.pop("crash1") == results.pop("crash2") == [("failed", CRASHED)]
+    assert results.pop("zero") == [("failed", "ZeroDivisionError: integer division or modulo by zero")]
+    assert {job: m[0][1][0, 0] for job, m in results.items()} == {"a": 1, "bb": 2, "ccc": 3}
+
+
+def test_a_message_that_cannot_be_sent_fails_its_video():
+    from fussy_decoder import odd_stream
+    with DecodePool(["a", "odd1", "b"], odd_stream, (), num_workers=1) as pool:
+        results = {job: list(messages) for job, messages in pool}
+    assert results.pop("odd1")[0][0] == "failed"
+    assert results == {"a": [("window", 1)], "b": [("window", 1)]}
+
+
+def test_a_consumer_may_stop_reading_a_video_at_its_last_message():
+    from fussy_decoder import big_stream
+    with DecodePool(["a", "b", "c"], big_stream, (), num_workers=1) as pool:
+        firsts = [(job, next(messages)[:2]) for job, messages in pool]  # the rest left unread
+    assert firsts == [("a", ("window", 0)), ("b", ("window", 0)), ("c", ("window", 0))]
+
+
+STOP_WHILE_BUSY = """
+import os, sys, time
+from fussy_decoder import big_stream
+from video_tag.decode_pool import DecodePool
+from video_tag.errors import RunError
+
+
+def main():
+    try:
+        with DecodePool([f"v{i}" for i in range(6)], big_stream, (), num_workers=2) as pool:
+            print(" ".join(str(w.process.pid) for w in pool.workers), flush=True)
+            for job, messages in pool:
+                for message in messages:  # both workers are blocked sending, or decoding
+                    raise RunError("cannot write v0.npy: No space left on device")
+    except RunError as e:
+        time.sleep(1)  # what a run does next (closing its outputs, writing lists): a live worker would speak
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(3)
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+
+def test_stopping_while_the_workers_are_busy_prints_nothing_but_the_error(tmp_path):
+    script = tmp_path / "stop.py"
+    script.write_text(STOP_WHILE_BUSY, encoding="utf-8")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 3, result.stderr
+    assert result.stderr == "error: cannot write v0.npy: No space left on device\n"
+    for pid in result.stdout.split():  # no worker decodes on after the run
+        assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
