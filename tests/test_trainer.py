@@ -423,3 +423,66 @@ def test_keep_checkpoints_prunes_old_epochs(tiny_config, tmp_path, capfd):
     train(capfd, tiny_config, tmp_path / "ck", "--epoch", "4", "-o", "TRAIN.keep_checkpoints=2")
     names = sorted(n for n in os.listdir(tmp_path / "ck") if "_epoch" in n)
     assert names == [f"AttentionLSTM_epoch{k}.{ext}" for k in (2, 3) for ext in ("pdopt", "pdparams")]
+
+
+def train_files(list_path):
+    """The feature files of an AttentionLSTM list, in list order."""
+    with open(list_path, encoding="utf-8") as f:
+        return [line.split(".npy ")[0] + ".npy" for line in f if line.strip()]
+
+
+def checkpoints(save_dir):
+    return sorted(n for n in os.listdir(save_dir) if n.endswith((".pdparams", ".pdopt"))) \
+        if os.path.isdir(save_dir) else []
+
+
+@pytest.mark.parametrize("max_bad, words", [(0.1, "epoch 0 met 3 unreadable sample(s) of its 24"),
+                                             (1.0, "epoch 0 ran 0 of 3 step(s): no readable sample was left (24 "
+                                                   "unreadable")])
+def test_every_sample_unreadable_stops_with_exit_3_and_no_checkpoint(tiny_config, tmp_path, capfd, max_bad, words):
+    # Before: each batch came out empty, so 0 steps per epoch, then checkpoints of the initial weights, exit 0.
+    # The default fraction stops at the 3rd unreadable sample; with any fraction, an epoch short of steps stops.
+    for path in train_files(tmp_path / "train.list"):
+        with open(path, "wb") as f:
+            f.write(b"not an npy file")
+    result = run_main("train.py", *ARGS, f"--config={tiny_config}", f"--save_dir={tmp_path / 'ck'}", "--epoch=2",
+                      "-o", f"TRAIN.max_bad_fraction={max_bad}", capfd=capfd)
+    errors = [line for line in result.stdout.splitlines() if line.startswith("error:")]
+    assert result.returncode == 3 and len(errors) == 1 and "Traceback" not in result.stdout, result.stdout
+    assert words in errors[0], errors[0]
+    assert str(tmp_path / "train.list") in errors[0]
+    assert checkpoints(tmp_path / "ck") == []
+
+
+@pytest.mark.parametrize("bad, stops", [(2, False), (3, True)])
+def test_more_unreadable_samples_than_max_bad_fraction_stop_the_run(tiny_config, tmp_path, capfd, bad, stops):
+    # 24 samples an epoch, TRAIN.max_bad_fraction 0.1 (the default): 2 may be replaced, 3 may not.
+    for path in train_files(tmp_path / "train.list")[:3 * bad:3]:
+        with open(path, "wb") as f:
+            f.write(b"not an npy file")
+    result = run_main("train.py", *ARGS, f"--config={tiny_config}", f"--save_dir={tmp_path / 'ck'}", "--epoch=1",
+                      "--valid_interval=0", capfd=capfd)
+    assert result.stdout.count("another sample takes its place") == bad, result.stdout
+    if not stops:
+        assert result.returncode == 0, result.stdout
+        assert checkpoints(tmp_path / "ck") == ["AttentionLSTM.pdparams", "AttentionLSTM_epoch0.pdopt",
+                                                "AttentionLSTM_epoch0.pdparams"]
+        return
+    errors = [line for line in result.stdout.splitlines() if line.startswith("error:")]
+    assert result.returncode == 3 and len(errors) == 1 and "Traceback" not in result.stdout, result.stdout
+    assert "epoch 0 met 3 unreadable sample(s) of its 24" in errors[0], errors[0]
+    assert "TRAIN.max_bad_fraction=0.1" in errors[0]
+    assert checkpoints(tmp_path / "ck") == []
+    # The fraction is a config key: a larger one lets the same data train.
+    result = run_main("train.py", *ARGS, f"--config={tiny_config}", f"--save_dir={tmp_path / 'ck'}", "--epoch=1",
+                      "--valid_interval=0", "--overwrite", "-o", "TRAIN.max_bad_fraction=0.2", capfd=capfd)
+    assert result.returncode == 0 and "AttentionLSTM.pdparams" in checkpoints(tmp_path / "ck"), result.stdout
+
+
+@pytest.mark.parametrize("value", ["-0.1", "1.5", ".nan"])
+def test_max_bad_fraction_is_checked_like_every_key(tiny_config, value):
+    from video_tag.config import load_config
+    from video_tag.errors import UserError
+    assert load_config(tiny_config)["TRAIN"]["max_bad_fraction"] == 0.1  # the default, for older configs too
+    with pytest.raises(UserError, match=r"TRAIN\.max_bad_fraction must be a number in \[0, 1\]"):
+        load_config(tiny_config, [f"TRAIN.max_bad_fraction={value}"])

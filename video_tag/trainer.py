@@ -142,6 +142,8 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
     log_interval = max(1, int(train_cfg["log_interval"]))
     save_interval = int(train_cfg.get("save_interval_steps") or 0)
     keep = int(train_cfg.get("keep_checkpoints") or 0)
+    max_bad = float(train_cfg.get("max_bad_fraction", 0.1))
+    epoch_samples = steps_per_epoch * batch_size * world
     best, last_metrics, recorded, history = None, None, set(), None
     if dist.is_main():
         if overwrite and not resume:
@@ -202,11 +204,24 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
             first_lr, epoch_start = carried["first_lr"], epoch_start - carried["train_seconds"]
             sums = carried["loss_sums"]
             loss_sum += sums[rank] if len(sums) == world else (sum(sums) if rank == 0 else 0.0)
+        # This process's unreadable samples of the epoch (each replaced by another), those before a
+        # resumed step checkpoint counted on rank 0.
+        replaced = sum(carried.get("replaced") or [0]) if carried and rank == 0 else 0
+
+        def replace(entry, reason):
+            nonlocal replaced
+            replaced += 1
+            log.warning("skipping %s (list line %d): %s; another sample takes its place", entry.path, entry.line,
+                        reason)
+            if replaced > max_bad * epoch_samples:  # more than all processes together may replace
+                raise RunError(_too_many_bad(epoch, replaced, epoch_samples, max_bad, train_cfg["filelist"]))
+        ran = 0
         with tqdm(total=steps_per_epoch, initial=first, desc=f"epoch {epoch}", disable=not dist.is_main(),
                   dynamic_ncols=True) as progress:
             batches = iterate_batches(reader, sampler.batches(epoch, first), int(train_cfg["num_workers"]),
-                                      refill=True)
+                                      on_error=replace, refill=True)
             for step, batch in enumerate(batches, first):
+                ran += 1
                 check_finite_inputs(batch, reader, epoch, step)
                 with amp.autocast(precision):
                     logits = net(*to_tensors(batch))
@@ -240,12 +255,16 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
                 if save_interval and done % save_interval == 0 and step + 1 < steps_per_epoch:
                     pause = time.time()
                     # Every process's random state and loss so far: a resume continues them.
-                    ranks = dist.gather({"rng": rng_state(), "loss_sum": float(loss_sum)})
+                    ranks = dist.gather({"rng": rng_state(), "loss_sum": float(loss_sum), "replaced": replaced})
+                    if sum(r["replaced"] for r in ranks) > max_bad * epoch_samples:
+                        raise RunError(_too_many_bad(epoch, sum(r["replaced"] for r in ranks), epoch_samples,
+                                                     max_bad, train_cfg["filelist"]))
                     if dist.is_main():
                         prefix = os.path.join(save_dir, f"{model_name}_step{done}")
                         _save_checkpoint(model, optimizer, prefix, {
                             "epoch": epoch, "step": step + 1, "seed": seed, **shape, **_scaler_state(scaler),
                             "rng": [r["rng"] for r in ranks], "loss_sums": [r["loss_sum"] for r in ranks],
+                            "replaced": [r["replaced"] for r in ranks],
                             "train_seconds": pause - epoch_start - paused, "first_lr": float(first_lr),
                             "elapsed_seconds": history.elapsed()})
                         log.info("saved %s.pdparams", prefix)
@@ -254,14 +273,17 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
                     paused += time.time() - pause
 
         train_seconds = time.time() - epoch_start - paused
-        # Every process trains steps_per_epoch full batches (an unreadable sample is replaced, not dropped).
-        losses = dist.gather(float(loss_sum))
-        samples = steps_per_epoch * batch_size * world
+        # Every process trains steps_per_epoch full batches (an unreadable sample is replaced, not dropped)
+        # unless it runs out of readable samples: then the epoch ends short, and so does the run.
+        ranks = dist.gather({"loss_sum": float(loss_sum), "steps": ran, "replaced": replaced})
+        check_epoch_data(epoch, min(r["steps"] for r in ranks), steps_per_epoch - first,
+                         sum(r["replaced"] for r in ranks), epoch_samples, max_bad, train_cfg["filelist"])
         if dist.is_main():
             # The row goes in before the checkpoint: a run killed in between resumes from the epoch
             # before, and drops the row.
-            history.add(epoch, train_loss=sum(losses) / samples, learning_rate=float(first_lr),
-                        samples_per_s=samples / train_seconds, train_seconds=train_seconds)
+            history.add(epoch, train_loss=sum(r["loss_sum"] for r in ranks) / epoch_samples,
+                        learning_rate=float(first_lr), samples_per_s=epoch_samples / train_seconds,
+                        train_seconds=train_seconds)
             prefix = os.path.join(save_dir, f"{model_name}_epoch{epoch}")
             _save_checkpoint(model, optimizer, prefix, {"epoch": epoch, "seed": seed, **shape, **_scaler_state(scaler)})
             log.info("saved %s.pdparams", prefix)
@@ -302,6 +324,24 @@ def _run_seed(train_cfg, fix_random_seed, saved):
                     "as the run it continues", saved["file"], seed)
     log.info("seed %d (-o TRAIN.seed=%d repeats this run)", seed, seed)
     return seed
+
+
+def check_epoch_data(epoch, steps, planned, replaced, samples, max_bad, filelist):
+    """Raise ``RunError`` when an epoch ran fewer than its ``planned`` steps (every sample left was
+    unreadable) or met more unreadable samples (each replaced by another) than ``max_bad`` of its
+    ``samples``: weights trained on a few samples over and over, or on none, are not a checkpoint."""
+    if steps < planned:
+        raise RunError(f"training stopped: epoch {epoch} ran {steps} of {planned} step(s): no readable sample "
+                       f"was left ({replaced} unreadable; each is named in a 'skipping' warning of the log): "
+                       f"fix or remove them from {filelist}")
+    if replaced > max_bad * samples:
+        raise RunError(_too_many_bad(epoch, replaced, samples, max_bad, filelist))
+
+
+def _too_many_bad(epoch, replaced, samples, max_bad, filelist):
+    return (f"training stopped: epoch {epoch} met {replaced} unreadable sample(s) of its {samples}, more than "
+            f"TRAIN.max_bad_fraction={max_bad:g} allows (each is named in a 'skipping' warning of the log): fix "
+            f"or remove them from {filelist}, or raise TRAIN.max_bad_fraction")
 
 
 def check_finite_inputs(batch, reader, epoch, step):
