@@ -486,3 +486,63 @@ def test_max_bad_fraction_is_checked_like_every_key(tiny_config, value):
     assert load_config(tiny_config)["TRAIN"]["max_bad_fraction"] == 0.1  # the default, for older configs too
     with pytest.raises(UserError, match=r"TRAIN\.max_bad_fraction must be a number in \[0, 1\]"):
         load_config(tiny_config, [f"TRAIN.max_bad_fraction={value}"])
+
+
+def count_host_fetches(monkeypatch, module):
+    """A list that gets the name of every Tensor-to-host fetch (``.numpy()``, ``float()``, ``bool()``, ...)
+    made by code of ``module`` itself; each waits for the device."""
+    import paddle
+    calls = []
+    for name in ("numpy", "item", "tolist", "__bool__", "__float__", "__int__"):
+        real = getattr(paddle.Tensor, name)
+
+        def counted(self, *args, _real=real, _name=name, **kwargs):
+            if sys._getframe(1).f_code.co_filename == module.__file__:
+                calls.append(_name)
+            return _real(self, *args, **kwargs)
+        monkeypatch.setattr(paddle.Tensor, name, counted)
+    return calls
+
+
+def test_the_loss_guard_waits_for_the_device_per_log_line_not_per_step(tiny_config, tmp_path, monkeypatch):
+    from video_tag import trainer
+    from video_tag.config import load_config
+    calls = count_host_fetches(monkeypatch, trainer)
+    counts = []
+    for batch in (2, 8):  # 12 and 3 steps per epoch, one log line each (step 0)
+        calls.clear()
+        cfg = load_config(tiny_config, [f"TRAIN.batch_size={batch}", "TRAIN.log_interval=100"])
+        trainer.train("AttentionLSTM", cfg, str(tmp_path / str(batch)), epochs=2, valid_interval=0)
+        counts.append(len(calls))
+    assert counts[0] == counts[1] and counts[0] > 0, (counts, calls)
+
+
+@pytest.mark.parametrize("save_interval, kept", [(3, ["AttentionLSTM_step3.pdopt", "AttentionLSTM_step3.pdparams"]),
+                                                 (0, [])])
+def test_a_nan_loss_stops_the_run_before_the_next_checkpoint(tiny_config, tmp_path, monkeypatch, save_interval,
+                                                             kept):
+    import dataclasses
+    from video_tag import trainer
+    from video_tag.config import load_config
+    from video_tag.errors import RunError
+    from video_tag.models import MODELS
+    spec = MODELS["AttentionLSTM"]
+    calls = []
+
+    def loss(logits, labels, world):
+        value, per_video = spec.loss(logits, labels, world)
+        calls.append(1)
+        return (value * float("nan"), per_video) if len(calls) == 5 else (value, per_video)
+
+    monkeypatch.setitem(MODELS, "AttentionLSTM", dataclasses.replace(spec, loss=loss))
+    # Batch 2: 12 steps per epoch, a log line every 100 steps (step 0). Step 4's NaN is found before the
+    # checkpoint after step 5 (which would hold NaN weights) is written, or before the epoch's.
+    cfg = load_config(tiny_config, ["TRAIN.batch_size=2", "TRAIN.log_interval=100",
+                                    f"TRAIN.save_interval_steps={save_interval}", "TRAIN.keep_checkpoints=0"])
+    with pytest.raises(RunError, match=r"the loss is nan at epoch 0 step 4 \(lower TRAIN.learning_rate\?\); "
+                                       r"the batch: .*list line.*list line") as e:
+        trainer.train("AttentionLSTM", cfg, str(tmp_path / "ck"), epochs=1, valid_interval=0)
+    assert e.value.args[0].count("(list line") == 2
+    assert checkpoints(tmp_path / "ck") == kept
+    for name in kept[1:]:
+        assert all(np.isfinite(v).all() for v in weights.read_state(str(tmp_path / "ck" / name)).values())

@@ -216,6 +216,8 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
             if replaced > max_bad * epoch_samples:  # more than all processes together may replace
                 raise RunError(_too_many_bad(epoch, replaced, epoch_samples, max_bad, train_cfg["filelist"]))
         ran = 0
+        hint = "train without --amp?" if precision.dtype == "float16" else "lower TRAIN.learning_rate?"
+        unchecked = []  # (step, loss, batch indices) of the steps whose loss was not fetched yet
         with tqdm(total=steps_per_epoch, initial=first, desc=f"epoch {epoch}", disable=not dist.is_main(),
                   dynamic_ncols=True) as progress:
             batches = iterate_batches(reader, sampler.batches(epoch, first), int(train_cfg["num_workers"]),
@@ -228,10 +230,9 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
                 logits = logits.astype("float32") if logits.dtype in amp.LOW_PRECISION else logits
                 labels = paddle.to_tensor(batch["labels"])
                 loss, per_video = spec.loss(logits, labels, world)
-                if not bool(paddle.isfinite(loss)):  # before the update: the weights stay finite
-                    hint = "train without --amp?" if precision.dtype == "float16" else "lower TRAIN.learning_rate?"
-                    raise RunError(f"training stopped: the loss is {float(loss)} at epoch {epoch} step {step} "
-                                   f"({hint}); the batch: {_files(reader, batch['index'])}")
+                # Checked at each log line and before each checkpoint, not here: fetching it would wait
+                # for the device every step. The weights may turn NaN in between; they are never saved.
+                unchecked.append((step, loss.detach(), batch["index"]))
                 loss_sum += per_video.detach().astype("float64").sum()  # a tensor: no device sync per step
                 lr = schedule.get_lr()
                 if scaler:
@@ -245,6 +246,8 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
                 optimizer.clear_grad()
                 schedule.step()
                 progress.update(1)
+                if step % log_interval == 0:
+                    check_losses(unchecked, reader, epoch, hint)
                 if step % log_interval == 0 and dist.is_main():
                     figures = spec.metrics(cfg)
                     figures.update(spec.probabilities(logits).numpy(), batch["labels"])
@@ -254,6 +257,7 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
                 done = epoch * steps_per_epoch + step + 1
                 if save_interval and done % save_interval == 0 and step + 1 < steps_per_epoch:
                     pause = time.time()
+                    check_losses(unchecked, reader, epoch, hint)
                     # Every process's random state and loss so far: a resume continues them.
                     ranks = dist.gather({"rng": rng_state(), "loss_sum": float(loss_sum), "replaced": replaced})
                     if sum(r["replaced"] for r in ranks) > max_bad * epoch_samples:
@@ -273,6 +277,7 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
                     paused += time.time() - pause
 
         train_seconds = time.time() - epoch_start - paused
+        check_losses(unchecked, reader, epoch, hint)
         # Every process trains steps_per_epoch full batches (an unreadable sample is replaced, not dropped)
         # unless it runs out of readable samples: then the epoch ends short, and so does the run.
         ranks = dist.gather({"loss_sum": float(loss_sum), "steps": ran, "replaced": replaced})
@@ -342,6 +347,21 @@ def _too_many_bad(epoch, replaced, samples, max_bad, filelist):
     return (f"training stopped: epoch {epoch} met {replaced} unreadable sample(s) of its {samples}, more than "
             f"TRAIN.max_bad_fraction={max_bad:g} allows (each is named in a 'skipping' warning of the log): fix "
             f"or remove them from {filelist}, or raise TRAIN.max_bad_fraction")
+
+
+def check_losses(unchecked, reader, epoch, hint):
+    """Raise ``RunError`` at the first NaN or Inf among the losses of ``unchecked`` (``(step, loss [],
+    batch indices)``, emptied), naming its step and the files of its batch: one device sync for them all."""
+    if not unchecked:
+        return
+    values = paddle.stack([loss for _, loss, _ in unchecked]).numpy()
+    steps = [(step, indices) for step, _, indices in unchecked]
+    unchecked.clear()
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        step, indices = steps[bad[0]]
+        raise RunError(f"training stopped: the loss is {values[bad[0]]} at epoch {epoch} step {step} ({hint}); "
+                       f"the batch: {_files(reader, indices)}")
 
 
 def check_finite_inputs(batch, reader, epoch, step):
