@@ -546,3 +546,40 @@ def test_a_nan_loss_stops_the_run_before_the_next_checkpoint(tiny_config, tmp_pa
     assert checkpoints(tmp_path / "ck") == kept
     for name in kept[1:]:
         assert all(np.isfinite(v).all() for v in weights.read_state(str(tmp_path / "ck" / name)).values())
+
+
+def refusal(name, tmp_path):
+    """(train.py arguments refused for reason ``name``, a word of the error), given a finished run in ck."""
+    if name == "batch larger than the list":
+        return ["-o", "TRAIN.batch_size=25"], "fewer than TRAIN.batch_size=25"
+    if name == "pretrain of no matching parameter":
+        weights.write_state({"unrelated.w_0": np.zeros(3, np.float32)}, str(tmp_path / "other.pdparams"))
+        return [f"--pretrain={tmp_path / 'other'}"], "no parameter matching"
+    if name == "mid-epoch resume with another batch":
+        return ["-o", "TRAIN.batch_size=4", f"--resume={tmp_path / 'ck' / 'AttentionLSTM_step3'}"], "mid-epoch"
+    if name == "resume without its optimizer state":
+        shutil.copy(tmp_path / "ck" / "AttentionLSTM_epoch0.pdparams", tmp_path / "lone.pdparams")
+        return [f"--resume={tmp_path / 'lone'}"], "optimizer state"
+    if name == "malformed validation list":  # the last: the others read this list first
+        (tmp_path / "val.list").write_text("a.npy 1\nno labels here\n", encoding="utf-8")
+        return [], "val.list:2"
+    raise AssertionError(name)
+
+
+REFUSALS = ["batch larger than the list", "pretrain of no matching parameter", "mid-epoch resume with another batch",
+            "resume without its optimizer state", "malformed validation list"]
+
+
+def test_refusals_come_before_any_side_effect(tiny_config, tmp_path, capfd):
+    # A refused run (exit 2) leaves no save_dir: no checkpoint, no metrics.csv, no valid_metrics.jsonl.
+    train(capfd, tiny_config, tmp_path / "ck", "--epoch=1", "--valid_interval=0", "-o", "TRAIN.batch_size=2",
+          "-o", "TRAIN.save_interval_steps=3", "-o", "TRAIN.keep_checkpoints=0")
+    for k, name in enumerate(REFUSALS):
+        save_dir = tmp_path / f"refused{k}"
+        args, words = refusal(name, tmp_path)
+        result = run_main("train.py", *ARGS, f"--config={tiny_config}", f"--save_dir={save_dir}", "--epoch=2",
+                          *args, capfd=capfd)
+        errors = [line for line in result.stdout.splitlines() if line.startswith("error:")]
+        assert result.returncode == 2 and len(errors) == 1 and "Traceback" not in result.stdout, (name, result.stdout)
+        assert words in errors[0], (name, errors[0])
+        assert not save_dir.exists(), (name, os.listdir(save_dir))
