@@ -583,3 +583,31 @@ def test_refusals_come_before_any_side_effect(tiny_config, tmp_path, capfd):
         assert result.returncode == 2 and len(errors) == 1 and "Traceback" not in result.stdout, (name, result.stdout)
         assert words in errors[0], (name, errors[0])
         assert not save_dir.exists(), (name, os.listdir(save_dir))
+
+
+_CTRL_C_IN_FORK = []  # armed: the next fork() of this process gets a SIGINT while it forks
+
+
+def _ctrl_c_while_forking():
+    if _CTRL_C_IN_FORK and os.getpid() == _CTRL_C_IN_FORK[0]:
+        _CTRL_C_IN_FORK.clear()
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_during_the_fork_of_a_loader_worker_stops_training(tiny_config, tmp_path):
+    # A Ctrl-C that landed while the loader forked its workers ran its handler inside logging's at-fork
+    # hook, which printed the KeyboardInterrupt and dropped it: training went on (test_ctrl_c_... timed out
+    # when its SIGINT met the fork of the validation's workers).
+    from video_tag import trainer
+    from video_tag.config import load_config
+    if not hasattr(test_ctrl_c_during_the_fork_of_a_loader_worker_stops_training, "hooked"):
+        os.register_at_fork(before=_ctrl_c_while_forking)  # once per session: hooks stay
+        test_ctrl_c_during_the_fork_of_a_loader_worker_stops_training.hooked = True
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    _CTRL_C_IN_FORK.append(os.getpid())
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            trainer.train("AttentionLSTM", load_config(tiny_config), str(tmp_path / "ck"), epochs=1)
+    finally:
+        _CTRL_C_IN_FORK.clear()
+    assert checkpoints(tmp_path / "ck") == []

@@ -84,7 +84,13 @@ class Workers:
             ours, theirs = context.Pipe()
             process = context.Process(target=_work, args=(reader, theirs, self.files, refill, os.getpid()),
                                       daemon=True)
-            process.start()
+            # A Ctrl-C landing during fork() would run its handler in an at-fork hook (logging's), which
+            # prints the KeyboardInterrupt and drops it: held back until the fork is done, then raised here.
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            try:
+                process.start()
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             theirs.close()
             self.pipes.append(ours)
             self.processes.append(process)
