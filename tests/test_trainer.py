@@ -5,6 +5,7 @@ quiet output, SIGKILL and Ctrl-C, paddle.distributed.launch."""
 import csv
 import importlib.util
 import json
+import multiprocessing
 import os
 import pickle
 import re
@@ -611,3 +612,4 @@ def test_ctrl_c_during_the_fork_of_a_loader_worker_stops_training(tiny_config, t
     finally:
         _CTRL_C_IN_FORK.clear()
     assert checkpoints(tmp_path / "ck") == []
+    assert not multiprocessing.active_children()  # the worker forked before the interrupt is gone

@@ -100,15 +100,19 @@ class Workers:
         self.slot_of = {}
         context = multiprocessing.get_context("fork")
         self.pipes, self.processes = [], []
-        for _ in range(max(1, num_workers)):
-            ours, theirs = context.Pipe()
-            process = context.Process(target=_work, args=(reader, theirs, self.files, refill, os.getpid()),
-                                      daemon=True)
-            with ctrl_c_held():
-                process.start()
-            theirs.close()
-            self.pipes.append(ours)
-            self.processes.append(process)
+        try:
+            for _ in range(max(1, num_workers)):
+                ours, theirs = context.Pipe()
+                process = context.Process(target=_work, args=(reader, theirs, self.files, refill, os.getpid()),
+                                          daemon=True)
+                with ctrl_c_held():
+                    process.start()
+                    theirs.close()
+                    self.pipes.append(ours)
+                    self.processes.append(process)
+        except BaseException:  # Ctrl-C, or a failed fork: end the workers already started
+            self.__exit__()
+            raise
 
     def _free_slot(self):
         for slot, state in enumerate(self.state):
