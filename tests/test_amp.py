@@ -139,3 +139,21 @@ def test_the_lstm_branch_of_an_autocast_region(monkeypatch):
         np.testing.assert_allclose(branch[k].numpy(), plain[k].numpy(), rtol=1e-6, atol=1e-7)
     for k in plain[1]:
         np.testing.assert_allclose(branch[1][k], plain[1][k], rtol=1e-5, atol=1e-7, err_msg=k)
+
+
+def test_low_precision_logits_reach_the_loss_as_float32(tiny_config, tmp_path, monkeypatch):
+    # Under autocast on a GPU the classifier's logits come out in bfloat16 or float16; the trainer casts
+    # them to float32 for the loss (which has no low-precision kernel for float32 labels). CPU has no
+    # autocast: the model is made to return bfloat16 logits here, as autocast would.
+    build = trainer.build_model
+
+    def build_bfloat16(name, cfg):
+        model = build(name, cfg)
+        forward = model.forward
+        monkeypatch.setattr(model, "forward", lambda *inputs: forward(*inputs).astype("bfloat16"))
+        return model
+
+    monkeypatch.setattr(trainer, "build_model", build_bfloat16)
+    trainer.train("AttentionLSTM", load_config(tiny_config), str(tmp_path / "ck"), epochs=1, valid_interval=0)
+    tuned = weights.read_state(str(tmp_path / "ck" / "AttentionLSTM"))
+    assert all(v.dtype == np.float32 and np.isfinite(v).all() for v in tuned.values())
