@@ -121,8 +121,8 @@ def test_a_training_sample_draws_the_same_whatever_was_loaded_before(tmp_path):
 @pytest.mark.usefixtures("no_curves_png")
 def test_mid_epoch_resume_is_exact_when_an_index_repeats(tmp_path):
     # 6 videos, one unreadable: its place is taken by the next one of the list, which so comes twice in
-    # the epoch, once before the step checkpoint and once after it. Resumed from that checkpoint, the run
-    # ends with the weights of the unbroken one.
+    # the epoch, in step 0 and in step 2, after the step checkpoint of step 1. Resumed from that
+    # checkpoint, the run ends with the weights of the unbroken one.
     import shutil
     from video_tag import trainer, weights
     from video_tag.sampler import EpochSampler
@@ -136,13 +136,13 @@ def test_mid_epoch_resume_is_exact_when_an_index_repeats(tmp_path):
         video = f.read().splitlines()[bad].rsplit(" ", 1)[0]
     with open(video, "wb") as f:
         f.write(b"not a video")
-    cfg = tsn_config(tmp_path, path, "TRAIN.batch_size=2", f"TRAIN.seed={seed}", "TRAIN.save_interval_steps=1",
+    cfg = tsn_config(tmp_path, path, "TRAIN.batch_size=2", f"TRAIN.seed={seed}", "TRAIN.save_interval_steps=2",
                      "TRAIN.keep_checkpoints=0", "TRAIN.max_bad_fraction=0.5", "TRAIN.learning_rate=0.01")
     full, part = tmp_path / "full", tmp_path / "part"
     trainer.train("TSN", cfg, str(full), epochs=1, valid_interval=0)
     os.makedirs(part)
-    for name in ("TSN_step1.pdparams", "TSN_step1.pdopt", "metrics.csv", "valid_metrics.jsonl"):
+    for name in ("TSN_step2.pdparams", "TSN_step2.pdopt", "metrics.csv", "valid_metrics.jsonl"):
         shutil.copy(full / name, part / name)
-    trainer.train("TSN", cfg, str(part), epochs=1, valid_interval=0, resume=str(part / "TSN_step1"))
+    trainer.train("TSN", cfg, str(part), epochs=1, valid_interval=0, resume=str(part / "TSN_step2"))
     a, b = (weights.read_state(str(d / "TSN")) for d in (full, part))
     assert all(np.array_equal(a[k], b[k]) for k in a)
