@@ -443,6 +443,7 @@ def checkpoints(save_dir):
 def test_every_sample_unreadable_stops_with_exit_3_and_no_checkpoint(tiny_config, tmp_path, capfd, max_bad, words):
     # Before: each batch came out empty, so 0 steps per epoch, then checkpoints of the initial weights, exit 0.
     # The default fraction stops at the 3rd unreadable sample; with any fraction, an epoch short of steps stops.
+    shutil.copytree(tmp_path / "features", tmp_path / "kept")
     for path in train_files(tmp_path / "train.list"):
         with open(path, "wb") as f:
             f.write(b"not an npy file")
@@ -453,6 +454,11 @@ def test_every_sample_unreadable_stops_with_exit_3_and_no_checkpoint(tiny_config
     assert words in errors[0], errors[0]
     assert str(tmp_path / "train.list") in errors[0]
     assert checkpoints(tmp_path / "ck") == []
+    # The files fixed, the same command runs: the stopped run left no record that asks for --overwrite.
+    shutil.rmtree(tmp_path / "features")
+    shutil.copytree(tmp_path / "kept", tmp_path / "features")
+    train(capfd, tiny_config, tmp_path / "ck", "--epoch=2", "-o", f"TRAIN.max_bad_fraction={max_bad}")
+    assert "AttentionLSTM.pdparams" in checkpoints(tmp_path / "ck")
 
 
 @pytest.mark.parametrize("bad, stops", [(2, False), (3, True)])
@@ -476,7 +482,7 @@ def test_more_unreadable_samples_than_max_bad_fraction_stop_the_run(tiny_config,
     assert checkpoints(tmp_path / "ck") == []
     # The fraction is a config key: a larger one lets the same data train.
     result = run_main("train.py", *ARGS, f"--config={tiny_config}", f"--save_dir={tmp_path / 'ck'}", "--epoch=1",
-                      "--valid_interval=0", "--overwrite", "-o", "TRAIN.max_bad_fraction=0.2", capfd=capfd)
+                      "--valid_interval=0", "-o", "TRAIN.max_bad_fraction=0.2", capfd=capfd)
     assert result.returncode == 0 and "AttentionLSTM.pdparams" in checkpoints(tmp_path / "ck"), result.stdout
 
 

@@ -73,11 +73,28 @@ def check_start(model_name, save_dir, pretrain=None, resume=None, overwrite=Fals
     if resume or overwrite or not os.path.isdir(save_dir):
         return
     found = sorted(n for n in os.listdir(save_dir)
-                   if _RUN_FILES.fullmatch(n) or n == f"{model_name}{weights.SUFFIX}")
-    if found:
+                   if (_RUN_FILES.fullmatch(n) or n == f"{model_name}{weights.SUFFIX}")
+                   and not _no_record(os.path.join(save_dir, n)))
+    resumable = [os.path.join(save_dir, m.group(1)) for m in map(_RESUMABLE.fullmatch, found) if m]
+    if resumable:
+        last = max(resumable, key=lambda prefix: os.path.getmtime(prefix + ".pdopt"))
         raise UserError(f"{save_dir} holds another run's checkpoints ({found[0]}, ...): continue it with "
-                        f"--resume {os.path.join(save_dir, found[0].split('.')[0])}, replace it with "
-                        f"--overwrite, or pick another --save_dir")
+                        f"--resume {last}, replace it with --overwrite, or pick another --save_dir")
+    if found:
+        raise UserError(f"{save_dir} holds the records of another run ({found[0]}, ...) but no checkpoint to "
+                        f"continue it from: replace them with --overwrite, or pick another --save_dir")
+
+
+_RESUMABLE = re.compile(r"(\w+_(?:epoch|step)\d+)\.pdopt")
+
+
+def _no_record(path):
+    """Whether ``path`` is a metrics.csv or valid_metrics.jsonl left by a run stopped before its first
+    record (a header line at most): a re-run of the same command may replace it."""
+    if os.path.basename(path) not in ("metrics.csv", "valid_metrics.jsonl") or not os.path.isfile(path):
+        return False
+    with open(path, "rb") as f:
+        return f.read().count(b"\n") <= (1 if path.endswith(".csv") else 0)
 
 
 def _clear_run_files(model_name, save_dir):
