@@ -100,25 +100,60 @@ def test_float16_loss_scaler_state_resumes(tiny_config, tmp_path, monkeypatch):
 
 
 def test_the_lstm_branch_of_an_autocast_region(monkeypatch):
-    # On a GPU under --amp, bidirectional() casts the projections to float32 and runs the recurrence with
-    # autocast off. CPU has no autocast: with float32 projections that branch must compute what the
-    # plain one does, forward and backward (videotag's own LSTM backward trains on this CPU).
+    # On a GPU under --amp the input projections come out of autocast in bfloat16/float16, and
+    # bidirectional() casts them to float32 for the recurrence (the fused kernel has no low-precision
+    # kernel; 300 steps of accumulation in it are not measured safe). CPU has no autocast: the projections
+    # are made to return bfloat16 here, as autocast would. The branch must then compute what the plain
+    # path computes on the same rounded projections, forward and backward, with gradients (videotag's own
+    # LSTM) and without (the fused kernel: evaluation).
     from video_tag.models import AttentionLSTM
     paddle.seed(1)
     model = AttentionLSTM(num_classes=3, feature_dims=[6], embedding_size=8, lstm_size=4, drop_rate=0.0,
                           fc_sizes=[8, 8])
     x = paddle.to_tensor(np.random.default_rng(0).standard_normal((3, 5, 6)).astype("float32"))
+    projections = (model.rgb_fc_forward, model.rgb_fc_backward)
+
+    def project_in_bfloat16(back_to_float32):
+        for layer in projections:
+            def forward(inputs, _layer=layer):
+                y = type(_layer).forward(_layer, inputs).astype("bfloat16")
+                return y.astype("float32") if back_to_float32 else y
+            monkeypatch.setattr(layer, "forward", forward)
 
     def run():
         logits = model(x, [5, 2, 4])
         logits.sum().backward()
         grads = {k: p.grad.numpy().copy() for k, p in model.named_parameters()}
         model.clear_gradients()
-        return logits.numpy(), grads
+        with paddle.no_grad():
+            evaluated = model(x, [5, 2, 4])
+        return logits, grads, evaluated
 
+    project_in_bfloat16(back_to_float32=True)
     plain = run()
+    project_in_bfloat16(back_to_float32=False)
     monkeypatch.setattr(paddle.amp, "is_autocast_enabled", lambda *a: True)
     branch = run()
-    np.testing.assert_allclose(branch[0], plain[0], rtol=1e-6, atol=1e-7)
+    assert branch[0].dtype == branch[2].dtype == paddle.float32
+    for k in (0, 2):
+        np.testing.assert_allclose(branch[k].numpy(), plain[k].numpy(), rtol=1e-6, atol=1e-7)
     for k in plain[1]:
         np.testing.assert_allclose(branch[1][k], plain[1][k], rtol=1e-5, atol=1e-7, err_msg=k)
+
+
+def test_low_precision_logits_reach_the_loss_as_float32(tiny_config, tmp_path, monkeypatch):
+    # Under autocast on a GPU the classifier's logits come out in bfloat16 or float16; the trainer casts
+    # them to float32 for the loss (which has no low-precision kernel for float32 labels). CPU has no
+    # autocast: the model is made to return bfloat16 logits here, as autocast would.
+    build = trainer.build_model
+
+    def build_bfloat16(name, cfg):
+        model = build(name, cfg)
+        forward = model.forward
+        monkeypatch.setattr(model, "forward", lambda *inputs: forward(*inputs).astype("bfloat16"))
+        return model
+
+    monkeypatch.setattr(trainer, "build_model", build_bfloat16)
+    trainer.train("AttentionLSTM", load_config(tiny_config), str(tmp_path / "ck"), epochs=1, valid_interval=0)
+    tuned = weights.read_state(str(tmp_path / "ck" / "AttentionLSTM"))
+    assert all(v.dtype == np.float32 and np.isfinite(v).all() for v in tuned.values())

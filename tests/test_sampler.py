@@ -19,23 +19,21 @@ def test_the_order_is_a_pure_function_of_seed_and_epoch():
     assert list(a.order(4)) != list(first) and list(EpochSampler(50, 4, seed=8).order(3)) != list(first)
 
 
-@pytest.mark.parametrize("num_samples, total_batch, world", [(24, 8, 1), (24, 8, 2), (25, 6, 3), (9, 4, 2),
-                                                              (7, 4, 2), (100, 12, 4)])
-def test_every_world_size_takes_the_same_global_batches(num_samples, total_batch, world):
-    per_process = total_batch // world
-    samplers = [EpochSampler(num_samples, per_process, world, r, seed=5) for r in range(world)]
-    # The count of Paddle's sampler (drop_last), as train.py had it before.
-    paddle_count = len(paddle.io.DistributedBatchSampler(list(range(num_samples)), per_process, num_replicas=world,
-                                                         rank=0, shuffle=True, drop_last=True))
-    assert len(samplers[0]) == paddle_count
-    order = samplers[0].order(2)
-    wrapped = np.concatenate([order, order])  # a list barely larger than the batch wraps around
-    per_rank = [s.batches(2) for s in samplers]
-    for step in range(paddle_count):
-        together = [i for r in range(world) for i in per_rank[r][step]]
-        assert together == list(wrapped[step * total_batch:(step + 1) * total_batch]), step
-        assert all(len(per_rank[r][step]) == per_process for r in range(world))
-    assert samplers[1 % world].batches(2, start=1) == per_rank[1 % world][1:]
+@pytest.mark.parametrize("num_samples, total_batch, world", [(24, 8, 2), (25, 6, 3), (9, 4, 2), (7, 4, 2),
+                                                              (100, 12, 4), (11, 4, 2), (13, 6, 2)])
+def test_one_process_and_several_take_the_same_batches(num_samples, total_batch, world):
+    # The index streams of world processes, step by step side by side, are one process's with the same
+    # total batch: the same steps per epoch, the same global batches, no index twice in an epoch.
+    one = EpochSampler(num_samples, total_batch, 1, 0, seed=5)
+    several = [EpochSampler(num_samples, total_batch // world, world, r, seed=5) for r in range(world)]
+    assert len(one) == num_samples // total_batch and all(len(s) == len(one) for s in several)
+    alone, per_rank = one.batches(2), [s.batches(2) for s in several]
+    assert len(alone) == len(one)
+    for step, batch in enumerate(alone):
+        assert [i for r in range(world) for i in per_rank[r][step]] == batch, step
+    seen = [i for batch in alone for i in batch]
+    assert len(set(seen)) == len(seen) and list(seen) == list(one.order(2)[:len(seen)])
+    assert several[1].batches(2, start=1) == per_rank[1][1:]  # a resume at step 1 takes what comes next
 
 
 def draws():

@@ -5,6 +5,7 @@ quiet output, SIGKILL and Ctrl-C, paddle.distributed.launch."""
 import csv
 import importlib.util
 import json
+import multiprocessing
 import os
 import pickle
 import re
@@ -423,3 +424,198 @@ def test_keep_checkpoints_prunes_old_epochs(tiny_config, tmp_path, capfd):
     train(capfd, tiny_config, tmp_path / "ck", "--epoch", "4", "-o", "TRAIN.keep_checkpoints=2")
     names = sorted(n for n in os.listdir(tmp_path / "ck") if "_epoch" in n)
     assert names == [f"AttentionLSTM_epoch{k}.{ext}" for k in (2, 3) for ext in ("pdopt", "pdparams")]
+
+
+def train_files(list_path):
+    """The feature files of an AttentionLSTM list, in list order."""
+    with open(list_path, encoding="utf-8") as f:
+        return [line.split(".npy ")[0] + ".npy" for line in f if line.strip()]
+
+
+def checkpoints(save_dir):
+    return sorted(n for n in os.listdir(save_dir) if n.endswith((".pdparams", ".pdopt"))) \
+        if os.path.isdir(save_dir) else []
+
+
+@pytest.mark.parametrize("max_bad, words", [(0.1, "epoch 0 met 3 unreadable sample(s) of its 24"),
+                                             (1.0, "epoch 0 ran 0 of 3 step(s): no readable sample was left (24 "
+                                                   "unreadable")])
+def test_every_sample_unreadable_stops_with_exit_3_and_no_checkpoint(tiny_config, tmp_path, capfd, max_bad, words):
+    # Before: each batch came out empty, so 0 steps per epoch, then checkpoints of the initial weights, exit 0.
+    # The default fraction stops at the 3rd unreadable sample; with any fraction, an epoch short of steps stops.
+    shutil.copytree(tmp_path / "features", tmp_path / "kept")
+    for path in train_files(tmp_path / "train.list"):
+        with open(path, "wb") as f:
+            f.write(b"not an npy file")
+    result = run_main("train.py", *ARGS, f"--config={tiny_config}", f"--save_dir={tmp_path / 'ck'}", "--epoch=2",
+                      "-o", f"TRAIN.max_bad_fraction={max_bad}", capfd=capfd)
+    errors = [line for line in result.stdout.splitlines() if line.startswith("error:")]
+    assert result.returncode == 3 and len(errors) == 1 and "Traceback" not in result.stdout, result.stdout
+    assert words in errors[0], errors[0]
+    assert str(tmp_path / "train.list") in errors[0]
+    assert checkpoints(tmp_path / "ck") == []
+    # The files fixed, the same command runs: the stopped run left no record that asks for --overwrite.
+    shutil.rmtree(tmp_path / "features")
+    shutil.copytree(tmp_path / "kept", tmp_path / "features")
+    train(capfd, tiny_config, tmp_path / "ck", "--epoch=2", "-o", f"TRAIN.max_bad_fraction={max_bad}")
+    assert "AttentionLSTM.pdparams" in checkpoints(tmp_path / "ck")
+
+
+@pytest.mark.parametrize("bad, stops", [(2, False), (3, True)])
+def test_more_unreadable_samples_than_max_bad_fraction_stop_the_run(tiny_config, tmp_path, capfd, bad, stops):
+    # 24 samples an epoch, TRAIN.max_bad_fraction 0.1 (the default): 2 may be replaced, 3 may not.
+    for path in train_files(tmp_path / "train.list")[:3 * bad:3]:
+        with open(path, "wb") as f:
+            f.write(b"not an npy file")
+    result = run_main("train.py", *ARGS, f"--config={tiny_config}", f"--save_dir={tmp_path / 'ck'}", "--epoch=1",
+                      "--valid_interval=0", capfd=capfd)
+    assert result.stdout.count("another sample takes its place") == bad, result.stdout
+    if not stops:
+        assert result.returncode == 0, result.stdout
+        assert checkpoints(tmp_path / "ck") == ["AttentionLSTM.pdparams", "AttentionLSTM_epoch0.pdopt",
+                                                "AttentionLSTM_epoch0.pdparams"]
+        return
+    errors = [line for line in result.stdout.splitlines() if line.startswith("error:")]
+    assert result.returncode == 3 and len(errors) == 1 and "Traceback" not in result.stdout, result.stdout
+    assert "epoch 0 met 3 unreadable sample(s) of its 24" in errors[0], errors[0]
+    assert "TRAIN.max_bad_fraction=0.1" in errors[0]
+    assert checkpoints(tmp_path / "ck") == []
+    # The fraction is a config key: a larger one lets the same data train.
+    result = run_main("train.py", *ARGS, f"--config={tiny_config}", f"--save_dir={tmp_path / 'ck'}", "--epoch=1",
+                      "--valid_interval=0", "-o", "TRAIN.max_bad_fraction=0.2", capfd=capfd)
+    assert result.returncode == 0 and "AttentionLSTM.pdparams" in checkpoints(tmp_path / "ck"), result.stdout
+
+
+@pytest.mark.parametrize("value", ["-0.1", "1.5", ".nan"])
+def test_max_bad_fraction_is_checked_like_every_key(tiny_config, value):
+    from video_tag.config import load_config
+    from video_tag.errors import UserError
+    assert load_config(tiny_config)["TRAIN"]["max_bad_fraction"] == 0.1  # the default, for older configs too
+    with pytest.raises(UserError, match=r"TRAIN\.max_bad_fraction must be a number in \[0, 1\]"):
+        load_config(tiny_config, [f"TRAIN.max_bad_fraction={value}"])
+
+
+def count_host_fetches(monkeypatch, module):
+    """A list that gets the name of every Tensor-to-host fetch (``.numpy()``, ``float()``, ``bool()``, ...)
+    made by code of ``module`` itself; each waits for the device."""
+    import paddle
+    calls = []
+    for name in ("numpy", "item", "tolist", "__bool__", "__float__", "__int__"):
+        real = getattr(paddle.Tensor, name)
+
+        def counted(self, *args, _real=real, _name=name, **kwargs):
+            if sys._getframe(1).f_code.co_filename == module.__file__:
+                calls.append(_name)
+            return _real(self, *args, **kwargs)
+        monkeypatch.setattr(paddle.Tensor, name, counted)
+    return calls
+
+
+def test_the_loss_guard_waits_for_the_device_per_log_line_not_per_step(tiny_config, tmp_path, monkeypatch):
+    from video_tag import trainer
+    from video_tag.config import load_config
+    calls = count_host_fetches(monkeypatch, trainer)
+    counts = []
+    for batch in (2, 8):  # 12 and 3 steps per epoch, one log line each (step 0)
+        calls.clear()
+        cfg = load_config(tiny_config, [f"TRAIN.batch_size={batch}", "TRAIN.log_interval=100"])
+        trainer.train("AttentionLSTM", cfg, str(tmp_path / str(batch)), epochs=2, valid_interval=0)
+        counts.append(len(calls))
+    assert counts[0] == counts[1] and counts[0] > 0, (counts, calls)
+
+
+@pytest.mark.parametrize("save_interval, kept", [(3, ["AttentionLSTM_step3.pdopt", "AttentionLSTM_step3.pdparams"]),
+                                                 (0, [])])
+def test_a_nan_loss_stops_the_run_before_the_next_checkpoint(tiny_config, tmp_path, monkeypatch, save_interval,
+                                                             kept):
+    import dataclasses
+    from video_tag import trainer
+    from video_tag.config import load_config
+    from video_tag.errors import RunError
+    from video_tag.models import MODELS
+    spec = MODELS["AttentionLSTM"]
+    calls = []
+
+    def loss(logits, labels, world):
+        value, per_video = spec.loss(logits, labels, world)
+        calls.append(1)
+        return (value * float("nan"), per_video) if len(calls) == 5 else (value, per_video)
+
+    monkeypatch.setitem(MODELS, "AttentionLSTM", dataclasses.replace(spec, loss=loss))
+    # Batch 2: 12 steps per epoch, a log line every 100 steps (step 0). Step 4's NaN is found before the
+    # checkpoint after step 5 (which would hold NaN weights) is written, or before the epoch's.
+    cfg = load_config(tiny_config, ["TRAIN.batch_size=2", "TRAIN.log_interval=100",
+                                    f"TRAIN.save_interval_steps={save_interval}", "TRAIN.keep_checkpoints=0"])
+    with pytest.raises(RunError, match=r"the loss is nan at epoch 0 step 4 \(lower TRAIN.learning_rate\?\); "
+                                       r"the batch: .*list line.*list line") as e:
+        trainer.train("AttentionLSTM", cfg, str(tmp_path / "ck"), epochs=1, valid_interval=0)
+    assert e.value.args[0].count("(list line") == 2
+    assert checkpoints(tmp_path / "ck") == kept
+    for name in kept[1:]:
+        assert all(np.isfinite(v).all() for v in weights.read_state(str(tmp_path / "ck" / name)).values())
+
+
+def refusal(name, tmp_path):
+    """(train.py arguments refused for reason ``name``, a word of the error), given a finished run in ck."""
+    if name == "batch larger than the list":
+        return ["-o", "TRAIN.batch_size=25"], "fewer than TRAIN.batch_size=25"
+    if name == "pretrain of no matching parameter":
+        weights.write_state({"unrelated.w_0": np.zeros(3, np.float32)}, str(tmp_path / "other.pdparams"))
+        return [f"--pretrain={tmp_path / 'other'}"], "no parameter matching"
+    if name == "mid-epoch resume with another batch":
+        return ["-o", "TRAIN.batch_size=4", f"--resume={tmp_path / 'ck' / 'AttentionLSTM_step3'}"], "mid-epoch"
+    if name == "resume without its optimizer state":
+        shutil.copy(tmp_path / "ck" / "AttentionLSTM_epoch0.pdparams", tmp_path / "lone.pdparams")
+        return [f"--resume={tmp_path / 'lone'}"], "optimizer state"
+    if name == "malformed validation list":  # the last: the others read this list first
+        (tmp_path / "val.list").write_text("a.npy 1\nno labels here\n", encoding="utf-8")
+        return [], "val.list:2"
+    raise AssertionError(name)
+
+
+REFUSALS = ["batch larger than the list", "pretrain of no matching parameter", "mid-epoch resume with another batch",
+            "resume without its optimizer state", "malformed validation list"]
+
+
+def test_refusals_come_before_any_side_effect(tiny_config, tmp_path, capfd):
+    # A refused run (exit 2) leaves no save_dir: no checkpoint, no metrics.csv, no valid_metrics.jsonl.
+    train(capfd, tiny_config, tmp_path / "ck", "--epoch=1", "--valid_interval=0", "-o", "TRAIN.batch_size=2",
+          "-o", "TRAIN.save_interval_steps=3", "-o", "TRAIN.keep_checkpoints=0")
+    for k, name in enumerate(REFUSALS):
+        save_dir = tmp_path / f"refused{k}"
+        args, words = refusal(name, tmp_path)
+        result = run_main("train.py", *ARGS, f"--config={tiny_config}", f"--save_dir={save_dir}", "--epoch=2",
+                          *args, capfd=capfd)
+        errors = [line for line in result.stdout.splitlines() if line.startswith("error:")]
+        assert result.returncode == 2 and len(errors) == 1 and "Traceback" not in result.stdout, (name, result.stdout)
+        assert words in errors[0], (name, errors[0])
+        assert not save_dir.exists(), (name, os.listdir(save_dir))
+
+
+_CTRL_C_IN_FORK = []  # armed: the next fork() of this process gets a SIGINT while it forks
+
+
+def _ctrl_c_while_forking():
+    if _CTRL_C_IN_FORK and os.getpid() == _CTRL_C_IN_FORK[0]:
+        _CTRL_C_IN_FORK.clear()
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_during_the_fork_of_a_loader_worker_stops_training(tiny_config, tmp_path):
+    # A Ctrl-C that landed while the loader forked its workers ran its handler inside logging's at-fork
+    # hook, which printed the KeyboardInterrupt and dropped it: training went on (test_ctrl_c_... timed out
+    # when its SIGINT met the fork of the validation's workers).
+    from video_tag import trainer
+    from video_tag.config import load_config
+    if not hasattr(test_ctrl_c_during_the_fork_of_a_loader_worker_stops_training, "hooked"):
+        os.register_at_fork(before=_ctrl_c_while_forking)  # once per session: hooks stay
+        test_ctrl_c_during_the_fork_of_a_loader_worker_stops_training.hooked = True
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    _CTRL_C_IN_FORK.append(os.getpid())
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            trainer.train("AttentionLSTM", load_config(tiny_config), str(tmp_path / "ck"), epochs=1)
+    finally:
+        _CTRL_C_IN_FORK.clear()
+    assert checkpoints(tmp_path / "ck") == []
+    assert not multiprocessing.active_children()  # the worker forked before the interrupt is gone

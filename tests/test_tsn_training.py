@@ -85,3 +85,64 @@ def test_train_eval_predict_tsn_from_scratch(tmp_path, capfd):
     rows = [json.loads(line) for line in (tmp_path / "pr" / "predictions.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(rows) == 15 and all(len(r["tags"]) == 2 for r in rows)
     assert sum(abs(sum(t["probability"] for t in r["tags"])) <= 1.0 + 1e-6 for r in rows) == 15
+
+
+def tsn_config(tmp_path, train_list, *overrides):
+    """A ResNet50 TSN config of 2 frames of 32x32 per video, 3 classes, ``train_list`` to train on."""
+    with open(os.path.join(ROOT, "configs", "tsn-single.yaml"), encoding="utf-8") as f:
+        cfg = yaml.safe_load(f)
+    cfg["MODEL"].update(num_layers=50, num_classes=3, topk=2)
+    cfg["TRAIN"].update(filelist=train_list, num_workers=2, log_interval=1)
+    for section in ("TRAIN", "VALID", "TEST", "INFER"):
+        cfg[section].update(seg_num=2, short_size=40, target_size=32)
+    path = tmp_path / "tsn.yaml"
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    from video_tag.config import load_config
+    return load_config(str(path), list(overrides))
+
+
+def test_a_training_sample_draws_the_same_whatever_was_loaded_before(tmp_path):
+    # A run resumed mid-epoch has a fresh reader; the unbroken run's loaded the epoch's earlier samples,
+    # among them a replacement of an unreadable video (an index twice in the epoch). Their draws (frames,
+    # crop, flip) for the samples after the checkpoint must be the same.
+    from video_tag.readers import VideoReader
+    path = make_list(tmp_path, "train", 1, np.random.default_rng(0))  # 3 videos
+    cfg = tsn_config(tmp_path, path)
+    unbroken = VideoReader(path, "train", cfg)
+    np.random.seed(3)  # the epoch's state, which a resume puts back
+    for index in (0, 1, 1):
+        unbroken.load(index)
+    after = [unbroken.load(index)["frames"] for index in (1, 2)]
+    resumed = VideoReader(path, "train", cfg)
+    np.random.seed(3)
+    assert all(np.array_equal(frames, resumed.load(index)["frames"]) for frames, index in zip(after, (1, 2)))
+
+
+@pytest.mark.usefixtures("no_curves_png")
+def test_mid_epoch_resume_is_exact_when_an_index_repeats(tmp_path):
+    # 6 videos, one unreadable: its place is taken by the next one of the list, which so comes twice in
+    # the epoch, in step 0 and in step 2, after the step checkpoint of step 1. Resumed from that
+    # checkpoint, the run ends with the weights of the unbroken one.
+    import shutil
+    from video_tag import trainer, weights
+    from video_tag.sampler import EpochSampler
+    rng = np.random.default_rng(1)
+    path = make_list(tmp_path, "train", 2, rng)
+    # A seed whose step 0 (order[0:2]) has a video whose successor comes in step 2 (order[4:6]), after the
+    # loader's prefetch of steps 0 and 1: step 0 loads the successor first, as the bad video's replacement.
+    seed, bad = next((seed, int(i)) for seed in range(100) for order in [EpochSampler(6, 2, seed=seed).order(0)]
+                     for i in order[:2] if list(order).index((i + 1) % 6) >= 4)
+    with open(path, encoding="utf-8") as f:
+        video = f.read().splitlines()[bad].rsplit(" ", 1)[0]
+    with open(video, "wb") as f:
+        f.write(b"not a video")
+    cfg = tsn_config(tmp_path, path, "TRAIN.batch_size=2", f"TRAIN.seed={seed}", "TRAIN.save_interval_steps=2",
+                     "TRAIN.keep_checkpoints=0", "TRAIN.max_bad_fraction=0.5", "TRAIN.learning_rate=0.01")
+    full, part = tmp_path / "full", tmp_path / "part"
+    trainer.train("TSN", cfg, str(full), epochs=1, valid_interval=0)
+    os.makedirs(part)
+    for name in ("TSN_step2.pdparams", "TSN_step2.pdopt", "metrics.csv", "valid_metrics.jsonl"):
+        shutil.copy(full / name, part / name)
+    trainer.train("TSN", cfg, str(part), epochs=1, valid_interval=0, resume=str(part / "TSN_step2"))
+    a, b = (weights.read_state(str(d / "TSN")) for d in (full, part))
+    assert all(np.array_equal(a[k], b[k]) for k in a)

@@ -28,7 +28,7 @@ DEFAULTS = {
     "MODEL": {"topk": 20, "fc_sizes": [8192, 4096], "max_frames": 4096},
     "TRAIN": {"num_workers": 2, "log_interval": 10, "num_gpus": 1, "use_gpu": True, "keep_checkpoints": 3,
               "save_interval_steps": 0, "seed": None, "amp": False, "pretrain_base": None, "num_samples": None,
-              "decay_epochs": [], "decay_gamma": 0.1},
+              "decay_epochs": [], "decay_gamma": 0.1, "max_bad_fraction": 0.1},
     "VALID": {"batch_size": 128, "filelist": None, "num_workers": 2},
     "TEST": {"batch_size": 128, "filelist": None, "num_workers": 2},
     "INFER": {"batch_size": 1, "filelist": None, "num_workers": 2, "feature_dtype": "float32", "shard_size": 0},
@@ -89,6 +89,7 @@ RULES = {
     "feature_dtype": (lambda v: v in FEATURE_DTYPES, " or ".join(FEATURE_DTYPES).replace(" or ", ", ", 1)),
     "learning_rate": (lambda v: _number(v) and v > 0, "a number > 0"),
     "drop_rate": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "max_bad_fraction": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
     "decay_epochs": (lambda v: isinstance(v, list) and all(_number(x) and x >= 0 for x in v),
                      "a list of numbers >= 0"),
     **{key: (lambda v: _number(v) and v >= 0, "a number >= 0")

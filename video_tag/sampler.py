@@ -81,10 +81,12 @@ class EpochSampler:
 
     Epoch e visits the samples in the order ``order(e)``; step s takes, in process r, the positions
     ``[(s * world + r) * batch_size, (s * world + r + 1) * batch_size)`` of it, so the global batch of
-    step s is the same for any number of processes with the same total batch. ``len()``:
-    ``ceil(num_samples / world) // batch_size`` steps per epoch, the count of
-    ``paddle.io.DistributedBatchSampler(drop_last=True)`` (the last incomplete batch is dropped); where
-    the steps need a few more positions than there are samples, the order wraps around.
+    step s is the same for any number of processes with the same total batch (``batch_size * world``).
+    ``len()``: ``num_samples // (batch_size * world)`` steps per epoch, the full global batches (the last
+    incomplete one is dropped): with the same total batch, the same count for any number of processes,
+    so an epoch or step checkpoint resumes exactly under another. (``paddle.io.DistributedBatchSampler``
+    counts ``ceil(num_samples / world) // batch_size``, which grows with the processes: it pads each one's
+    share by repeating samples.) No index repeats within an epoch.
     """
 
     def __init__(self, num_samples, batch_size, world=1, rank=0, seed=0):
@@ -92,7 +94,7 @@ class EpochSampler:
         self.seed = seed
 
     def __len__(self):
-        return -(-self.num_samples // self.world) // self.batch_size
+        return self.num_samples // (self.batch_size * self.world)
 
     def order(self, epoch):
         """The permutation of ``range(num_samples)`` of ``epoch``: int64 [num_samples]."""
@@ -104,5 +106,5 @@ class EpochSampler:
         out = []
         for step in range(start, len(self)):
             first = (step * self.world + self.rank) * self.batch_size
-            out.append([int(order[p % self.num_samples]) for p in range(first, first + self.batch_size)])
+            out.append([int(i) for i in order[first:first + self.batch_size]])
         return out

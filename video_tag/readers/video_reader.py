@@ -20,7 +20,6 @@ import functools
 import hashlib
 import os
 import signal
-import threading
 from dataclasses import dataclass
 
 import cv2
@@ -303,7 +302,8 @@ class VideoReader:
     ``target_size`` (224).
     check_files: missing videos/folders are an error up front (training); else reported per sample.
     Train mode draws each sample's crop, flip and frames from its own generator, seeded from numpy's
-    global state and the sample index, so runs seeded with ``np.random.seed`` repeat on any thread count.
+    global state and the sample index, so runs seeded with ``np.random.seed`` repeat on any thread count,
+    and a sample's draws do not depend on the loads before it (a resumed epoch draws as an unbroken one).
     """
 
     def __init__(self, list_path, mode, cfg, check_files=True):
@@ -328,8 +328,6 @@ class VideoReader:
                             f"target_size={self.target_size}")
         self.entries = read_tsn_list(list_path, self.format, self.num_classes, need_labels=mode != "infer",
                                      check_files=check_files)
-        self._lock = threading.Lock()
-        self._draws = {}  # train: index -> (global-state key, loads under that key)
 
     def __len__(self):
         return len(self.entries)
@@ -366,16 +364,14 @@ class VideoReader:
                 "index": np.array([s["index"] for s in samples], np.int64)}
 
     def _rng(self, index):
-        # Keyed on numpy's global state (read, not advanced: no race between loader threads) and the
-        # index; a counter separates repeated loads of one index under an unchanged global state, so
-        # unseeded runs still vary from epoch to epoch while np.random.seed(epoch) makes epochs repeat.
+        # Keyed on numpy's global state (read, not advanced: no race between loader threads) and the index
+        # only, not on the loads before: a sample loaded twice in an epoch (an unreadable one's
+        # replacement) draws the same, whatever order the loader threads ran in, and so does a run resumed
+        # mid-epoch with a fresh reader. The trainer reseeds numpy's generator every epoch (sampler.py):
+        # each epoch draws anew.
         _, keys, pos = np.random.get_state()[:3]
         key = hashlib.blake2b(keys.tobytes() + int(pos).to_bytes(4, "little"), digest_size=8).digest()
-        with self._lock:
-            last_key, count = self._draws.get(index, (None, 0))
-            count = count + 1 if last_key == key else 0
-            self._draws[index] = (key, count)
-        return np.random.default_rng([int.from_bytes(key, "little"), index, count])
+        return np.random.default_rng([int.from_bytes(key, "little"), index])
 
 
 def read_tsn_list(list_path, fmt="video", num_classes=None, need_labels=True, check_files=True):

@@ -9,6 +9,7 @@ grown by the worker as needed) and sends their place and the small arrays throug
 process hands out views of them (no copy), and the slot takes a new batch once they are gone.
 Measured against threads and ``paddle.io.DataLoader`` in bench/README.md (``bench_input.py``).
 """
+import contextlib
 import math
 import mmap
 import multiprocessing
@@ -60,6 +61,25 @@ def load_batch(reader, indices, refill, bad, empty=None):
     return samples, failures
 
 
+@contextlib.contextmanager
+def ctrl_c_held():
+    """Run the body with Ctrl-C noted, then raise it through the SIGINT handler once the body is done.
+
+    Around ``fork()``: a Ctrl-C landing there runs its handler inside an at-fork hook (logging's), which
+    prints the KeyboardInterrupt and drops it, and the run goes on. Only the main thread may do this."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught and callable(previous):
+        previous(signal.SIGINT, caught[0])
+
+
 class Workers:
     """``num_workers`` forked processes running ``load_batch`` and ``reader.collate``; ``in_flight`` batches
     may be on their way. ``submit(k, indices)`` in the order k = 0, 1, ...; ``result(k)`` in the same
@@ -80,14 +100,19 @@ class Workers:
         self.slot_of = {}
         context = multiprocessing.get_context("fork")
         self.pipes, self.processes = [], []
-        for _ in range(max(1, num_workers)):
-            ours, theirs = context.Pipe()
-            process = context.Process(target=_work, args=(reader, theirs, self.files, refill, os.getpid()),
-                                      daemon=True)
-            process.start()
-            theirs.close()
-            self.pipes.append(ours)
-            self.processes.append(process)
+        try:
+            for _ in range(max(1, num_workers)):
+                ours, theirs = context.Pipe()
+                process = context.Process(target=_work, args=(reader, theirs, self.files, refill, os.getpid()),
+                                          daemon=True)
+                with ctrl_c_held():
+                    process.start()
+                    theirs.close()
+                    self.pipes.append(ours)
+                    self.processes.append(process)
+        except BaseException:  # Ctrl-C, or a failed fork: end the workers already started
+            self.__exit__()
+            raise
 
     def _free_slot(self):
         for slot, state in enumerate(self.state):
