@@ -105,7 +105,8 @@ def predict(model_name, cfg, weights_path, filelist, label_file, save_dir, topk=
             progress.update(sum(int(i) not in done for i in batch["index"]))
 
     dist.barrier()
-    failed = sorted(sum(dist.gather(failed), []))
+    gathered = dist.gather_to_main(failed)  # rank 0 alone writes failed.list: the others keep their own
+    failed = sorted(sum(gathered, [])) if gathered is not None else failed
     if dist.is_main():
         count = output.assemble(output.final(lambda key: key[0] in done))
         write_failed_list(save_dir, failed)

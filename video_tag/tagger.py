@@ -195,7 +195,8 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
                     output.__exit__()
 
     dist.barrier()
-    failed = sorted(sum(dist.gather(failed), []))
+    gathered = dist.gather_to_main(failed)  # rank 0 alone writes failed.list: the others keep their own
+    failed = sorted(sum(gathered, [])) if gathered is not None else failed
     if dist.is_main():
         for output in outputs:
             count = output.assemble(output.final(lambda key: key[0] in done))
