@@ -41,9 +41,11 @@ class Scene:
         self.objects = [(rng.uniform(0, WIDTH), rng.uniform(0, HEIGHT), rng.uniform(-3, 3), rng.uniform(-2, 2),
                          int(rng.integers(6, 14)), rng.uniform(0, 255, 3)) for _ in range(objects)]
 
-    def frame(self, t):
-        x = self.origin[0] + self.pan[0] * t
-        y = self.origin[1] + self.pan[1] * t
+    def frame(self, t, camera_t=None):
+        """``camera_t``: where the camera is (the frame its pan has reached; default ``t``)."""
+        camera_t = t if camera_t is None else camera_t
+        x = self.origin[0] + self.pan[0] * camera_t
+        y = self.origin[1] + self.pan[1] * camera_t
         shift = np.float32([[1, 0, -x], [0, 1, -y]])  # sub-pixel camera position
         image = cv2.warpAffine(self.world, shift, (WIDTH, HEIGHT), flags=cv2.INTER_LINEAR)
         for ox, oy, vx, vy, radius, colour in self.objects:
@@ -119,3 +121,19 @@ def static_video(seed, length=200):
 def pan_video(seed, length=200, speed=(1.5, 0.4)):
     """One shot, the camera panning ``speed`` pixels per frame (a slow pan: ~10 s across the frame)."""
     return shot_frames([(Scene(seed, pan=speed, objects=2, length=length), length)], [])
+
+
+def whip_video(seed, length=120, still=50, move=12, speed=6.0):
+    """One shot: the camera still, then moving ``speed`` pixels per frame for ``move`` frames (a fast move
+    from one view to another, as over a dissolve's length), then still again."""
+    scene = Scene(seed, pan=(speed, 0.0), objects=2, length=move)
+    frames = [scene.frame(t, camera_t=min(max(t - still, 0), move)) for t in range(length)]
+    return frames, []
+
+
+def ramp_video(seed, length=120, gains=(0.15, 1.6)):
+    """One shot whose light rises steadily (auto exposure, a dimmer): each frame a little brighter, as in a
+    slow fade but without end."""
+    scene = Scene(seed, objects=2, length=length)
+    frames = [scene.frame(t) * (gains[0] + (gains[1] - gains[0]) * t / (length - 1)) for t in range(length)]
+    return frames, []
