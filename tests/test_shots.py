@@ -109,9 +109,16 @@ def test_one_frame_no_frame_and_a_flash():
     frame = np.full((36, 64, 3), 90, np.uint8)
     assert detect([]) == []
     assert detect([(frame, 3.0)]) == [(0, 1, 3.0, 3.0)]
-    frames, times, _ = clean_video([80], [])
-    frames[40] = np.full_like(frames[40], 255)  # one white frame: a flash, not two shots
-    assert [s[:2] for s in detect(list(zip(frames, times)))] == [(0, 80)]
+    for flash in (1, 2):  # white frames: a flash, not two shots
+        frames, times, _ = clean_video([80], [])
+        frames[40:40 + flash] = [np.full_like(frames[40], 255)] * flash
+        assert [s[:2] for s in detect(list(zip(frames, times)))] == [(0, 80)], flash
+
+
+def test_a_shot_of_a_few_frames_is_merged_into_the_next():
+    frames, times, _ = clean_video([40, 4, 40], ["cut", "cut"])
+    assert [s[:2] for s in detect(list(zip(frames, times)))] == [(0, 40), (40, 84)]
+    assert [s[:2] for s in detect(list(zip(frames, times)), min_shot=4)] == [(0, 40), (40, 44), (44, 84)]
 
 
 def test_state_stays_bounded_on_a_long_shot():

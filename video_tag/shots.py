@@ -26,8 +26,8 @@ float32, and ``d(a, b)``: the mean absolute difference of two thumbnails (grey l
   before and after as much). The frames m where all three hold form a run; the cut is the run's middle
   frame (0.5 s of the true middle for 15 to 40-frame dissolves at 25 frames/s). A fade out and in
   through black is two such transitions (A to black, black to B).
-- A hard cut found inside a gradual run (or ``h`` frames of it) wins; cuts less than ``min_shot`` frames
-  after the previous one are dropped.
+- A cut less than ``min_shot`` frames after the previous one is dropped (a shot of a few frames is a
+  glitch more often than a shot; a hard cut never falls inside a gradual run: it breaks linearity).
 
 Parameters are in frames, tuned for 24 to 30 frames/s; they are keyword arguments of ``ShotDetector``.
 Limits: a gradual transition needs ``3 * h`` frames of one shot on either side (a dissolve less than
@@ -79,7 +79,7 @@ class ShotDetector:
         self.gap = None        # the last positive gap between two frames' times
         self.hard = []         # hard cuts found, not final yet
         self.run = None        # [first m, last m] of the gradual run under way
-        self.gradual = []      # gradual cuts found (run middles), with their runs, not final yet
+        self.gradual = []      # gradual cuts found (run middles), not final yet
         self.cuts = []         # final cuts
         self.starts = {0: 0.0}  # cut frame -> its time (frame 0's set on its arrival)
 
@@ -121,7 +121,7 @@ class ShotDetector:
             self.run = [m, m] if self.run is None else [self.run[0], m]
         elif self.run is not None:
             first, last = self.run
-            self.gradual.append(((first + last + 1) // 2, first, last))
+            self.gradual.append((first + last + 1) // 2)
             self.run = None
 
     def _finalise(self, upto):
@@ -130,11 +130,8 @@ class ShotDetector:
             upto = min(upto, self.run[0] - self.h - 1)
         found = [f for f in self.hard if f <= upto]
         self.hard = [f for f in self.hard if f > upto]
-        for middle, first, last in [g for g in self.gradual if g[0] <= upto]:
-            near = [f for f in found + self.hard if first - self.h <= f <= last + self.h]
-            if not near:
-                found.append(middle)
-        self.gradual = [g for g in self.gradual if g[0] > upto]
+        found += [g for g in self.gradual if g <= upto]
+        self.gradual = [g for g in self.gradual if g > upto]
         kept = []
         for f in sorted(found):
             if f - (self.cuts[-1] if self.cuts else 0) >= self.min_shot:
@@ -161,5 +158,5 @@ class ShotDetector:
 
     def _check_gradual_end(self):
         first, last = self.run
-        self.gradual.append(((first + last + 1) // 2, first, last))
+        self.gradual.append((first + last + 1) // 2)
         self.run = None
