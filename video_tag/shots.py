@@ -12,7 +12,7 @@ few vector operations per frame) and finds dissolves by their linearity. tests/t
 cuts with PySceneDetect's ContentDetector on the same generated videos (run where ``scenedetect`` is
 installed).
 
-The algorithm, on ``T_i``: frame i shrunk to ``THUMB`` (area average: noise and small motions fade),
+The algorithm, on ``T_i``: frame i shrunk to ``THUMB`` (averages of 16 pixels: noise and small motions fade),
 float32, and ``d(a, b)``: the mean absolute difference of two thumbnails (grey levels, 0..255).
 
 - Hard cut before frame i: ``c_i = d(T_i, T_{i-1})`` is at least ``cut_min`` and at least ``cut_ratio``
@@ -43,16 +43,20 @@ import cv2
 import numpy as np
 
 THUMB = (32, 18)  # width, height of the thumbnail every frame is shrunk to
+GRID = 4          # each thumbnail pixel: the mean of GRID x GRID pixels picked on a regular grid
 
 
 def thumbnail(frame):
-    """RGB (or BGR) uint8 [H, W, 3] -> float32 [18, 32, 3]: the frame's area average."""
-    return cv2.resize(frame, THUMB, interpolation=cv2.INTER_AREA).astype(np.float32)
+    """RGB (or BGR) uint8 [H, W, 3] -> float32 [18, 32, 3]: the mean of 4 x 4 pixels picked evenly over
+    each thumbnail pixel's area (at 640x360: one pixel in 5 x 5). About 20 us a frame; an area average of
+    every pixel costs 10x more for noise that 16 pixels already average out."""
+    grid = cv2.resize(frame, (THUMB[0] * GRID, THUMB[1] * GRID), interpolation=cv2.INTER_NEAREST)
+    return cv2.resize(grid, THUMB, interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
 def distance(a, b):
     """Mean absolute difference of two thumbnails, in grey levels."""
-    return float(np.abs(a - b).mean())
+    return cv2.norm(a, b, cv2.NORM_L1) / a.size
 
 
 class ShotDetector:
@@ -75,6 +79,7 @@ class ShotDetector:
         self.thumbs = collections.deque(maxlen=6 * half_span + 1)  # T_{n-len} .. T_{n-1}
         self.diffs = {}        # k -> c_k = d(T_k, T_{k-1}), for the last 5 frames
         self.times = {}        # frame number -> time, for the frames a cut may still start
+        self.oldest = 0        # the oldest frame number in times
         self.count = 0         # frames added
         self.gap = None        # the last positive gap between two frames' times
         self.hard = []         # hard cuts found, not final yet
@@ -138,8 +143,9 @@ class ShotDetector:
                 self.cuts.append(f)
                 self.starts[f] = self.times[f]
                 kept.append(f)
-        for f in [f for f in self.times if f < upto - 6 * self.h]:
-            del self.times[f]
+        while self.oldest < upto - 6 * self.h:  # times no cut can start at any more
+            self.times.pop(self.oldest, None)
+            self.oldest += 1
         return kept
 
     def finish(self, end_time=None):
