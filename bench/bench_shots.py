@@ -6,7 +6,11 @@ frame, and PySceneDetect's ContentDetector (defaults) on the same frames where `
 installed; and decoding with ``ShotDetector.add`` on each frame as it comes (the frame in cache, as in
 a decode worker). The rows run in turn ``--repeat`` times; median and best, in ms per frame.
 
-    python bench/bench_shots.py [--size 640x360] [--repeat 3]
+With ``--seeds N``: accuracy instead, on N videos of each kind at ``--size``: hard cuts (precision
+and recall, within 1 frame), dissolves (within 0.5 s of their middle frame), and the cuts found in
+one-shot videos (static camera with moving objects, slow pan, fast camera move, rising light).
+
+    python bench/bench_shots.py [--size 640x360] [--repeat 3] [--seeds N]
 """
 import argparse
 import os
@@ -21,7 +25,8 @@ import numpy as np
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
-from shot_videos import FPS, cut_video, dissolve_video  # noqa: E402
+from shot_videos import (FPS, cut_video, dissolve_video, pan_video, ramp_video, static_video,  # noqa: E402
+                         whip_video)
 from video_tag.shots import ShotDetector  # noqa: E402
 
 
@@ -75,13 +80,61 @@ def pyscenedetect(frames):
     return time.perf_counter() - start, len(cuts) + 1
 
 
+def matched(found, truth, tolerance):
+    """How many true cuts have a found cut within ``tolerance`` (each found cut used once)."""
+    unmatched, hits = list(found), 0
+    for t in truth:
+        near = [f for f in unmatched if abs(f - t) <= tolerance]
+        if near:
+            unmatched.remove(min(near, key=lambda f: abs(f - t)))
+            hits += 1
+    return hits
+
+
+def accuracy(seeds, size, folder):
+    path = os.path.join(folder, "accuracy.mp4")
+    sums = {}
+    for seed in range(1, seeds + 1):
+        for name, generate in (("cuts", cut_video), ("dissolves", dissolve_video), ("static", static_video),
+                               ("pan", pan_video), ("whip", whip_video), ("ramp", ramp_video)):
+            frames, cuts = generate(seed)
+            write_video(path, frames, size)
+            detector, times = ShotDetector(), []
+            cap = cv2.VideoCapture(path)
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                times.append(cap.get(cv2.CAP_PROP_POS_MSEC) / 1000)
+                detector.add(frame, times[-1])
+            found = [start for start, *_ in detector.finish()[1:]]
+            if name == "dissolves":
+                hits = matched([times[f] for f in found], [times[c] for c in cuts], 0.5)
+            else:
+                hits = matched(found, cuts, 1)
+            total = sums.setdefault(name, [0, 0, 0])
+            total[0], total[1], total[2] = total[0] + hits, total[1] + len(found), total[2] + len(cuts)
+    print(f"{seeds} videos of each kind, {size[0]}x{size[1]}")
+    for name, (hits, found, truth) in sums.items():
+        if truth:
+            print(f"{name:10s} true {truth:3d}  found {found:3d}  precision {hits / max(1, found):.3f}  "
+                  f"recall {hits / truth:.3f}")
+        else:
+            print(f"{name:10s} one shot each: {found} false cuts")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="640x360")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=0)
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
     cv2.setNumThreads(1)
+    if args.seeds:
+        with tempfile.TemporaryDirectory() as folder:
+            accuracy(args.seeds, size, folder)
+        return
     (first, cuts1), (second, cuts2) = cut_video(1), dissolve_video(1)
     frames, true_shots = first + second, len(cuts1) + len(cuts2) + 2  # and a cut between the two
     with tempfile.TemporaryDirectory() as folder:

@@ -71,7 +71,7 @@ class ShotDetector:
     """
 
     def __init__(self, cut_min=12.0, cut_ratio=3.0, half_span=8, gradual_min=20.0, linearity=0.3,
-                 contrast=2.0, min_shot=5):
+                 contrast=1.5, min_shot=5):
         self.cut_min, self.cut_ratio = cut_min, cut_ratio
         self.h, self.gradual_min, self.linearity, self.contrast = half_span, gradual_min, linearity, contrast
         self.min_shot = min_shot
