@@ -8,6 +8,7 @@ a decode worker). The rows run in turn ``--repeat`` times; median and best, in m
 
 With ``--seeds N``: accuracy instead, on N videos of each kind at ``--size``: hard cuts (precision
 and recall, within 1 frame), dissolves (within 0.5 s of their middle frame), and the cuts found in
+fades out and in through black (one cut within 0.5 s of the black's middle), and the cuts found in
 one-shot videos (static camera with moving objects, slow pan, fast camera move, rising light).
 
     python bench/bench_shots.py [--size 640x360] [--repeat 3] [--seeds N]
@@ -25,8 +26,8 @@ import numpy as np
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
-from shot_videos import (FPS, cut_video, dissolve_video, pan_video, ramp_video, static_video,  # noqa: E402
-                         whip_video)
+from shot_videos import (FPS, cut_video, dissolve_video, fade_video, pan_video, ramp_video,  # noqa: E402
+                         static_video, whip_video)
 from video_tag.shots import ShotDetector  # noqa: E402
 
 
@@ -95,7 +96,8 @@ def accuracy(seeds, size, folder):
     path = os.path.join(folder, "accuracy.mp4")
     sums = {}
     for seed in range(1, seeds + 1):
-        for name, generate in (("cuts", cut_video), ("dissolves", dissolve_video), ("static", static_video),
+        for name, generate in (("cuts", cut_video), ("dissolves", dissolve_video), ("fades", fade_video),
+                               ("fades+hold", lambda seed: fade_video(seed, hold=10)), ("static", static_video),
                                ("pan", pan_video), ("whip", whip_video), ("ramp", ramp_video)):
             frames, cuts = generate(seed)
             write_video(path, frames, size)
@@ -108,7 +110,7 @@ def accuracy(seeds, size, folder):
                 times.append(cap.get(cv2.CAP_PROP_POS_MSEC) / 1000)
                 detector.add(frame, times[-1])
             found = [start for start, *_ in detector.finish()[1:]]
-            if name == "dissolves":
+            if name in ("dissolves", "fades", "fades+hold"):
                 hits = matched([times[f] for f in found], [times[c] for c in cuts], 0.5)
             else:
                 hits = matched(found, cuts, 1)

@@ -137,3 +137,15 @@ def ramp_video(seed, length=120, gains=(0.15, 1.6)):
     scene = Scene(seed, objects=2, length=length)
     frames = [scene.frame(t) * (gains[0] + (gains[1] - gains[0]) * t / (length - 1)) for t in range(length)]
     return frames, []
+
+
+def fade_video(seed, hold=0, fade=DISSOLVE):
+    """Two shots through black: A fades out over ``fade`` frames, ``hold`` black frames, B fades in over
+    ``fade`` frames. Returns ``(frames, [middle])``: the middle frame of the whole (the black between)."""
+    a, b = Scene(seed * 100), Scene(seed * 100 + 1)
+    frames = [a.frame(t) for t in range(50)]
+    frames += [a.frame(50 + t) * (1 - (t + 1) / (fade + 1)) for t in range(fade)]
+    frames += [a.frame(0) * 0 + a.rng.normal(0, 2, (HEIGHT, WIDTH, 3)) for _ in range(hold)]
+    frames += [b.frame(t) * ((t + 1) / (fade + 1)) for t in range(fade)]
+    frames += [b.frame(fade + t) for t in range(50)]
+    return frames, [50 + (2 * fade + hold) // 2]

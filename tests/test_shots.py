@@ -4,8 +4,8 @@ same videos where ``scenedetect`` is installed."""
 import numpy as np
 import pytest
 
-from shot_videos import (FPS, Scene, cut_video, dissolve_video, encode_decode, pan_video, ramp_video, shot_frames,
-                         static_video, whip_video)
+from shot_videos import (FPS, Scene, cut_video, dissolve_video, encode_decode, fade_video, pan_video, ramp_video,
+                         shot_frames, static_video, whip_video)
 from video_tag.shots import ShotDetector
 
 SEEDS = (1, 2)
@@ -17,7 +17,8 @@ def videos(tmp_path_factory):
     folder = tmp_path_factory.mktemp("shots")
     made = {}
     for name, generate in (("cuts", cut_video), ("dissolves", dissolve_video), ("static", static_video),
-                           ("pan", pan_video), ("whip", whip_video), ("ramp", ramp_video)):
+                           ("pan", pan_video), ("whip", whip_video), ("ramp", ramp_video), ("fade", fade_video),
+                           ("fade_hold", lambda seed: fade_video(seed, hold=10))):
         for seed in SEEDS:
             frames, cuts = generate(seed)
             made[name, seed] = encode_decode(frames, folder / f"{name}{seed}.mp4"), cuts
@@ -62,6 +63,15 @@ def test_dissolves_cut_within_half_a_second_of_their_middle(videos):
     assert precision >= 0.95 and recall >= 0.95, (found, truth)
 
 
+@pytest.mark.parametrize("name", ["fade", "fade_hold"])
+def test_a_fade_out_and_in_is_one_cut_in_the_black(videos, name):
+    """Through black directly or after 10 black frames: one cut, within 0.5 s of the black's middle."""
+    for seed in SEEDS:
+        decoded, (middle,) = videos[name, seed]
+        shots = detect(decoded)
+        assert len(shots) == 2 and abs(shots[1][2] - decoded[middle][1]) <= 0.5, (shots, middle)
+
+
 @pytest.mark.parametrize("name", ["static", "pan", "whip", "ramp"])
 def test_no_cut_in_one_shot(videos, name):
     """A static camera with fast objects, a slow pan, a fast camera move between two still views (a
@@ -87,7 +97,7 @@ def test_shots_frame_numbers_times_and_streamed_cuts():
     streamed = []
     for i, (frame, time) in enumerate(zip(frames, times)):
         for cut in detector.add(frame, time):
-            assert i - detector.delay >= cut  # decided late, never ahead of the lookahead
+            assert cut >= i - detector.delay  # final at most `delay` frames late
             streamed.append(cut)
     shots = detector.finish()
     bounds = [0, 40, 92, 145, len(frames)]
@@ -141,15 +151,16 @@ def scenedetect_cuts(decoded):
 
 
 def test_cuts_agree_with_pyscenedetect(videos):
-    """Hard cuts: the same frames within 1; dissolves: every one PySceneDetect finds (none, as its
-    detectors compare adjacent frames only), ours finds within 0.5 s; one-shot videos: neither cuts."""
+    """Hard cuts: the same frames within 1; dissolves and fades: every cut PySceneDetect finds (no
+    dissolve: its detectors compare adjacent frames only), ours finds within 0.5 s; one-shot videos:
+    neither cuts."""
     pytest.importorskip("scenedetect")
     for (name, seed), (decoded, _) in sorted(videos.items()):
         ours = [s[0] for s in detect(decoded)[1:]]
         theirs = scenedetect_cuts(decoded)
         if name == "cuts":
             assert precision_recall(ours, theirs, 1) == (1.0, 1.0), (name, seed, ours, theirs)
-        elif name == "dissolves":
+        elif name in ("dissolves", "fade", "fade_hold"):
             assert all(any(abs(o - t) <= 0.5 * FPS for o in ours) for t in theirs), (name, seed, ours, theirs)
         else:
             assert ours == theirs == [], (name, seed, ours, theirs)
