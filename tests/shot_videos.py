@@ -131,11 +131,12 @@ def whip_video(seed, length=120, still=50, move=12, speed=6.0):
     return frames, []
 
 
-def ramp_video(seed, length=120, gains=(0.15, 1.6)):
-    """One shot whose light rises steadily (auto exposure, a dimmer): each frame a little brighter, as in a
-    slow fade but without end."""
+def ramp_video(seed, length=130, still=40, gains=(0.3, 1.5)):
+    """One shot whose light, steady for ``still`` frames, then rises steadily to the end (auto exposure, a
+    dimmer): each frame a little brighter, as in a fade in, but without end."""
     scene = Scene(seed, objects=2, length=length)
-    frames = [scene.frame(t) * (gains[0] + (gains[1] - gains[0]) * t / (length - 1)) for t in range(length)]
+    slope = (gains[1] - gains[0]) / (length - 1 - still)
+    frames = [scene.frame(t) * (gains[0] + slope * max(0, t - still)) for t in range(length)]
     return frames, []
 
 

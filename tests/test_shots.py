@@ -109,6 +109,12 @@ def test_shots_frame_numbers_times_and_streamed_cuts():
     assert detector.finish(end_time=9.5)[-1][3] == 9.5
 
 
+def test_a_dissolve_near_the_end_is_kept():
+    """Its cut is final only 4 h frames later (a fade pair may follow): finish() must still keep it."""
+    frames, times, cuts = clean_video([40, 35], ["dissolve"])
+    assert [s[:2] for s in detect(list(zip(frames, times)))] == [(0, cuts[0]), (cuts[0], 75)]
+
+
 def test_a_cut_at_the_first_and_last_frames():
     frames, times, _ = clean_video([1, 40, 1], ["cut", "cut"])
     shots = detect(list(zip(frames, times)), min_shot=1)
