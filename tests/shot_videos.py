@@ -52,7 +52,7 @@ class Scene:
             cx, cy = (ox + vx * t) % (WIDTH + 20) - 10, (oy + vy * t) % (HEIGHT + 20) - 10
             cv2.circle(image, (int(cx), int(cy)), radius, tuple(float(c) for c in colour), -1)
             cv2.circle(image, (int(cx), int(cy)), radius // 2, tuple(float(255 - c) for c in colour), -1)
-        image += self.rng.normal(0, 3, image.shape).astype(np.float32)  # sensor noise
+        image += 3 * self.rng.standard_normal(image.shape, dtype=np.float32)  # sensor noise
         return image
 
 
