@@ -36,9 +36,9 @@ fade), float32, and ``d(a, b)``: the mean absolute difference of two thumbnails 
 Parameters are in frames, tuned for 24 to 30 frames/s on generated videos (bench/bench_shots.py
 ``--seeds``); they are keyword arguments of ``ShotDetector``. Limits: with ``h = 8``, dissolves of 10 to
 20 frames are found (measured: 25 frames, some twice; 30 and more, mostly missed): a longer one needs
-``half_span`` about half its length. A gradual transition needs ``3 *
-h`` frames on either side (one within ~1 s of the video's start or end is missed) and ``2 h`` frames
-before or after it without another transition.
+``half_span`` about half its length (and all parameters in frames scale with the frame rate). A gradual
+transition needs ``3 * h`` frames on either side (one within ~1 s of the video's start or end is
+missed) and ``2 h`` frames before or after it without another transition.
 
 Memory: the last ``6 * h + 1`` thumbnails (7 KB each), the times of the last ~``9 * h`` frames; a cut
 is final at most ``delay = 7 * h + 1`` frames after it (``3 * h + 1`` for a hard cut not after a
