@@ -150,7 +150,10 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
                             if dist.is_main():
                                 progress.write(format_tags(path, tags), end="")
                             if store is not None:
-                                store.save(path, features, video_provenance(path, settings))
+                                reason = store.save(path, features, video_provenance(path, settings))
+                                if reason is not None:  # its own write error: this video fails, not the run
+                                    log.warning("cannot store the features of %s: %s", path, reason)
+                                    failed.append((index, path, reason))
                         progress.update(1)
                 if store is not None:
                     store.close()
