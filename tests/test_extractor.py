@@ -231,8 +231,10 @@ def test_provenance_decides_what_resume_skips(setup, caplog):
     write_video(videos[2], 14, 64, 64, 7)
     assert extract_in_process(tmp_path, listing, out, tmp_path / "tsn.pdparams", short_size=48) == 0
     assert os.stat(feature).st_mtime_ns != stamp
-    # A feature file whose record is missing (killed between the two) is not trusted.
+    # A feature file whose record is missing (killed between the two: the features rewritten, not the
+    # record) is not trusted.
     os.remove(feature[:-4] + ".json")
+    np.save(feature, np.load(feature))
     stamp = os.stat(feature).st_mtime_ns
     assert extract_in_process(tmp_path, listing, out, tmp_path / "tsn.pdparams", short_size=48) == 0
     assert os.stat(feature).st_mtime_ns != stamp and os.path.isfile(feature[:-4] + ".json")

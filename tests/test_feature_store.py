@@ -233,11 +233,18 @@ def test_the_records_index_decides_and_the_records_stay_the_truth(tmp_path, shar
     assert store.plan(videos, SETTINGS, *SHAPE).done == set(videos)
     store.close()
     assert len([line for line in open(os.path.join(out, FILE), encoding="utf-8") if line.count("\t") == 7]) == 5
-    # A stale index: a record changed by hand (another video's), a feature file deleted.
+    # A stale index: features and record rewritten by a videotag without the index (other settings), a
+    # feature file deleted, a feature file rewritten by a run killed before its record.
     if not shard_size:
         first = output_stem(videos[0])
+        with open(os.path.join(out, first + ".npy"), "wb") as f:
+            feature_files.write(f, features(7), "float32")
         with open(os.path.join(out, first + ".json"), "w", encoding="utf-8") as f:
             json.dump({**video_provenance(videos[0], SETTINGS), "precision": "bf16"}, f)
         os.remove(os.path.join(out, output_stem(videos[1]) + ".npy"))
+        third = os.path.join(out, output_stem(videos[2]))
+        os.remove(third + ".json")
+        with open(third + ".npy", "wb") as f:
+            feature_files.write(f, features(8), "float32")
         plan = FeatureStore(out, "float32", feature_dim=4).plan(videos, SETTINGS, *SHAPE)
-        assert plan.todo == videos[:2] and plan.stale == {"precision": 1}
+        assert plan.todo == videos[:3] and plan.stale == {"precision": 1}

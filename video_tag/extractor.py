@@ -185,7 +185,7 @@ def extract(cfg, weights_path, list_path, save_dir, overwrite=False, use_gpu=Fal
             store.write_lists(videos, failed, with_spellings(plan.done | finished))
         raise
     # Each rank reports what it found done and what it extracted; rank 0 checks only the latter.
-    reports = dist.gather((rank, sorted(plan.done), [v for v in todo if v not in failed], failed))
+    reports = dist.gather((rank, list(plan.done), [v for v in todo if v not in failed], failed))
     if dist.is_main():
         done = set()
         for other, found, finished, their_failed in reports:

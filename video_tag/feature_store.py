@@ -79,9 +79,10 @@ class Layout:
     def __init__(self, save_dir, dtype, shard_size):
         self.save_dir, self.dtype, self.shard_size = save_dir, dtype, shard_size
         self.suffix = feature_files.suffix(dtype)
+        self.prefix = os.path.join(save_dir, "")
 
     def path(self, where):
-        return os.path.join(self.save_dir, where)
+        return self.prefix + where
 
     def ours(self, where):
         """True when ``where`` is in this layout and dtype."""
@@ -98,12 +99,13 @@ class Layout:
         return None
 
 
-def stamp(*paths):
-    """``"size:mtime_ns,..."`` of files (None when one is missing)."""
+def stamp(path):
+    """``"size:mtime_ns"`` of a file (None when it is missing)."""
     try:
-        return ",".join(f"{st.st_size}:{st.st_mtime_ns}" for st in map(os.stat, paths))
+        st = os.stat(path)
     except OSError:
         return None
+    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def compare(expected, settings, entry, stored_settings):
@@ -116,32 +118,20 @@ def compare(expected, settings, entry, stored_settings):
     return differ + [k for k in settings if stored_settings.get(k) != settings[k]]
 
 
-class FeatureStore:
-    """The features of ``save_dir`` stored as ``dtype`` in one file per video, or in shards of
-    ``shard_size`` videos. ``plan`` (or ``up_to_date``) what to extract, ``save`` the videos of a run, then
-    ``close``; ``write_lists`` on one process."""
+class Names:
+    """The names of videos: their real paths (one ``lstat`` per video), stems and one spelling per real path."""
 
-    def __init__(self, save_dir, dtype, shard_size=0, feature_dim=2048):
-        if files.text_path(save_dir) != save_dir:
-            raise UserError(f"save_dir {files.text_path(save_dir)}: a TAB, newline or bytes that are not UTF-8 "
-                            f"in its path cannot be written into features.list; choose another folder")
-        os.makedirs(save_dir, exist_ok=True)
-        self.save_dir, self.dtype, self.shard_size = save_dir, dtype, int(shard_size or 0)
-        self.feature_dim = feature_dim  # F of the features [seg_num, F] (a record holds seg_num)
-        self.layout = Layout(save_dir, dtype, self.shard_size)
-        self.writer = shards.ShardWriter(save_dir, self.shard_size, self._placed) if self.shard_size else None
-        self.records = RecordIndex(save_dir)
-        self.stems, self.dirs, self.legacy, self.placing = {}, {}, {}, {}
-        self.drops = collections.defaultdict(set)  # shard -> members to take out of its index (batched)
-        with self.locked():
-            self.scan()
-
-    # -- names ------------------------------------------------------------------------------------------
+    def __init__(self, suffix):
+        self.suffix = suffix
+        self.stems, self.dirs, self.probed = {}, {}, {}
 
     def probe(self, video):
         """``(real path, os.stat_result or None)`` of ``video``: one ``lstat`` when it is not a link (the real
-        paths of folders are cached)."""
-        head, tail = os.path.split(video)
+        paths of folders are cached; ``assign`` keeps what it found for the next look)."""
+        hit = self.probed.pop(video, None)
+        if hit is not None:
+            return hit
+        head, tail = os.path.split(video) if os.altsep else video.rpartition(os.sep)[::2]
         try:
             st = os.lstat(video)
         except OSError:
@@ -154,8 +144,8 @@ class FeatureStore:
             return os.path.realpath(video), st
         folder = self.dirs.get(head)
         if folder is None:
-            folder = self.dirs[head] = os.path.realpath(head or ".")
-        return os.path.join(folder, tail), st
+            folder = self.dirs[head] = os.path.join(os.path.realpath(head or "."), "")
+        return folder + tail, st
 
     def stem(self, video, real_path=None):
         """``video``'s name (``lists.output_stem``), once per video."""
@@ -165,10 +155,6 @@ class FeatureStore:
             stem = self.stems[video] = output_stem(video, path_digest(real))
         return stem
 
-    def name(self, video):
-        """``video``'s feature file name: ``<stem>.npy`` (``.npz`` for uint8)."""
-        return self.stem(video) + self.layout.suffix
-
     def assign(self, videos):
         """``(unique, failed, same)``: ``videos`` with one spelling per real path (the first), in order;
         {video: reason} for a video that is not extracted: its name is another real path's of the list (a
@@ -176,7 +162,7 @@ class FeatureStore:
         one, the characters ``\\t`` in the other); {other spelling: the first}."""
         held, texts, unique, failed, same = {}, {}, [], {}, {}
         for v in videos:
-            real = self.probe(v)[0]
+            real, st = self.probed[v] = self.probe(v)
             stem = self.stem(v, real)
             first = held.setdefault(stem, (real, v))
             text = files.text_path(v)
@@ -193,33 +179,28 @@ class FeatureStore:
                 unique.append(v)
         return unique, failed, same
 
-    # -- what is done -----------------------------------------------------------------------------------
 
-    def scan(self):
-        """Take the shards the index does not know yet (written by an older videotag, or placed by a run
-        killed before it wrote its lines) into the index; forget the shards that are gone (lock held)."""
-        found = {os.path.basename(s): s for s in shards.shards_in(self.save_dir)}
-        self.live = set(found)
-        for name in sorted(self.records.shards - self.live):
-            self.records.shard_gone(name)
-        for name, shard in found.items():
-            if name not in self.records.shards:
-                try:
-                    self._take_shard(shard, _records_of(shard))
-                except ValueError as e:
-                    log.warning("skipped shard %s: %s", shard, e)
-        self._flush()
+class Verdict:
+    """The provenance verdict: whether a video's features here match what a run would make, from the records
+    index (``record_index.py``) checked against the files it names, else from the records themselves.
+    ``live``: the shards in place (shared with the ``Writer``); ``legacy`` {video: index entry of its
+    features named as before 16-digit hashes} (the ``Writer`` removes them once the video is saved again)."""
 
-    def _valid(self, entry):
-        """True while the files of an index entry are as it says."""
+    def __init__(self, layout, records, names, live, feature_dim):
+        self.layout, self.records, self.names, self.live = layout, records, names, live
+        self.feature_dim = feature_dim  # F of the features [seg_num, F] (a record holds seg_num)
+        self.legacy = {}
+        self.found = {}  # video -> where its features are, for the videos ``plan`` found done
+
+    def valid(self, entry):
+        """True while the features of an index entry are as it says."""
         if "/" in entry.where:
             return entry.where.split("/", 1)[0] in self.live
-        path = self.layout.path(entry.where)
-        return entry.stamp == stamp(path, os.path.join(self.save_dir, entry.stem + ".json"))
+        return entry.stamp == stamp(self.layout.prefix + entry.where)
 
-    def _inspect(self, stem):
+    def inspect(self, stem):
         """An index entry for ``stem``'s plain files, from its record file (complete features with a readable
-        record only), or None."""
+        record only; indexed), or None."""
         found = self.layout.plain(stem)
         if found is None:
             return None
@@ -227,61 +208,61 @@ class FeatureStore:
         try:
             with open(record_path, encoding="utf-8") as f:
                 record = json.load(f)
-            per_video, settings = split_record(record)
+            settings = split_record(record)[1]
             shape = (int(settings["seg_num"]), self.feature_dim)
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
         if not feature_files.complete(feature, settings["feature_dtype"], shape):
             return None
-        self.records.add(stem, os.path.basename(feature), stamp(feature, record_path), record)
+        self.records.add(stem, os.path.basename(feature), stamp(feature), record)
         return self.records.get(stem)
 
-    def _entry(self, stem):
-        """The index entry of ``stem`` whose files are as it says, else one from its plain files, else None."""
+    def entry(self, stem):
+        """The index entry of ``stem`` whose features are as it says, else one from its plain files, else None."""
         entry = self.records.get(stem)
-        if entry is not None and not self._valid(entry):
+        if entry is not None and not self.valid(entry):
             entry = None
-        if entry is None or ("/" in entry.where and not self.shard_size):
-            entry = self._inspect(stem) or entry  # a newer plain copy the index does not know of
+        if entry is None or ("/" in entry.where and not self.layout.shard_size):
+            entry = self.inspect(stem) or entry  # a newer plain copy the index does not know of
         return entry
 
     def judge(self, video, expected, settings, key):
         """``(fresh, differ, reason)`` of ``video`` against the record a run expects (``expected``: text real
-        path, size, mtime_ns; ``settings`` with their ``key``): fresh when its features are complete here in
-        this layout and dtype and match; ``differ`` what does not; ``reason`` when the name is held by another
-        real path (the video must not be extracted here)."""
-        stem = self.stem(video)
-        entry = self._entry(stem)
+        path, size, mtime_ns; ``settings`` with their ``key``): ``fresh`` the path of its features when they
+        are complete here in this layout and dtype and match, else False; ``differ`` what does not match;
+        ``reason`` when the name is held by another real path (the video must not be extracted here)."""
+        stem = self.names.stem(video)
+        entry = self.entry(stem)
         if entry is None:
-            self._find_legacy(video)
+            self.find_legacy(video)
             return False, [], None
         if entry.real_path != expected[0]:
             return False, [], collision(stem, entry.real_path)
-        differ = [] if self.layout.ours(entry.where) or entry.key != key else [LAYOUT]
+        ours = self.layout.ours(entry.where)
         if entry.key != key or entry.size != str(expected[1]) or entry.mtime_ns != str(expected[2]):
-            differ += compare(expected, settings, entry, self.records.record_settings(entry))
-        elif not self.layout.ours(entry.where):
-            differ = [LAYOUT]
-        return not differ, differ, None
+            differ = ([] if ours or entry.key != key else [LAYOUT]) + compare(
+                expected, settings, entry, self.records.record_settings(entry))
+        else:
+            differ = [] if ours else [LAYOUT]
+        return (False if differ else self.layout.prefix + entry.where), differ, None
 
-    def _find_legacy(self, video):
-        """Remember where ``video``'s features named as before 16-digit hashes are (removed once saved)."""
-        real = self.probe(video)[0]
+    def find_legacy(self, video):
+        """Remember where ``video``'s features named as before 16-digit hashes are, if they are its own."""
+        real = self.names.probe(video)[0]
         old = legacy_stem(video, real)
-        entry = self.records.get(old) or self._inspect(old)
+        entry = self.records.get(old) or self.inspect(old)
         if entry is not None and entry.real_path == files.text_path(real):
             self.legacy[video] = entry
 
-    def plan(self, videos, settings, seg_num, feature_dim, overwrite=False):
+    def plan(self, videos, settings, overwrite=False):
         """What a run of ``settings`` has to do for ``videos``: ``Plan(todo, done, failed, stale,
         provenance)``: todo in order; done a set; failed {video: reason} (names held by other videos);
         stale a Counter of what differed; provenance {video in todo: its record}."""
-        self.feature_dim = feature_dim
         settings = split_record(settings)[1]
         key = settings_text(settings)[1]
         todo, done, failed, stale, provenance = [], set(), {}, collections.Counter(), {}
         for v in videos:
-            real, st = self.probe(v)
+            real, st = self.names.probe(v)
             if st is None:
                 todo.append(v)
                 provenance[v] = None  # decoding will say what is wrong
@@ -291,6 +272,7 @@ class FeatureStore:
                 failed[v] = reason
             elif fresh and not overwrite:
                 done.add(v)
+                self.found[v] = fresh
             else:
                 todo.append(v)
                 stale.update(differ)
@@ -299,60 +281,68 @@ class FeatureStore:
             example = next(iter(self.legacy.values()))
             log.warning("%d video(s) have features in %s under their name from before 16-digit hashes (e.g. %s): "
                         "they are extracted again under the new name and the old copies removed",
-                        len(self.legacy), self.save_dir, example.where)
+                        len(self.legacy), self.layout.save_dir, example.where)
         return Plan(todo, done, failed, stale, provenance)
 
-    def up_to_date(self, video, expected, seg_num, feature_dim):
-        """``(True, [])`` when ``video``'s features are complete in this layout and dtype and their record
-        matches ``expected`` (a ``video_provenance``; all but the path as listed); else ``(False, [what
-        differs])`` (the name held by another real path counts as not up to date)."""
-        if expected is None:
-            return False, []
-        self.feature_dim = feature_dim
-        per_video, settings = split_record(expected)
-        fresh, differ, _ = self.judge(video, (per_video["real_path"], per_video["size"], per_video["mtime_ns"]),
-                                      settings, settings_text(settings)[1])
-        return fresh, differ
+    def holder(self):
+        """``holds(video, feature)``: True when ``feature`` (a path in a manifest row) holds ``video``'s
+        features: its record names that video, and it is still there (the folder listed once)."""
+        prefix, names = self.layout.prefix, None
 
-    def done(self, videos, settings, seg_num, feature_dim):
-        """The videos of ``videos`` whose features here are complete and match ``settings`` (the index and
-        the shards read anew: other processes may have added to them)."""
-        with self.locked():
-            self.records.refresh()
-            self.scan()
-        return self.plan(videos, settings, seg_num, feature_dim).done
+        def holds(video, feature):
+            nonlocal names
+            if not feature.startswith(prefix):
+                return False
+            where = feature[len(prefix):]
+            stem = os.path.basename(where)[:-4]
+            entry = self.records.get(stem)
+            if entry is None and "/" not in where:
+                entry = self.inspect(stem)  # a folder from before the index
+            if entry is None or entry.where != where or entry.video != video:
+                return False
+            if "/" in where:
+                return where.split("/", 1)[0] in self.live
+            if names is None:
+                names = set(os.listdir(self.layout.save_dir))
+            return where in names and entry.stem + ".json" in names
 
-    def location(self, video):
-        """Where ``video``'s features are (a path or shard member), or None."""
-        entry = self.records.get(self.stem(video))
-        return self.layout.path(entry.where) if entry is not None and self.layout.ours(entry.where) else None
+        return holds
 
-    # -- writing ----------------------------------------------------------------------------------------
+
+class Writer:
+    """Stores the features of a run, and keeps one copy per video: an older copy (a shard member, a plain
+    file, a name from before 16-digit hashes) goes once the new one is in place; shard members are taken out
+    of their shard's index in one batch per shard. ``locked``: the folder's lock (a context manager)."""
+
+    def __init__(self, layout, records, names, verdict, locked):
+        self.layout, self.records, self.names, self.verdict, self.locked = layout, records, names, verdict, locked
+        self.live = verdict.live
+        self.shards = shards.ShardWriter(layout.save_dir, layout.shard_size, self.placed) if layout.shard_size else None
+        self.placing = {}  # stem -> (provenance, legacy entry) of the videos in the shard in progress
+        self.drops = collections.defaultdict(set)  # shard -> members to take out of its index (batched)
 
     def save(self, video, features, provenance):
-        """Store ``features`` [T, F] float32 of ``video`` as this store's dtype, with its provenance record
-        (a ``video_provenance``). With shards, they are done once their shard is in place. Returns None, or
-        the reason this video could not be stored (an ``OSError`` of its own, e.g. a name the file system
-        refuses: it goes to failed.list); raises ``RunError`` when the folder cannot take any more (a full
-        disk, a read-only file system, no permission)."""
-        stem = self.stem(video)
+        """``FeatureStore.save``."""
+        stem, dtype, suffix = self.names.stem(video), self.layout.dtype, self.layout.suffix
         buffer = io.BytesIO()
         try:
-            feature_files.write(buffer, features, self.dtype)
+            feature_files.write(buffer, features, dtype)
         except ValueError as e:  # NaN or Inf cannot be quantised: the weights are broken, not this video
-            raise RunError(f"cannot store the features of {video} as {self.dtype}: {e}") from None
+            raise RunError(f"cannot store the features of {video} as {dtype}: {e}") from None
         text = json.dumps(provenance, ensure_ascii=False, indent=1) + "\n"
-        if self.writer is not None:
-            self.placing[stem] = (provenance, self.legacy.pop(video, None))  # before add: it may place the shard
-            self.writer.add(stem + self.layout.suffix, buffer.getvalue(), stem + ".json", text)
+        legacy = self.verdict.legacy.pop(video, None)
+        self.verdict.found.pop(video, None)
+        if self.shards is not None:
+            self.placing[stem] = (provenance, legacy)  # before add: it may place the shard
+            self.shards.add(stem + suffix, buffer.getvalue(), stem + ".json", text)
             return None
         # The record goes first and comes back last: a feature file without a matching record (e.g. killed
         # in between) is extracted again on resume, never trusted.
-        output, record = os.path.join(self.save_dir, stem + self.layout.suffix), os.path.join(self.save_dir, stem + ".json")
+        output, record = self.layout.path(stem + suffix), self.layout.path(stem + ".json")
         try:
             for old in (".json", ".npy", ".npz"):
                 with contextlib.suppress(FileNotFoundError):
-                    if self.layout.path(stem + old) != output:
+                    if old != suffix:
                         os.remove(self.layout.path(stem + old))
             files.atomic_write(output, lambda f: f.write(buffer.getbuffer()))
             files.write_text(record, text)
@@ -365,15 +355,15 @@ class FeatureStore:
             return f"cannot store its features: {e}"
         old = self.records.get(stem)
         if old is not None and "/" in old.where:
-            self._discard(old)
-        self.records.add(stem, stem + self.layout.suffix, stamp(output, record), provenance)
-        self._drop_legacy(self.legacy.pop(video, None))
+            self.discard(old)
+        self.records.add(stem, stem + suffix, stamp(output), provenance)
+        self.drop_legacy(legacy)
         if len(self.records.pending) >= 1000:
             with self.locked():
-                self._flush()
+                self.flush()
         return None
 
-    def _discard(self, entry):
+    def discard(self, entry):
         """Remove the copy ``entry`` names (a shard member: taken out of its index at the next flush)."""
         if "/" in entry.where:
             shard, member = entry.where.split("/", 1)
@@ -383,41 +373,43 @@ class FeatureStore:
                 with contextlib.suppress(FileNotFoundError):
                     os.remove(self.layout.path(path))
 
-    def _drop_legacy(self, entry):
+    def drop_legacy(self, entry):
+        """Remove features named as before 16-digit hashes (their video is stored under its new name)."""
         if entry is not None:
             log.warning("removed %s: features named as before 16-digit hashes (extracted again as %s)",
                         self.layout.path(entry.where), entry.real_path)
-            self._discard(entry)
-            if self.records.get(entry.stem) is entry:
+            self.discard(entry)
+            if self.records.get(entry.stem) == entry:
                 self.records.remove(entry.stem)
 
-    def _take_shard(self, shard, members):
+    def take_shard(self, shard, members, present=None):
         """``members`` {feature member: record dict} of ``shard`` (in place) are their videos' one copy: older
-        copies go, the index learns them (lock held)."""
+        copies go, the index learns them (lock held). ``present``: the names in save_dir, when known."""
         name = os.path.basename(shard)
         for member, record in members.items():
             stem, where = member[:-4], f"{name}/{member}"
             old = self.records.get(stem)
             if old is not None and old.where != where:
-                self._discard(old)
+                self.discard(old)
             for suffix in (".npy", ".npz", ".json"):  # plain copies the index may not know of
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(self.layout.path(stem + suffix))
+                if present is None or stem + suffix in present:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(self.layout.path(stem + suffix))
             self.records.add(stem, where, "", record)
         self.live.add(name)
         self.records.shard_added(name)
 
-    def _placed(self, shard, names):
-        """A shard is in place: older copies of its videos (in other shards, or as files) go."""
+    def placed(self, shard, names):
+        """A shard is in place (``ShardWriter``'s callback): older copies of its videos go."""
         log.info("wrote %s: %d video(s)", shard, len(names))
         placed = {name: self.placing.pop(name[:-4]) for name in names}
         with self.locked():
-            self._take_shard(shard, {name: provenance for name, (provenance, _) in placed.items()})
+            self.take_shard(shard, {name: provenance for name, (provenance, _) in placed.items()})
             for _, legacy in placed.values():
-                self._drop_legacy(legacy)
-            self._flush()
+                self.drop_legacy(legacy)
+            self.flush()
 
-    def _flush(self):
+    def flush(self):
         """Take the batched members out of their shards' indexes (one rewrite per shard), then append the
         index's new lines (lock held)."""
         drops, self.drops = self.drops, collections.defaultdict(set)
@@ -429,20 +421,115 @@ class FeatureStore:
                     self.records.shard_gone(os.path.basename(shard))
         self.records.flush()
 
+    def close(self, interrupted=False):
+        """Put the shard in progress in place (with its whole videos when interrupted); write what the
+        index and the shards' indexes still have to learn."""
+        try:
+            if self.shards is not None:
+                self.shards.close(interrupted)
+        finally:
+            with self.locked():
+                self.flush()
+
+
+class FeatureStore:
+    """The features of ``save_dir`` stored as ``dtype`` in one file per video, or in shards of
+    ``shard_size`` videos: ``assign`` names, ``plan`` (or ``up_to_date``) what to extract, ``save`` the videos
+    of a run, then ``close``; ``write_lists`` on one process. Made of a ``Layout``, ``Names``, the records
+    index, a ``Verdict`` and a ``Writer``; the lists are merged by ``merge_lists``."""
+
+    def __init__(self, save_dir, dtype, shard_size=0, feature_dim=2048):
+        if files.text_path(save_dir) != save_dir:
+            raise UserError(f"save_dir {files.text_path(save_dir)}: a TAB, newline or bytes that are not UTF-8 "
+                            f"in its path cannot be written into features.list; choose another folder")
+        os.makedirs(save_dir, exist_ok=True)
+        self.save_dir, self.dtype, self.shard_size = save_dir, dtype, int(shard_size or 0)
+        self.layout = Layout(save_dir, dtype, self.shard_size)
+        self.records = RecordIndex(save_dir)
+        self.names = Names(self.layout.suffix)
+        self.verdict = Verdict(self.layout, self.records, self.names, set(), feature_dim)
+        self.writer = Writer(self.layout, self.records, self.names, self.verdict, self.locked)
+        with self.locked():
+            self.scan()
+
+    def scan(self):
+        """Take the shards the index does not know yet (written by an older videotag, or placed by a run
+        killed before it wrote its lines) into the index; forget the shards that are gone (lock held)."""
+        found = {os.path.basename(s): s for s in shards.shards_in(self.save_dir)}
+        live = self.verdict.live
+        live.clear()
+        live.update(found)
+        for name in sorted(self.records.shards - live):
+            self.records.shard_gone(name)
+        new = [name for name in found if name not in self.records.shards]
+        present = set(os.listdir(self.save_dir)) if new else None
+        for name in new:
+            shard = found[name]
+            if name not in self.records.shards:
+                try:
+                    self.writer.take_shard(shard, _records_of(shard), present)
+                except (OSError, ValueError) as e:
+                    log.warning("skipped shard %s: %s", shard, e)
+        self.writer.flush()
+
+    def name(self, video):
+        """``video``'s feature file name: ``<stem>.npy`` (``.npz`` for uint8)."""
+        return self.names.stem(video) + self.layout.suffix
+
+    def assign(self, videos):
+        """``Names.assign``."""
+        return self.names.assign(videos)
+
+    def plan(self, videos, settings, seg_num, feature_dim, overwrite=False):
+        """``Verdict.plan`` of ``videos`` for a run of ``settings`` (features [seg_num, feature_dim])."""
+        self.verdict.feature_dim = feature_dim
+        return self.verdict.plan(videos, settings, overwrite)
+
+    def up_to_date(self, video, expected, seg_num, feature_dim):
+        """``(True, [])`` when ``video``'s features are complete in this layout and dtype and their record
+        matches ``expected`` (a ``video_provenance``; all but the path as listed); else ``(False, [what
+        differs])`` (the name held by another real path counts as not up to date)."""
+        if expected is None:
+            return False, []
+        self.verdict.feature_dim = feature_dim
+        per_video, settings = split_record(expected)
+        fresh, differ, _ = self.verdict.judge(
+            video, (per_video["real_path"], per_video["size"], per_video["mtime_ns"]), settings,
+            settings_text(settings)[1])
+        return bool(fresh), differ
+
+    def done(self, videos, settings, seg_num, feature_dim):
+        """The videos of ``videos`` whose features here are complete and match ``settings`` (the index and
+        the shards read anew: other processes may have added to them)."""
+        with self.locked():
+            self.records.refresh()
+            self.scan()
+        return self.plan(videos, settings, seg_num, feature_dim).done
+
+    def location(self, video):
+        """Where ``video``'s features are (a path or shard member), or None."""
+        found = self.verdict.found.get(video)
+        if found is not None:
+            return found
+        entry = self.records.get(self.names.stem(video))
+        return self.layout.prefix + entry.where if entry is not None and self.layout.ours(entry.where) else None
+
+    def save(self, video, features, provenance):
+        """Store ``features`` [T, F] float32 of ``video`` as this store's dtype, with its provenance record
+        (a ``video_provenance``). With shards, they are done once their shard is in place. Returns None, or
+        the reason this video could not be stored (an ``OSError`` of its own, e.g. a name the file system
+        refuses: it goes to failed.list); raises ``RunError`` when the folder cannot take any more (a full
+        disk, a read-only file system, no permission)."""
+        return self.writer.save(video, features, provenance)
+
+    def close(self, interrupted=False):
+        """``Writer.close``."""
+        self.writer.close(interrupted)
+
     def remove_orphans(self):
         """Delete the unfinished shards of killed runs (one process should, before any writes)."""
         for part in shards.remove_orphans(self.save_dir):
             log.warning("removed %s: an unfinished shard of a killed run (its videos are extracted again)", part)
-
-    def close(self, interrupted=False):
-        """Put the shard in progress in place (or drop it when interrupted mid-video); write what the index
-        and the shards' indexes still have to learn."""
-        try:
-            if self.writer is not None:
-                self.writer.close(interrupted)
-        finally:
-            with self.locked():
-                self._flush()
 
     @contextlib.contextmanager
     def locked(self):
@@ -456,8 +543,6 @@ class FeatureStore:
                 if fcntl is not None:
                     fcntl.flock(f, fcntl.LOCK_UN)
 
-    # -- the lists --------------------------------------------------------------------------------------
-
     def write_lists(self, videos, failed, done):
         """Update ``features.list``, ``manifest.tsv`` and ``failed.list`` with this run's ``videos``
         (``failed`` {video: reason}, ``done`` the set of videos complete here). Returns {video: feature
@@ -469,15 +554,15 @@ class FeatureStore:
         listed in list order after them.
         """
         with self.locked():
-            self._flush()
+            self.writer.flush()
             self.records.refresh()
             outputs = {v: self.location(v) for v in videos if v in done and v not in failed}
-            rows = merge_lists(_read_rows(os.path.join(self.save_dir, "manifest.tsv")),
-                               _read_rows(os.path.join(self.save_dir, "failed.list")),
-                               [(files.text_path(v), outputs.get(v)) for v in videos],
-                               {files.text_path(v): one_line(r) for v, r in failed.items()}, self._holds())
-            manifest, failures = rows
-            self._flush()  # what _holds read from records files
+            manifest, failures = merge_lists(
+                _read_rows(os.path.join(self.save_dir, "manifest.tsv")),
+                _read_rows(os.path.join(self.save_dir, "failed.list")),
+                [(files.text_path(v), outputs.get(v)) for v in videos],
+                {files.text_path(v): one_line(r) for v, r in failed.items()}, self.verdict.holder())
+            self.writer.flush()  # what the verdict read from records files
 
             def write(name, lines):
                 files.write_text(os.path.join(self.save_dir, name), "".join(lines))
@@ -494,31 +579,6 @@ class FeatureStore:
             log.warning("%d video(s) could not be read: see %s", len(failed),
                         os.path.join(self.save_dir, "failed.list"))
         return outputs
-
-    def _holds(self):
-        """``holds(video, feature)``: True when ``feature`` (a path in a manifest row) holds ``video``'s
-        features: its record names that video, and it is still there."""
-        prefix = os.path.join(self.save_dir, "")
-        names = None
-
-        def holds(video, feature):
-            nonlocal names
-            if not feature.startswith(prefix):
-                return False
-            where = feature[len(prefix):]
-            stem = os.path.basename(where)[:-4]
-            entry = self.records.get(stem)
-            if entry is None and "/" not in where:
-                entry = self._inspect(stem)  # a folder from before the index
-            if entry is None or entry.where != where or entry.video != video:
-                return False
-            if "/" in where:
-                return where.split("/", 1)[0] in self.live
-            if names is None:
-                names = set(os.listdir(self.save_dir))
-            return where in names and entry.stem + ".json" in names
-
-        return holds
 
 
 def merge_lists(manifest_rows, failed_rows, mine, failed, holds):
@@ -552,12 +612,16 @@ def _records_of(shard):
     """{feature member: record dict} of a shard (records that cannot be read are left out)."""
     index = shards.read_index(shard)
     found = {}
-    for member in index:
-        if member.endswith((".npy", ".npz")) and member[:-4] + ".json" in index:
-            try:
-                found[member] = json.loads(shards.read_member(os.path.join(shard, member[:-4] + ".json")))
-            except (OSError, ValueError):
-                continue
+    with open(shard, "rb") as f:
+        for member in index:
+            record = member[:-4] + ".json"
+            if member.endswith((".npy", ".npz")) and record in index:
+                offset, size = index[record]
+                f.seek(offset)
+                try:
+                    found[member] = json.loads(f.read(size))
+                except ValueError:
+                    continue
     return found
 
 

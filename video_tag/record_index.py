@@ -5,19 +5,19 @@ the folder.
 ``save_dir/.videotag-records.tsv`` (UTF-8, append-only, written under the folder's lock)::
 
     videotag records 1                       header
-    =<key>\t<settings JSON>                  the settings of a run (weights, dtype, sizes...), once per key
-    +shard-000003.tar                        every member of this shard has its line below (or had)
-    -shard-000003.tar                        this shard is gone
+    \t=<key>\t<settings JSON>                the settings of a run (weights, dtype, sizes...), once per key
+    \t+shard-000003.tar                      every member of this shard has its line (or had)
+    \t-shard-000003.tar                      this shard is gone
     <stem>\t<where>\t<stamp>\t<video>\t<real_path>\t<size>\t<mtime_ns>\t<key>
                                              a video's features: <where> relative to save_dir (a file, or
-                                             shard-NNNNNN.tar/<member>), ``stamp`` "size:mtime_ns,size:mtime_ns"
-                                             of a plain feature file and its record ("" for a shard member),
+                                             shard-NNNNNN.tar/<member>), ``stamp`` "size:mtime_ns" of
+                                             a plain feature file ("" for a shard member),
                                              then the record (paths in ``files.text_path`` form)
     <stem>\t\t...                            the video's features are gone
 
 The last line of a stem wins. The per-video records (``<stem>.json``, beside the features or in their
-shard) stay the truth: the store trusts a line only while the files it names are as it says (a plain file's
-size and mtime, a shard that is still there), and reads the record itself when the index has no line, or a
+shard) stay the truth: the store trusts a line only while the features it names are as it says (a plain feature
+file's size and mtime, which a run rewrites before its record; a shard that is still there), and reads the record itself when the index has no line, or a
 stale one (a folder written by an older videotag, files changed by hand, a run killed before it wrote its
 lines); what it reads there goes into the index. Shards not yet named by a ``+`` line are read whole once.
 The file is rewritten without the superseded lines when they outnumber the live ones.
@@ -85,31 +85,38 @@ class RecordIndex:
                 return  # not ours (or empty): the records themselves are read instead
             text = text[len(HEADER):]
         self.stamp, self.offset = st.st_ino, self.offset + end
-        for line in text.split("\n"):
-            if line:
-                self._take(line)
-
-    def _take(self, line):
-        self.lines += 1
-        head = line[0]
-        if head == "=":
-            key, _, text = line[1:].partition("\t")
-            self.settings[key] = json.loads(text)
-        elif head == "+":
-            self.shards.add(line[1:])
-        elif head == "-":
-            self.shards.discard(line[1:])
-        else:
-            fields = line.split("\t")
-            if len(fields) != 8:
-                return  # a damaged line: the video's record is read instead
-            if fields[1]:
-                self.entries[fields[0]] = Entry(*fields)
+        lines = text.split("\n")
+        lines.pop()  # after the last newline
+        self.lines += len(lines)
+        entries, special = self.entries, []
+        for line in lines:  # the hot loop of a run's start: one partition and one dict store per video
+            stem, _, rest = line.partition("\t")
+            if stem:
+                entries[stem] = rest
             else:
-                self.entries.pop(fields[0], None)
+                special.append(rest)
+        gone = [stem for stem, rest in entries.items() if rest[:1] == "\t"] if "\t\t\t\t\t\t\t\n" in text else []
+        for stem in gone:
+            del entries[stem]
+        for line in special:
+            kind, value = line[:1], line[1:]
+            if kind == "=":
+                key, _, settings = value.partition("\t")
+                self.settings[key] = json.loads(settings)
+            elif kind == "+":
+                self.shards.add(value)
+            elif kind == "-":
+                self.shards.discard(value)
 
     def get(self, stem):
-        return self.entries.get(stem)
+        """The ``Entry`` of ``stem``, or None (also for a damaged line: the video's record is read instead)."""
+        rest = self.entries.get(stem)
+        if rest is None:
+            return None
+        if rest.__class__ is Entry:
+            return rest
+        fields = rest.split("\t")
+        return Entry(stem, *fields) if len(fields) == 7 and fields[0] else None
 
     def record_settings(self, entry):
         return self.settings.get(entry.key)
@@ -120,7 +127,7 @@ class RecordIndex:
         text, key = settings_text(settings)
         if key not in self.settings:
             self.settings[key] = settings
-            self.pending.append(f"={key}\t{text}")
+            self.pending.append(f"\t={key}\t{text}")
         entry = Entry(stem, where, stamp, files.text_path(str(per_video["video"])),
                       files.text_path(str(per_video["real_path"])), str(per_video["size"]),
                       str(per_video["mtime_ns"]), key)
@@ -133,12 +140,12 @@ class RecordIndex:
 
     def shard_added(self, shard_name):
         self.shards.add(shard_name)
-        self.pending.append("+" + shard_name)
+        self.pending.append("\t+" + shard_name)
 
     def shard_gone(self, shard_name):
         if shard_name in self.shards:
             self.shards.discard(shard_name)
-            self.pending.append("-" + shard_name)
+            self.pending.append("\t-" + shard_name)
 
     def flush(self):
         """Append the pending lines (the caller holds the folder's lock); rewrite the file without the
@@ -161,11 +168,12 @@ class RecordIndex:
 
     def rewrite(self):
         """The live lines only, atomically."""
-        used = {e.key for e in self.entries.values()}
         out = [HEADER]
-        out += [f"={k}\t{settings_text(s)[0]}\n" for k, s in self.settings.items() if k in used]
-        out += [f"+{s}\n" for s in sorted(self.shards)]
-        out += ["\t".join(e) + "\n" for e in self.entries.values()]
+        live = [self.get(stem) for stem in self.entries]
+        used = {e.key for e in live if e is not None}
+        out += [f"\t={k}\t{settings_text(s)[0]}\n" for k, s in self.settings.items() if k in used]
+        out += [f"\t+{s}\n" for s in sorted(self.shards)]
+        out += ["\t".join(e) + "\n" for e in live if e is not None]
         files.write_text(self.path, "".join(out))
         st = os.stat(self.path)
         self.stamp, self.offset, self.lines = st.st_ino, st.st_size, len(out) - 1

@@ -31,7 +31,6 @@ shard for a killed run's and delete it.
 """
 import collections
 import contextlib
-import glob
 import io
 import os
 import re
@@ -47,7 +46,7 @@ from . import files
 from .errors import RunError
 
 INDEX_HEADER = "member\toffset\tsize\n"
-SHARD_RE = re.compile(r"shard-(\d{6,})\.tar$")
+SHARD_RE = re.compile(r"shard-(\d{6,})\.tar")
 CACHE_BYTES = 64 << 20  # index text whose parsed entries are kept per process (about 1,500 shards of 1,000 videos)
 _INDEXES = collections.OrderedDict()  # index file -> (stamp, {member: (offset, size) or error}, bytes), LRU first
 _cached = 0  # bytes of index text behind the entries in _INDEXES
@@ -73,11 +72,20 @@ def split_member(path):
     return None
 
 
+def shard_files(save_dir):
+    """The names in ``save_dir`` that start with ``shard-`` (one listing: no pattern matched per file of a
+    folder of a million feature files)."""
+    try:
+        return [n for n in os.listdir(save_dir) if n.startswith("shard-")]
+    except FileNotFoundError:
+        return []
+
+
 def shards_in(save_dir):
     """The finished shards of ``save_dir`` (those with an index), in number order."""
-    found = [p for p in glob.glob(os.path.join(glob.escape(save_dir), "shard-*.tar"))
-             if SHARD_RE.search(p) and os.path.isfile(index_path(p))]
-    return sorted(found, key=lambda p: int(SHARD_RE.search(p).group(1)))
+    names = set(shard_files(save_dir))
+    found = [n for n in names if SHARD_RE.fullmatch(n) and n[:-len(".tar")] + ".index.tsv" in names]
+    return [os.path.join(save_dir, n) for n in sorted(found, key=lambda n: int(SHARD_RE.fullmatch(n).group(1)))]
 
 
 def _index(shard):
@@ -298,8 +306,8 @@ def remove_orphans(save_dir):
     locked (and older than ``ORPHAN_AGE`` seconds: a writer creates its file, then locks it), and the
     indexes without their tar (a writer killed between writing the index and renaming its tar). Returns
     their paths."""
-    removed = []
-    for part in glob.glob(os.path.join(glob.escape(save_dir), "shard-*.tar.part")):
+    removed, names = [], shard_files(save_dir)
+    for part in [os.path.join(save_dir, n) for n in names if n.endswith(".tar.part")]:
         try:
             with open(part, "rb") as f:
                 if time.time() - os.fstat(f.fileno()).st_mtime < ORPHAN_AGE or not _lock_nowait(f):
@@ -308,7 +316,7 @@ def remove_orphans(save_dir):
                 removed.append(part)
         except FileNotFoundError:
             continue
-    for index in glob.glob(os.path.join(glob.escape(save_dir), "shard-*.index.tsv")):
+    for index in [os.path.join(save_dir, n) for n in names if n.endswith(".index.tsv")]:
         shard = index[:-len(".index.tsv")] + ".tar"
         if not os.path.exists(shard) and not os.path.exists(shard + ".part"):  # a writer killed before its rename
             with contextlib.suppress(FileNotFoundError):

@@ -127,8 +127,7 @@ def output_stem(path, digest=None):
     (TAB, newline) become ``_``, and a stem longer than ``STEM_BYTES`` bytes in UTF-8 is cut on a character
     boundary, so that ``<stem>_<hash>.json.tmp<pid>`` stays below the 255 bytes of a name on every common file
     system. ``digest``: the hex sha1 of the real path when the caller has it (``path_digest``)."""
-    stem = os.path.splitext(os.path.basename(path))[0]
-    stem = _UNSAFE_IN_STEM.sub("_", stem)
+    stem = _UNSAFE_IN_STEM.sub("_", os.path.splitext(os.path.basename(path))[0])
     if len(stem) * 4 > STEM_BYTES and len(stem.encode("utf-8")) > STEM_BYTES:
         stem = stem.encode("utf-8")[:STEM_BYTES].decode("utf-8", "ignore")
     return f"{stem}_{(digest or path_digest(os.path.realpath(path)))[:HASH_DIGITS]}"
