@@ -248,3 +248,35 @@ def test_the_records_index_decides_and_the_records_stay_the_truth(tmp_path, shar
             feature_files.write(f, features(8), "float32")
         plan = FeatureStore(out, "float32", feature_dim=4).plan(videos, SETTINGS, *SHAPE)
         assert plan.todo == videos[:3] and plan.stale == {"precision": 1}
+
+
+def test_an_index_that_cannot_be_appended_to_loses_lines_not_videos(tmp_path, monkeypatch):
+    from video_tag import record_index
+    videos = make_videos(tmp_path / "v", ["a.mp4", "b.mp4"])
+    out = str(tmp_path / "out")
+    extract(FeatureStore(out, "float32", feature_dim=4), videos[:1])
+    before = open(os.path.join(out, FILE), "rb").read()
+    real_open = open
+
+    class HalfWritten:  # a full disk halfway through the appended lines
+        def __init__(self, path, mode):
+            self.f = real_open(path, mode)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(data[:len(data) // 2])
+            self.f.flush()
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(record_index, "open", lambda path, mode="r", *a, **k: HalfWritten(path, mode) if mode == "ab"
+                        else real_open(path, mode, *a, **k), raising=False)
+    extract(FeatureStore(out, "float32", feature_dim=4), videos[1:])
+    monkeypatch.undo()
+    assert open(os.path.join(out, FILE), "rb").read() == before  # no half line
+    store = FeatureStore(out, "float32", feature_dim=4)
+    assert store.plan(videos, SETTINGS, *SHAPE).done == set(videos)  # b from its record

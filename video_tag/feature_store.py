@@ -14,11 +14,17 @@ only when its features are complete and the record matches the run in every fiel
 (features stored the other way, or as another dtype, are extracted again, and the old copy is removed: a
 file deleted, a shard member taken out of its index). A name whose record holds another real path (two
 paths whose hashes share 64 bits) is never reused: that video fails, with the reason, into ``failed.list``.
-Features named as before videotag 1.x's 16-digit names (``<stem>_<8 hex>``) are extracted again under the
-new name and the old copy removed, with a warning.
+Features stored under the names of earlier versions (``<stem>_<8 hex>``) are extracted again under the new
+name and the old copy removed, with a warning.
 
 What is done is read from the records index (``record_index.py``: one file, read once per run), checked
-against the files it names; the per-video records stay the truth when the index is missing or stale.
+against the features it names (one stat of a plain feature file; a shard that is still there); the
+per-video records stay the truth when the index is missing or stale. A save_dir of a million videos costs
+a run about a stat and a few microseconds of Python per video of its list (bench/bench_bookkeeping.py).
+
+A video's own write error (a name the file system refuses: ENAMETOOLONG, EILSEQ...) fails that video into
+``failed.list``; an error that every next write would meet too (ENOSPC, EDQUOT, EROFS, EIO, EACCES, EPERM:
+``files.FOLDER_ERRNOS``) stops the run (``RunError``, exit 3), what was complete listed.
 
 The lists, merged under a file lock so that extractors with different lists can share one save_dir::
 
@@ -27,7 +33,10 @@ The lists, merged under a file lock so that extractors with different lists can 
     failed.list        video<TAB>reason for every video whose last extraction failed
 
 The video column holds ``files.text_path(video)``: the path itself, or, for a path with a TAB, CR, newline
-or bytes that are not UTF-8, that path with those escaped as ``\\t``, ``\\r``, ``\\n``, ``\\xNN``.
+or bytes that are not UTF-8, that path with those escaped as ``\\t``, ``\\r``, ``\\n``, ``\\xNN`` (the rows
+never break; such a video is extracted like any other, its feature name made safe). A backslash is not
+escaped, so two paths can be written alike (a TAB in one, the two characters ``\\t`` in the other): the
+second of them in a run is refused, with the reason, into ``failed.list``.
 """
 import collections
 import contextlib
@@ -155,6 +164,7 @@ class Names:
             stem = self.stems[video] = output_stem(video, path_digest(real))
         return stem
 
+    @files.collector_paused()
     def assign(self, videos):
         """``(unique, failed, same)``: ``videos`` with one spelling per real path (the first), in order;
         {video: reason} for a video that is not extracted: its name is another real path's of the list (a
@@ -254,6 +264,7 @@ class Verdict:
         if entry is not None and entry.real_path == files.text_path(real):
             self.legacy[video] = entry
 
+    @files.collector_paused()
     def plan(self, videos, settings, overwrite=False):
         """What a run of ``settings`` has to do for ``videos``: ``Plan(todo, done, failed, stale,
         provenance)``: todo in order; done a set; failed {video: reason} (names held by other videos);
@@ -553,7 +564,7 @@ class FeatureStore:
         features (in the index) names that video and the features are still there. This run's videos are
         listed in list order after them.
         """
-        with self.locked():
+        with self.locked(), files.collector_paused():
             self.writer.flush()
             self.records.refresh()
             outputs = {v: self.location(v) for v in videos if v in done and v not in failed}

@@ -1,6 +1,8 @@
 """Writing output files so that a reader never sees half of one (temporary name, fsync, rename), and
 fingerprinting inputs."""
+import contextlib
 import errno
+import gc
 import hashlib
 import os
 import re
@@ -26,10 +28,11 @@ class WriteError(RunError):
 
 
 def text_path(path):
-    """``path`` as one line of a UTF-8 list (``manifest.tsv``, ``failed.list``, a provenance record): the
-    path itself when it is UTF-8 without TAB, CR or newline (all paths of a list file are); else bytes that
-    are not UTF-8 as ``\\xNN`` and those characters as ``\\t``, ``\\r``, ``\\n``, so that a row never
-    breaks. A name for people and for comparing rows, not for opening the file."""
+    """``path`` as one field of a UTF-8 list (``manifest.tsv``, ``failed.list``, a provenance record): the
+    path itself when it is UTF-8 without TAB, CR or newline (nearly every path); else bytes that are not
+    UTF-8 (a name from ``os.listdir`` in another encoding) as ``\\xNN`` and those characters as ``\\t``,
+    ``\\r``, ``\\n``, so that a row never breaks. A name for people and for comparing rows, not for opening
+    the file (a backslash is not escaped: ``feature_store`` refuses a second path written alike)."""
     if _UNSAFE.search(path) is None:
         return path
     text = os.fsencode(path).decode("utf-8", "backslashreplace")
@@ -37,6 +40,20 @@ def text_path(path):
 
 
 _UNSAFE = re.compile("[\t\r\n\udc80-\udcff]")
+
+
+@contextlib.contextmanager
+def collector_paused():
+    """Python's cyclic garbage collector paused: the bookkeeping loops over a million videos make millions of
+    small objects and no cycles, and the collector's passes over them cost about as much as the loops
+    (bench/bench_bookkeeping.py)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def atomic_write(path, write):

@@ -66,6 +66,7 @@ class RecordIndex:
         self.entries, self.settings, self.shards, self.lines, self.stamp, self.offset = {}, {}, set(), 0, None, 0
         self.refresh()
 
+    @files.collector_paused()
     def refresh(self):
         """Read what other processes appended since the last read (the whole file when it was rewritten)."""
         try:
@@ -162,9 +163,12 @@ class RecordIndex:
                 f.write(("\n".join(lines) + "\n").encode("utf-8"))
             self.offset += sum(len(line.encode("utf-8")) + 1 for line in lines)
             self.lines += len(lines)
-        except (OSError, files.WriteError):
-            with contextlib.suppress(OSError):
-                os.remove(self.path)  # half an index is worse than none: the records are read again
+        except (OSError, files.WriteError):  # e.g. a full disk: the lines are lost, not the records
+            try:
+                os.truncate(self.path, self.offset)  # no half line
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.remove(self.path)  # the records are read again
 
     def rewrite(self):
         """The live lines only, atomically."""
