@@ -27,6 +27,8 @@ Outputs in ``save_dir`` (``feature_store.py``)::
     features.list      one feature path per line, for every video extracted into save_dir (this run or before)
     manifest.tsv       video<TAB>feature for the same videos
     failed.list        video<TAB>reason for every video whose last extraction failed
+    .videotag-records.tsv  the records index: every stored video's record in one file, read once per run
+                       (``record_index.py``; the per-video records stay the truth)
 
 Re-running skips a video only when its features are complete and their provenance matches this run in
 every field (``overwrite`` redoes them all). Every file is written under a temporary name and renamed, so
