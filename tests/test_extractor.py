@@ -63,7 +63,7 @@ def test_extract_outputs_and_resume(setup, capfd):
     out = tmp_path / "out"
     listed = (out / "features.list").read_text(encoding="utf-8").splitlines()
     assert [os.path.dirname(f) for f in listed] == [str(out)] * 3
-    assert [os.path.basename(f)[:-len("_1234abcd.npy")] for f in listed] == ["clip 1", "clip 1", "海边"]
+    assert [os.path.basename(f)[:-len("_0123456789abcdef.npy")] for f in listed] == ["clip 1", "clip 1", "海边"]
     assert len(set(listed)) == 3
     manifest = [line.split("\t") for line in (out / "manifest.tsv").read_text(encoding="utf-8").splitlines()]
     assert manifest == [[videos[0], listed[0]], [videos[1], listed[1]], [videos[2], listed[2]]]
@@ -231,8 +231,10 @@ def test_provenance_decides_what_resume_skips(setup, caplog):
     write_video(videos[2], 14, 64, 64, 7)
     assert extract_in_process(tmp_path, listing, out, tmp_path / "tsn.pdparams", short_size=48) == 0
     assert os.stat(feature).st_mtime_ns != stamp
-    # A feature file whose record is missing (killed between the two) is not trusted.
+    # A feature file whose record is missing (killed between the two: the features rewritten, not the
+    # record) is not trusted.
     os.remove(feature[:-4] + ".json")
+    np.save(feature, np.load(feature))
     stamp = os.stat(feature).st_mtime_ns
     assert extract_in_process(tmp_path, listing, out, tmp_path / "tsn.pdparams", short_size=48) == 0
     assert os.stat(feature).st_mtime_ns != stamp and os.path.isfile(feature[:-4] + ".json")
@@ -301,11 +303,11 @@ def test_same_stem_in_two_runs_and_lists_of_both(setup):
 
 def _write_lists_many_times(save_dir, tag, rounds):
     from video_tag.feature_store import FeatureStore
-    from video_tag.readers.lists import output_stem
-    store = FeatureStore(save_dir, "float32")
+    store = FeatureStore(save_dir, "float32", feature_dim=4)
     for i in range(rounds):
         video = f"{tag}{i}.mp4"
-        open(os.path.join(save_dir, output_stem(video) + ".npy"), "w").close()
+        record = {"video": video, "real_path": os.path.realpath(video), "size": 0, "mtime_ns": 0, "seg_num": 2}
+        assert store.save(video, np.zeros((2, 4), np.float32), record) is None
         store.write_lists([video], {}, {video})
 
 
@@ -331,7 +333,7 @@ def test_rank_0_that_cannot_see_other_ranks_features_refuses_to_list(setup, monk
     listing.write_text(videos[2] + "\n", encoding="utf-8")
     real_gather = distributed.gather
     # What rank 1 of another node would report: a video it extracted into its own (unshared) save_dir.
-    monkeypatch.setattr(distributed, "gather", lambda obj: real_gather(obj) + [(1, [videos[0]], {})])
+    monkeypatch.setattr(distributed, "gather", lambda obj: real_gather(obj) + [(1, [], [videos[0]], {})])
     with pytest.raises(RunError, match="rank 0 cannot see the features rank 1 wrote"):
         extract_in_process(tmp_path, listing, tmp_path / "out", tmp_path / "tsn.pdparams")
     assert not (tmp_path / "out" / "features.list").exists()
@@ -351,7 +353,7 @@ def test_disk_full_names_the_file_and_a_rerun_completes(setup, monkeypatch):
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", full_for_海边)
-    with pytest.raises(RunError, match=r"cannot write .*海边_[0-9a-f]{8}\.npy: No space left on device"):
+    with pytest.raises(RunError, match=r"cannot write .*海边_[0-9a-f]{16}\.npy: No space left on device"):
         extract_in_process(tmp_path, listing, tmp_path / "out", tmp_path / "tsn.pdparams")
     names = sorted(os.listdir(tmp_path / "out"))
     assert not [n for n in names if n.startswith("海边") or ".tmp" in n], names
@@ -422,7 +424,7 @@ def test_shards_hold_the_features_resume_and_change_layout(setup, caplog):
     assert [os.path.dirname(f) for f in listed] == [shard0, shard0, shard1]
     assert [v for v, _ in rows(out / "manifest.tsv")] == videos
     assert [v for v, _ in rows(out / "failed.list")] == [str(broken)]
-    assert sorted(os.listdir(out)) == [".videotag.lock", "failed.list", "features.list", "manifest.tsv",
+    assert sorted(os.listdir(out)) == [".videotag-records.tsv", ".videotag.lock", "failed.list", "features.list", "manifest.tsv",
                                        "shard-000000.index.tsv", "shard-000000.tar", "shard-000001.index.tsv",
                                        "shard-000001.tar"]
     for video, member in zip(videos, listed):  # the extracted features, as plain tar members
@@ -466,3 +468,45 @@ def test_shards_hold_the_features_resume_and_change_layout(setup, caplog):
     plain = (out / "features.list").read_text(encoding="utf-8").splitlines()
     assert [os.path.dirname(f) for f in plain] == [str(out)] * 3 and all(os.path.isfile(f) for f in plain)
     assert not [n for n in os.listdir(out) if n.startswith("shard-")]
+
+
+def test_a_name_shared_by_two_videos_fails_one_loudly_never_drops_it(setup, monkeypatch):
+    import types
+    from video_tag.readers import lists
+    tmp_path, videos, broken, model, args = setup
+    same = types.SimpleNamespace(sha1=lambda data: types.SimpleNamespace(hexdigest=lambda: "0" * 40))
+    monkeypatch.setattr(lists, "hashlib", same)  # a/clip 1.avi and b/clip 1.avi: one name
+    listing, out = tmp_path / "two.list", tmp_path / "collide"
+    listing.write_text(f"{videos[0]}\n{videos[1]}\n", encoding="utf-8")
+    assert extract_in_process(tmp_path, listing, out, tmp_path / "tsn.pdparams") == 1
+    manifest, failed = rows(out / "manifest.tsv"), rows(out / "failed.list")
+    assert [v for v, _ in manifest] == [videos[0]]
+    assert [v for v, _ in failed] == [videos[1]] and f"already that of {videos[0]}" in failed[0][1]
+    ref = reference_features(model, videos[0])
+    assert np.abs(np.load(manifest[0][1]) - ref).max() <= 1e-4 * np.abs(ref).max()
+    # Another run with the other video alone: the name is held (its record says by whom), still refused.
+    stamp = os.stat(manifest[0][1]).st_mtime_ns
+    listing.write_text(f"{videos[1]}\n", encoding="utf-8")
+    assert extract_in_process(tmp_path, listing, out, tmp_path / "tsn.pdparams") == 1
+    assert rows(out / "manifest.tsv") == manifest and [v for v, _ in rows(out / "failed.list")] == [videos[1]]
+    assert os.stat(manifest[0][1]).st_mtime_ns == stamp
+
+
+def test_a_write_error_of_one_video_fails_that_video_not_the_run(setup, monkeypatch):
+    import builtins
+    import errno
+    from video_tag import files
+    tmp_path, videos, broken, model, args = setup
+    listing = tmp_path / "two.list"
+    listing.write_text(f"{videos[2]}\n{videos[0]}\n", encoding="utf-8")
+
+    def refuse_海边(path, *args, **kwargs):  # as a file system that refuses this name (EILSEQ)
+        if os.path.basename(str(path)).startswith("海边"):
+            raise OSError(errno.EILSEQ, os.strerror(errno.EILSEQ), path)
+        return builtins.open(path, *args, **kwargs)
+
+    monkeypatch.setattr(files, "open", refuse_海边, raising=False)
+    assert extract_in_process(tmp_path, listing, tmp_path / "out", tmp_path / "tsn.pdparams") == 1
+    failed = rows(tmp_path / "out" / "failed.list")
+    assert [v for v, _ in failed] == [videos[2]] and "Invalid or incomplete multibyte" in failed[0][1]
+    assert [v for v, _ in rows(tmp_path / "out" / "manifest.tsv")] == [videos[0]]

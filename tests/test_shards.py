@@ -142,6 +142,92 @@ def test_interrupted_writer_keeps_whole_videos_only(tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == ["shard-000000.index.tsv", "shard-000000.tar"]
 
 
+@pytest.mark.parametrize("stop", ["ctrl-c", "disk full"])
+def test_a_shard_stopped_halfway_keeps_its_whole_videos(tmp_path, monkeypatch, stop):
+    from video_tag.errors import RunError
+    placed = []
+    writer = shards.ShardWriter(str(tmp_path), 10, lambda shard, names: placed.append(names))
+    x = {name: features(i) for i, name in enumerate(["a_1", "b_2", "c_3"])}
+    for name in ("a_1", "b_2"):
+        writer.add(name + ".npy", stored(x[name], "float32"), name + ".json", "{}")
+    real = tarfile.TarFile.addfile
+
+    def stopped_in_the_features(self, info, fileobj=None):  # c_3's header is written, its bytes are not
+        if info.name == "c_3.npy":
+            self.fileobj.write(info.tobuf(self.format, self.encoding, self.errors))
+            if stop == "ctrl-c":
+                raise KeyboardInterrupt
+            raise OSError(28, "No space left on device")
+        return real(self, info, fileobj)
+
+    monkeypatch.setattr(tarfile.TarFile, "addfile", stopped_in_the_features)
+    with pytest.raises(KeyboardInterrupt if stop == "ctrl-c" else RunError):
+        writer.add("c_3.npy", stored(x["c_3"], "float32"), "c_3.json", "{}")
+    writer.close(interrupted=True)
+    assert placed == [["a_1.npy", "b_2.npy"]]
+    shard = str(tmp_path / "shard-000000.tar")
+    assert sorted(os.listdir(tmp_path)) == ["shard-000000.index.tsv", "shard-000000.tar"]
+    with tarfile.open(shard) as tar:  # a valid tar of the whole videos only
+        assert tar.getnames() == ["a_1.npy", "a_1.json", "b_2.npy", "b_2.json"]
+    assert sorted(shards.read_index(shard)) == ["a_1.json", "a_1.npy", "b_2.json", "b_2.npy"]
+    for name in ("a_1", "b_2"):
+        np.testing.assert_array_equal(feature_files.read(os.path.join(shard, name + ".npy"))[0], x[name])
+
+
+def test_a_writer_that_cannot_lock_its_shard_stops(tmp_path, monkeypatch):
+    from video_tag.errors import RunError
+    monkeypatch.setattr(shards, "_lock_nowait", lambda f: False)  # e.g. a file system without flock
+    writer = shards.ShardWriter(str(tmp_path), 10, lambda shard, names: None)
+    with pytest.raises(RunError, match="cannot lock .*shard-000000.tar.part"):
+        writer.add("a_1.npy", stored(features(1), "float32"), "a_1.json", "{}")
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_index_left_without_its_tar_is_removed(tmp_path, monkeypatch):
+    (shard, _), = write_shards(tmp_path, {"a_1": features(1)}, 5)
+    real = os.replace
+
+    def killed_before_the_rename(src, dst):
+        if src.endswith(".tar.part"):
+            raise KeyboardInterrupt  # as a kill between the index and the rename
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", killed_before_the_rename)
+    writer = shards.ShardWriter(str(tmp_path), 5, lambda *a: None)
+    writer.add("b_2.npy", stored(features(2), "float32"), "b_2.json", "{}")
+    with pytest.raises(KeyboardInterrupt):
+        writer.finish()
+    monkeypatch.setattr(os, "replace", real)
+    assert sorted(os.listdir(tmp_path)) == ["shard-000000.index.tsv", "shard-000000.tar", "shard-000001.index.tsv",
+                                            "shard-000001.tar.part"]
+    part = str(tmp_path / "shard-000001.tar.part")
+    writer.file.close()  # the process is gone: its lock too
+    os.utime(part, (os.path.getmtime(part) - shards.ORPHAN_AGE,) * 2)
+    assert sorted(shards.remove_orphans(str(tmp_path))) == [str(tmp_path / "shard-000001.index.tsv"), part]
+    assert sorted(os.listdir(tmp_path)) == ["shard-000000.index.tsv", "shard-000000.tar"]
+    assert shards.shards_in(str(tmp_path)) == [shard]
+
+
+def test_lookup_is_a_dict_built_once_per_index(tmp_path, monkeypatch):
+    videos = {f"v_{i}": features(i, t=1, f=2) for i in range(50)}
+    (shard, names), = write_shards(tmp_path, videos, 50)
+    shards.lookup(shard, names[0])
+    parsed = []
+    real = shards._entry
+    monkeypatch.setattr(shards, "_entry", lambda *a: parsed.append(a) or real(*a))
+    for name in names:
+        assert shards.lookup(shard, name) == shards.read_index(shard)[name]
+    assert parsed == []  # no line parsed again while the index is unchanged
+    shards.drop_members(shard, [names[0]])
+    assert shards.lookup(shard, names[0]) is None and len(parsed) == 99  # the new index, parsed once
+
+
+def test_an_old_index_with_a_tab_in_a_member_name_is_read(tmp_path):
+    (shard, _), = write_shards(tmp_path, {"a\tb_1": features(1)}, 5)
+    assert sorted(shards.read_index(shard)) == ["a\tb_1.json", "a\tb_1.npy"]
+    np.testing.assert_array_equal(feature_files.read(os.path.join(shard, "a\tb_1.npy"))[0], features(1))
+
+
 def _write_and_wait(save_dir, ready):
     writer = shards.ShardWriter(save_dir, 5, lambda *a: None)
     writer.add("a_1.npy", stored(features(1), "float32"), "a_1.json", "{}")

@@ -15,8 +15,9 @@ Outputs in ``save_dir`` (``feature_store.py``)::
 
     <stem>_<hash>.npy  [INFER.seg_num, 2048] per video, float32 (``feature_dtype``, default) or float16;
                        with uint8, <stem>_<hash>.npz (q, scale, offset: ``feature_files``). The name is
-                       the video's file stem and 8 hex digits of sha1(its real path), so the same video
-                       always maps to the same file and different videos never share one
+                       the video's file stem (made safe, cut to 180 bytes) and 16 hex digits of sha1(its
+                       real path), so the same video always maps to the same file; a name already held by
+                       another video (a 64-bit hash collision) fails that video into failed.list
     <stem>_<hash>.json its provenance: the video (as listed, real path, size, mtime), sha256 of the
                        weights, precision, feature_dtype, seg_num, short_size, target_size, the videotag
                        version
@@ -26,6 +27,8 @@ Outputs in ``save_dir`` (``feature_store.py``)::
     features.list      one feature path per line, for every video extracted into save_dir (this run or before)
     manifest.tsv       video<TAB>feature for the same videos
     failed.list        video<TAB>reason for every video whose last extraction failed
+    .videotag-records.tsv  the records index: every stored video's record in one file, read once per run
+                       (``record_index.py``; the per-video records stay the truth)
 
 Re-running skips a video only when its features are complete and their provenance matches this run in
 every field (``overwrite`` redoes them all). Every file is written under a temporary name and renamed, so
@@ -37,7 +40,6 @@ of consecutive videos share batches. Processes, not threads: the predictor holds
 and a decoder that crashes on a broken file takes down only its worker (the video is reported, the run
 goes on).
 """
-import collections
 import logging
 import os
 import time
@@ -49,9 +51,9 @@ from tqdm import tqdm
 from . import __version__
 from . import distributed as dist
 from . import cache, files, weights
-from .errors import RunError, UserError
 from .decode_pool import DecodePool, returned
-from .feature_store import FeatureStore, video_provenance
+from .errors import RunError, UserError
+from .feature_store import FeatureStore
 from .inference import InferenceEngine, check_device, export_layer
 from .models.tsn import FEATURE_DIM, TSN
 from .readers.lists import read_list, read_lines
@@ -147,22 +149,22 @@ def extract(cfg, weights_path, list_path, save_dir, overwrite=False, use_gpu=Fal
         store.remove_orphans()
     dist.barrier()  # no process starts a shard before the unfinished ones of killed runs are gone
     shared = run_settings(cfg, weights_path, precision)
-    mine = list(dict((store.name(v), v) for v in reversed(videos)).values())[::-1]  # one video per output
-    mine = mine[rank::world]  # split first, then filter: every rank sees the same split
-    provenance = {v: video_provenance(v, shared) for v in mine}
-    todo, stale = [], collections.Counter()
-    for v in mine:
-        fresh, differ = store.up_to_date(v, provenance[v], seg_num, FEATURE_DIM)
-        if overwrite or not fresh:
-            todo.append(v)
-            stale.update(differ)
+    unique, failed, same = store.assign(videos)  # one video per real path; a name shared by two fails one
+    mine = unique[rank::world]  # split first, then filter: every rank sees the same split
+    plan = store.plan(mine, shared, seg_num, FEATURE_DIM, overwrite)
+    failed.update(plan.failed)
+    todo = plan.todo
+    for video, reason in failed.items():
+        log.warning("cannot extract %s: %s", video, reason)
     log.info("%d video(s) in %s%s: %d to extract, %d already done", len(videos), list_path,
-             f" ({len(mine)} for this process of {world})" if world > 1 else "", len(todo),
-             len(mine) - len(todo))
-    if stale and not overwrite:
+             f" ({len(mine)} for this process of {world})" if world > 1 else "", len(todo), len(plan.done))
+    if plan.stale and not overwrite:
         log.info("extracting again videos whose features in %s were made otherwise: %s", save_dir,
-                 ", ".join(f"{n} with another {k}" for k, n in stale.most_common()))
-    failed = {}
+                 ", ".join(f"{n} with another {k}" for k, n in plan.stale.most_common()))
+
+    def with_spellings(done):  # a video listed twice under two spellings is done with its first
+        return done | {v for v, first in same.items() if first in done}
+
     try:
         if todo:
             # Decoding starts first: the first videos decode while the network is built (seconds).
@@ -170,24 +172,28 @@ def extract(cfg, weights_path, list_path, save_dir, overwrite=False, use_gpu=Fal
                 engine = build_engine(cfg, weights_path, precision, use_gpu, batch_size,
                                       paddle.distributed.ParallelEnv().device_id if use_gpu else 0,
                                       shared["weights_sha256"])
-                _run(engine, decoded, len(todo), store, provenance, failed, seg_num, target)
+                _run(engine, decoded, len(todo), store, plan.provenance, failed, seg_num, target)
         store.close()
     except BaseException:
         store.close(interrupted=True)
         if world == 1:  # interrupted: list what is complete (with several processes, the rerun will)
-            store.write_lists(videos, failed, store.done(videos, shared, seg_num, FEATURE_DIM))
+            finished = store.done([v for v in todo if v not in failed], shared, seg_num, FEATURE_DIM)
+            store.write_lists(videos, failed, with_spellings(plan.done | finished))
         raise
-    reports = dist.gather((rank, [v for v in mine if v not in failed], failed))
+    # Each rank reports what it found done and what it extracted; rank 0 checks only the latter.
+    reports = dist.gather((rank, list(plan.done), [v for v in todo if v not in failed], failed))
     if dist.is_main():
-        done = store.done(videos, shared, seg_num, FEATURE_DIM)
-        for other, finished, their_failed in reports:
+        done = set()
+        for other, found, finished, their_failed in reports:
             failed.update(their_failed)
-            unseen = [v for v in finished if v not in done]
+            seen = store.done(finished, shared, seg_num, FEATURE_DIM)
+            unseen = [v for v in finished if v not in seen]
             if unseen:
                 raise RunError(f"rank 0 cannot see the features rank {other} wrote for {len(unseen)} "
                                f"video(s) (e.g. {store.name(unseen[0])} of {unseen[0]}): with several nodes, "
                                f"save_dir must be on a filesystem they all share; features.list was not written")
-        outputs = store.write_lists(videos, failed, done)
+            done |= set(found) | seen
+        outputs = store.write_lists(videos, failed, with_spellings(done))
         if train_list:
             left_out = write_training_list(train_list, labelled, outputs)
             log.info("training list %s: %d video(s)%s", train_list, len(videos) - len(left_out),
@@ -258,7 +264,10 @@ def _run(engine, decoded, total, store, provenance, failed, seg_num, target):
             row += count
             video.missing -= count
             if video.missing == 0:
-                store.save(video.path, video.features, video.provenance)
+                reason = store.save(video.path, video.features, video.provenance)
+                if reason is not None:  # e.g. a name the file system refuses: this video fails, not the run
+                    log.warning("cannot store %s: %s", video.path, reason)
+                    failed[video.path] = reason
                 progress.update(1)
         frames_done += fill
         progress.set_postfix(frames_per_s=f"{frames_done / (time.time() - start):.1f}")

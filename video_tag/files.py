@@ -1,16 +1,66 @@
 """Writing output files so that a reader never sees half of one (temporary name, fsync, rename), and
 fingerprinting inputs."""
+import contextlib
+import errno
+import gc
 import hashlib
 import os
+import re
 
 from .errors import RunError
+
+# What a write error says about the next writes into the same folder: these fail them all (stop the run);
+# others (a name too long, bytes the file system refuses in a name) concern one file.
+FOLDER_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM})
+
+
+class WriteError(RunError):
+    """A file could not be written (``errno``: the ``OSError``'s number); ``folder_wide`` when every next
+    write into the same folder would fail too (a full disk, a read-only file system, no permission)."""
+
+    def __init__(self, message, errno_=None):
+        super().__init__(message)
+        self.errno = errno_
+
+    @property
+    def folder_wide(self):
+        return self.errno in FOLDER_ERRNOS
+
+
+def text_path(path):
+    """``path`` as one field of a UTF-8 list (``manifest.tsv``, ``failed.list``, a provenance record): the
+    path itself when it is UTF-8 without TAB, CR or newline (nearly every path); else bytes that are not
+    UTF-8 (a name from ``os.listdir`` in another encoding) as ``\\xNN`` and those characters as ``\\t``,
+    ``\\r``, ``\\n``, so that a row never breaks. A name for people and for comparing rows, not for opening
+    the file (a backslash is not escaped: ``feature_store`` refuses a second path written alike)."""
+    if _UNSAFE.search(path) is None:
+        return path
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return text.replace("\t", "\\t").replace("\r", "\\r").replace("\n", "\\n")
+
+
+_UNSAFE = re.compile("[\t\r\n\udc80-\udcff]")
+
+
+@contextlib.contextmanager
+def collector_paused():
+    """Python's cyclic garbage collector paused: the bookkeeping loops over a million videos make millions of
+    small objects and no cycles, and the collector's passes over them cost about as much as the loops
+    (bench/bench_bookkeeping.py)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def atomic_write(path, write):
     """Call ``write(binary_file)`` on a temporary file beside ``path``, then rename it into place.
 
-    An ``OSError`` (a full disk, no permission) leaves no file behind and becomes a ``RunError`` naming
-    ``path``.
+    An ``OSError`` (a full disk, no permission, a name too long) leaves no file behind and becomes a
+    ``WriteError`` (a ``RunError``) naming ``path``.
     """
     tmp = f"{path}.tmp{os.getpid()}"
     try:
@@ -21,7 +71,7 @@ def atomic_write(path, write):
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
-        raise RunError(f"cannot write {path}: {e.strerror or e}") from None
+        raise WriteError(f"cannot write {path}: {e.strerror or e}", e.errno) from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

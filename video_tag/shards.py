@@ -23,12 +23,14 @@ shard's index") instead of reading stale features; a shard left with no live mem
 
 A shard is written as ``shard-NNNNNN.tar.part`` (locked while its writer lives), then its index, then
 renamed: a shard and its index appear complete or not at all. The videos of a shard that was still being
-written when its run was killed are extracted again by the next run (at most N videos); an interrupted
-run (Ctrl-C, an error) closes its shard early instead, so nothing finished is lost.
+written when its run was killed are extracted again by the next run (at most N videos), which also removes
+an index left without its tar. An interrupted run (Ctrl-C, a full disk, an error) closes its shard early
+instead, with the videos it holds whole (a video cut off halfway is left out), so nothing finished is lost.
+A writer that cannot lock its shard (a file system without ``flock``) stops: another run would take the
+shard for a killed run's and delete it.
 """
 import collections
 import contextlib
-import glob
 import io
 import os
 import re
@@ -44,10 +46,10 @@ from . import files
 from .errors import RunError
 
 INDEX_HEADER = "member\toffset\tsize\n"
-SHARD_RE = re.compile(r"shard-(\d{6,})\.tar$")
-CACHE_BYTES = 64 << 20  # index text kept per process (about 1,500 shards of 1,000 videos)
-_TEXTS = collections.OrderedDict()  # index file -> (stamp, text), least recently used first
-_cached = 0  # bytes of text in _TEXTS
+SHARD_RE = re.compile(r"shard-(\d{6,})\.tar")
+CACHE_BYTES = 64 << 20  # index text whose parsed entries are kept per process (about 1,500 shards of 1,000 videos)
+_INDEXES = collections.OrderedDict()  # index file -> (stamp, {member: (offset, size) or error}, bytes), LRU first
+_cached = 0  # bytes of index text behind the entries in _INDEXES
 _SCANS = {}  # tar without an index -> (stamp, {member: (offset, size)})
 
 
@@ -70,86 +72,96 @@ def split_member(path):
     return None
 
 
+def shard_files(save_dir):
+    """The names in ``save_dir`` that start with ``shard-`` (one listing: no pattern matched per file of a
+    folder of a million feature files)."""
+    try:
+        return [n for n in os.listdir(save_dir) if n.startswith("shard-")]
+    except FileNotFoundError:
+        return []
+
+
 def shards_in(save_dir):
     """The finished shards of ``save_dir`` (those with an index), in number order."""
-    found = [p for p in glob.glob(os.path.join(glob.escape(save_dir), "shard-*.tar"))
-             if SHARD_RE.search(p) and os.path.isfile(index_path(p))]
-    return sorted(found, key=lambda p: int(SHARD_RE.search(p).group(1)))
+    names = set(shard_files(save_dir))
+    found = [n for n in names if SHARD_RE.fullmatch(n) and n[:-len(".tar")] + ".index.tsv" in names]
+    return [os.path.join(save_dir, n) for n in sorted(found, key=lambda n: int(SHARD_RE.fullmatch(n).group(1)))]
 
 
-def _index_text(path):
-    """The text of the index file ``path``, cached per process (least recently used out, past
-    ``CACHE_BYTES``) until the file changes. FileNotFoundError when there is none."""
+def _index(shard):
+    """``{member: (offset, size), or the one-line reason its line is damaged}`` of ``shard``'s index file,
+    parsed once per process (least recently used out, past ``CACHE_BYTES`` of index text) until the file
+    changes: a member is then found in O(1). FileNotFoundError when there is no index."""
     global _cached
+    path = index_path(shard)
     st = os.stat(path)
     stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
-    hit = _TEXTS.get(path)
+    hit = _INDEXES.get(path)
     if hit is not None and hit[0] == stamp:
-        _TEXTS.move_to_end(path)
+        _INDEXES.move_to_end(path)
         return hit[1]
     with open(path, encoding="utf-8") as f:
         text = f.read()
     if not text.startswith(INDEX_HEADER):
         raise ValueError(f"shard index {path} does not start with the line {INDEX_HEADER.strip()!r}")
+    tar_size = os.path.getsize(shard)
+    entries = {}
+    for number, line in enumerate(text.split("\n")[1:], 2):
+        if line:
+            name, entry = _entry(path, line, number, tar_size)
+            entries.setdefault(name, entry)
     if hit is not None:
-        _cached -= len(_TEXTS.pop(path)[1])
-    _TEXTS[path] = (stamp, text)
+        _cached -= _INDEXES.pop(path)[2]
+    _INDEXES[path] = (stamp, entries, len(text))
     _cached += len(text)
-    while _cached > CACHE_BYTES and len(_TEXTS) > 1:
-        _cached -= len(_TEXTS.popitem(last=False)[1][1])
-    return text
+    while _cached > CACHE_BYTES and len(_INDEXES) > 1:
+        _cached -= _INDEXES.popitem(last=False)[1][2]
+    return entries
 
 
 def _entry(path, line, number, tar_size):
-    """``(member, offset, size)`` of a ``line`` of the index ``path``, checked against the tar's size;
-    ``number()`` gives its line number for messages."""
-    fields = line.split("\t")
+    """``(member, (offset, size))`` of a ``line`` of the index ``path``, checked against the tar's size, or
+    ``(member, reason)`` for a damaged line. The member is what comes before the last two TABs: a name with a
+    TAB (written by videotag before its names were made safe) is read whole."""
+    fields = line.rsplit("\t", 2)
     try:
         if len(fields) != 3:
             raise ValueError
         name, offset, size = fields[0], int(fields[1]), int(fields[2])
     except ValueError:
-        raise ValueError(f"{path}:{number()}: expected 'member<TAB>offset<TAB>size'") from None
+        return line.split("\t", 1)[0], f"{path}:{number}: expected 'member<TAB>offset<TAB>size'"
     if offset < 0 or size < 0 or offset + size > tar_size:
-        raise ValueError(f"{path}:{number()}: {name} lies outside the tar ({tar_size} bytes)")
-    return name, offset, size
+        return name, f"{path}:{number}: {name} lies outside the tar ({tar_size} bytes)"
+    return name, (offset, size)
 
 
 def lookup(shard, member):
     """``(offset, size)`` of ``member`` in ``shard`` (from its index, else from the tar's headers), or None
-    when it is not there. Only the member's line of the index is parsed: a reader's cost does not grow
-    with the shard's size. Raises ``ValueError`` for a damaged index or tar."""
-    index = index_path(shard)
+    when it is not there. Raises ``ValueError`` for a damaged index line of that member, or a damaged tar."""
     try:
-        text = _index_text(index)
+        entry = _index(shard).get(member)
     except FileNotFoundError:
         return _scanned(shard).get(member)
     except OSError as e:
-        raise ValueError(f"cannot read shard index {index}: {e.strerror}") from None
-    at = text.find("\n" + member + "\t")
-    if at < 0:
-        return None
-    end = text.find("\n", at + 1)
-    line = text[at + 1:end if end >= 0 else len(text)]
-    return _entry(index, line, lambda: text.count("\n", 0, at + 1) + 1, os.path.getsize(shard))[1:]
+        raise ValueError(f"cannot read shard index {index_path(shard)}: {e.strerror}") from None
+    if isinstance(entry, str):
+        raise ValueError(entry)
+    return entry
 
 
 def read_index(shard):
     """``{member: (offset, size)}`` of ``shard``: from its index file, else (a tar made by other tools) from
-    its headers. Raises ``ValueError``."""
-    index = index_path(shard)
+    its headers. Raises ``ValueError`` (the first damaged line)."""
     try:
-        text = _index_text(index)
+        entries = _index(shard)
     except FileNotFoundError:
         return _scanned(shard)
     except OSError as e:
-        raise ValueError(f"cannot read shard index {index}: {e.strerror}") from None
-    size, entries = os.path.getsize(shard), {}
-    for number, line in enumerate(text.split("\n")[1:], 2):
-        if line:
-            name, offset, length = _entry(index, line, lambda: number, size)
-            entries[name] = (offset, length)
-    return entries
+        raise ValueError(f"cannot read shard index {index_path(shard)}: {e.strerror}") from None
+    for entry in entries.values():
+        if isinstance(entry, str):
+            raise ValueError(entry)
+    return dict(entries)
 
 
 def _scanned(shard):
@@ -291,10 +303,11 @@ ORPHAN_AGE = 10  # seconds: a .part this young may be one whose writer has not l
 
 def remove_orphans(save_dir):
     """Delete the unfinished shards (``.part``) of killed runs in ``save_dir``: those no live writer holds
-    locked (and older than ``ORPHAN_AGE`` seconds: a writer creates its file, then locks it). Returns their
-    paths."""
-    removed = []
-    for part in glob.glob(os.path.join(glob.escape(save_dir), "shard-*.tar.part")):
+    locked (and older than ``ORPHAN_AGE`` seconds: a writer creates its file, then locks it), and the
+    indexes without their tar (a writer killed between writing the index and renaming its tar). Returns
+    their paths."""
+    removed, names = [], shard_files(save_dir)
+    for part in [os.path.join(save_dir, n) for n in names if n.endswith(".tar.part")]:
         try:
             with open(part, "rb") as f:
                 if time.time() - os.fstat(f.fileno()).st_mtime < ORPHAN_AGE or not _lock_nowait(f):
@@ -303,12 +316,18 @@ def remove_orphans(save_dir):
                 removed.append(part)
         except FileNotFoundError:
             continue
+    for index in [os.path.join(save_dir, n) for n in names if n.endswith(".index.tsv")]:
+        shard = index[:-len(".index.tsv")] + ".tar"
+        if not os.path.exists(shard) and not os.path.exists(shard + ".part"):  # a writer killed before its rename
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(index)
+                removed.append(index)
     return removed
 
 
 class ShardWriter:
     """Writes videos into shards of ``size`` videos in ``save_dir``; ``add`` one video at a time, ``close``
-    at the end (or on an interruption: the shard in progress is finished with what it has).
+    at the end (or on an interruption: the shard in progress is finished with the videos it holds whole).
     ``on_shard(shard, names)`` is called after each shard is in place, with the feature members it holds."""
 
     def __init__(self, save_dir, size, on_shard):
@@ -316,11 +335,12 @@ class ShardWriter:
             raise ValueError(f"shard size {size}: must be at least 1")
         self.save_dir, self.size, self.on_shard = save_dir, size, on_shard
         self.part = self.file = self.tar = None
-        self.index, self.names, self.clean = {}, [], True
+        self.index, self.names, self.whole = {}, [], 0  # whole: bytes of the tar that hold whole videos
 
     def _claim(self):
         """A new ``shard-NNNNNN.tar.part``, created exclusively (another writer in the folder takes another
-        number) and locked while this writer lives."""
+        number) and locked while this writer lives. Raises ``RunError`` when it cannot be locked (a file
+        system without locks): another run's ``remove_orphans`` would take it for a killed run's."""
         pattern = re.compile(r"shard-(\d{6,})\.(tar|tar\.part|index\.tsv)$")
         taken = [int(m.group(1)) for m in map(pattern.search, os.listdir(self.save_dir)) if m]
         number = max(taken, default=-1) + 1
@@ -331,20 +351,25 @@ class ShardWriter:
             except FileExistsError:
                 number += 1
                 continue
-            self.file = os.fdopen(fd, "wb")
-            _lock_nowait(self.file)
+            self.file = os.fdopen(fd, "wb", buffering=0)  # unbuffered: what is written is in the file, to cut it
+            if not _lock_nowait(self.file):
+                self.file.close()
+                os.remove(part)
+                self.file = None
+                raise RunError(f"cannot lock {part}: shards need a file system with file locks (flock); "
+                               f"use shard_size 0 (one file per video) there")
             self.part = part
             self.tar = tarfile.open(fileobj=self.file, mode="w", format=tarfile.PAX_FORMAT)
+            self.whole = 0
             return
 
     def add(self, feature, data, record, text):
         """Add one video: its feature file ``feature`` (member name) of bytes ``data``, then its provenance
         record ``record`` (member name) of UTF-8 ``text``. The shard is put in place once it holds
         ``size`` videos."""
-        self.clean = False
+        if self.tar is None:
+            self._claim()
         try:
-            if self.tar is None:
-                self._claim()
             for member, payload in ((feature, data), (record, text.encode("utf-8"))):
                 info = tarfile.TarInfo(member)
                 info.size, info.mode = len(payload), 0o644
@@ -353,41 +378,54 @@ class ShardWriter:
         except OSError as e:
             raise RunError(f"cannot write {self.part}: {e.strerror or e}") from None
         self.names.append(feature)
-        self.clean = True
+        self.whole = self.tar.offset
         if len(self.names) >= self.size:
             self.finish()
 
     def close(self, interrupted=False):
-        """The end of a run: the shard in progress is put in place with what it holds, unless the run was
-        interrupted in the middle of adding a video (then it is dropped)."""
-        if interrupted and not self.clean:
+        """The end of a run, or its interruption (Ctrl-C, a full disk, an error): the shard in progress is
+        put in place with the videos it holds whole (a video interrupted halfway is cut off). When even that
+        cannot be written, the shard is dropped (its videos are extracted again) and the error raised."""
+        try:
+            self.finish(cut=interrupted)
+        except BaseException:
             self.abandon()
-        else:
-            self.finish()
+            raise
 
-    def finish(self):
-        """Put the shard in progress in place (tar, then index, then the rename), if it holds any video."""
+    def finish(self, cut=False):
+        """Put the shard in progress in place (tar, then index, then the rename), if it holds any video;
+        ``cut``: first cut off what follows its last whole video."""
         if self.tar is None:
             return
+        if not self.names:
+            return self.abandon()
         shard = self.part[:-len(".part")]
+        names, index = self.names, {m: v for m, v in self.index.items() if v[0] < self.whole}
         try:
-            self.tar.close()  # the end-of-archive blocks
-            self.file.flush()
+            if cut:
+                self.file.truncate(self.whole)
+                self.file.seek(self.whole)
+                self.file.write(b"\0" * (2 * tarfile.BLOCKSIZE))  # the end-of-archive blocks
+                self.tar.closed = True  # what tarfile would still write is cut off
+            else:
+                self.tar.close()  # the end-of-archive blocks
             os.fsync(self.file.fileno())
-            write_index(shard, self.index)
+            write_index(shard, index)
             os.replace(self.part, shard)
         except OSError as e:
+            with contextlib.suppress(OSError):
+                os.remove(index_path(shard))  # no index without its tar
             raise RunError(f"cannot write {shard}: {e.strerror or e}") from None
-        finally:
-            self.file.close()  # releases the lock
-            self.tar = self.file = None
-        names, self.index, self.names = self.names, {}, []
+        self.file.close()  # releases the lock
+        self.tar = self.file = None
+        self.index, self.names = {}, []
         self.on_shard(shard, names)
 
     def abandon(self):
         """Drop the shard in progress (its videos are not counted as done)."""
         if self.file is not None:
-            self.file.close()
+            with contextlib.suppress(OSError):
+                self.file.close()
             with contextlib.suppress(OSError):
                 os.remove(self.part)
         self.tar = self.file = None

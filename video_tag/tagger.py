@@ -174,6 +174,14 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
                             failed.append((index, path, result))
                         else:
                             tags, features, windows = result
+                            # the features first: a video whose features cannot be stored fails as a whole
+                            # (no lines), so that the next run does it again
+                            reason = None if store is None else store.save(path, features, provenance[index])
+                            if reason is not None:  # its own write error: this video fails, not the run
+                                log.warning("cannot store the features of %s: %s", shown(path), reason)
+                                failed.append((index, path, reason))
+                                progress.update(1)
+                                continue
                             for k, start, end, window_tags in windows:
                                 segments.append([index, k], {"source": identity[index], "video": shown(path),
                                                              "start": start, "end": end, "tags": window_tags})
@@ -181,8 +189,6 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
                                                          "tags": tags})
                             if dist.is_main():
                                 progress.write(format_tags(shown(path), tags), end="")
-                            if store is not None:
-                                store.save(path, features, provenance[index])
                         progress.update(1)
                 if store is not None:
                     store.close()

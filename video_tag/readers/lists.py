@@ -112,10 +112,30 @@ def _all_lines(path):
     return lines
 
 
-def output_stem(path):
-    """``<stem>_<8 hex digits of sha1(real path)>``: the name of what a run writes for the input ``path``
-    (features, a frames folder). The same input always maps to the same name, and different inputs (e.g.
-    ``a/clip.mp4`` and ``b/clip.mp4``, in one list or across runs) never share one."""
-    stem = os.path.splitext(os.path.basename(path))[0]
-    digest = hashlib.sha1(os.path.realpath(path).encode("utf-8", "surrogateescape")).hexdigest()
-    return f"{stem}_{digest[:8]}"
+STEM_BYTES = 180  # of a file stem before its hash: a name, its suffix and a temporary ".tmp<pid>" fit in 255 bytes
+HASH_DIGITS = 16  # 64 bits: among 10 million videos, a shared name is about as likely as 1 in 370,000
+
+
+def output_stem(path, digest=None):
+    """``<stem>_<16 hex digits of sha1(real path)>``: the name of what a run writes for the input ``path``
+    (features, a frames folder). The same input always maps to the same name; different inputs (e.g.
+    ``a/clip.mp4`` and ``b/clip.mp4``, in one list or across runs) share one only if 64 bits of their
+    hashes do, which the feature store checks (``feature_store``).
+
+    The stem is the file name without its extension, made safe for every list and file system: bytes that
+    are not UTF-8 (a name from ``os.listdir`` of a folder made on Windows in GBK) and control characters
+    (TAB, newline) become ``_``, and a stem longer than ``STEM_BYTES`` bytes in UTF-8 is cut on a character
+    boundary, so that ``<stem>_<hash>.json.tmp<pid>`` stays below the 255 bytes of a name on every common file
+    system. ``digest``: the hex sha1 of the real path when the caller has it (``path_digest``)."""
+    stem = _UNSAFE_IN_STEM.sub("_", os.path.splitext(os.path.basename(path))[0])
+    if len(stem) * 4 > STEM_BYTES and len(stem.encode("utf-8")) > STEM_BYTES:
+        stem = stem.encode("utf-8")[:STEM_BYTES].decode("utf-8", "ignore")
+    return f"{stem}_{(digest or path_digest(os.path.realpath(path)))[:HASH_DIGITS]}"
+
+
+_UNSAFE_IN_STEM = re.compile("[\x00-\x1f\x7f\udc80-\udcff]")
+
+
+def path_digest(real_path):
+    """The hex sha1 of a real path's bytes (as the file system holds them, also when they are not UTF-8)."""
+    return hashlib.sha1(os.fsencode(real_path)).hexdigest()
