@@ -1,7 +1,6 @@
 """Generated videos with known shot changes for the shot tests: textured scenes (smooth noise of a few
 scales, shapes), moving textured objects, camera pans, sensor noise, encoded with H.264 (PyAV) and
 decoded back, so the detector sees codec artefacts as it would in a real file."""
-import fractions
 
 import cv2
 import numpy as np

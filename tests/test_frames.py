@@ -196,7 +196,7 @@ def test_an_undecodable_frame_is_skipped_as_every_reader_does(tmp_path):
 
 
 def test_long_names_tabs_and_newlines_in_names(tmp_path):
-    from video_tag.names import unescape_field
+    from video_tag.names import text_path
     long = write_video(tmp_path / ("长" * 80 + ".avi"), 4)  # 244 bytes: with a hash and a suffix, over 255
     tab = write_video(tmp_path / "a\tb.avi", 3)
     bad = tmp_path / "bad\tname.mp4"
@@ -208,4 +208,4 @@ def test_long_names_tabs_and_newlines_in_names(tmp_path):
     assert [line.rsplit(" ", 2)[1:] for line in lines] == [["4", "0"], ["3", "1"]]
     (failed,) = (tmp_path / "out" / "failed.list").read_text(encoding="utf-8").splitlines()
     path, reason = failed.split("\t")
-    assert unescape_field(path) == str(bad) and "cannot open" in reason
+    assert path == text_path(str(bad)) == str(tmp_path / "bad\\tname.mp4") and "cannot open" in reason

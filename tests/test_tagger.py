@@ -429,7 +429,7 @@ def test_the_same_list_from_another_folder_is_another_list(setup, monkeypatch):
 def test_names_that_are_not_utf8_or_hold_a_tab_or_a_newline(setup):
     """A folder unpacked from a zip made on Windows (GBK names), and names with a TAB or a newline: the videos
     are tagged, the broken one is listed; every output stays valid UTF-8 with one record per line."""
-    from video_tag.names import escape_field, shown, unescape_field
+    from video_tag.names import shown, text_path
     tmp = setup
     folder = os.fsencode(tmp / "v")
     gbk = os.fsdecode(folder + b"/" + "海边视频".encode("gbk") + b".avi")
@@ -449,7 +449,8 @@ def test_names_that_are_not_utf8_or_hold_a_tab_or_a_newline(setup):
     failed = (tmp / "out" / "failed.list").read_bytes().decode("utf-8")
     assert failed.count("\n") == 1 and failed.endswith("\n")
     path, reason = failed[:-1].split("\t")
-    assert path == escape_field(broken) and unescape_field(path) == broken and reason
+    assert path == text_path(broken) and reason
+    assert path == str(tmp / "v") + "/bad\\n" + "名".encode("gbk").decode("utf-8", "backslashreplace") + ".mp4"
 
 
 def test_threshold_keeps_the_tags_at_or_above_it():
@@ -465,17 +466,19 @@ def test_threshold_keeps_the_tags_at_or_above_it():
 
 
 
-def test_save_features_refuses_a_name_that_is_not_utf8_for_that_video_only(setup):
+def test_save_features_keeps_a_name_that_is_not_utf8(setup):
     """features.list, manifest.tsv and the provenance records are UTF-8 text that names the video: a video
-    whose name is not UTF-8 fails (with the reason) under --save_features; the others are tagged."""
-    from video_tag import tagger
-    from video_tag.names import escape_field
+    whose name is not UTF-8 is tagged and its features stored, the name written with its undecodable bytes
+    as \\xNN (names.text_path), as predictions.jsonl shows it."""
+    from video_tag.names import shown, text_path
     tmp = setup
     gbk = os.fsdecode(os.fsencode(tmp / "v") + b"/" + "海边视频".encode("gbk") + b".avi")
     os.rename(write_video(tmp / "v" / "x.avi", ["red", "blue"], 0.6), gbk)
     ok = write_video(tmp / "v" / "ok.avi", ["green"], 0.6)
-    assert run_tag(tmp, tmp / "v", tmp / "out", save_features=str(tmp / "feat")) == 1
-    assert [r["video"] for r in read_jsonl(tmp / "out" / "predictions.jsonl")] == [ok]
-    assert (tmp / "out" / "failed.list").read_text(encoding="utf-8") == f"{escape_field(gbk)}\t{tagger.NOT_UTF8}\n"
-    (listed,) = (tmp / "feat" / "manifest.tsv").read_text(encoding="utf-8").splitlines()
-    assert listed.startswith(ok + "\t")
+    assert run_tag(tmp, tmp / "v", tmp / "out", save_features=str(tmp / "feat")) == 0
+    assert [r["video"] for r in read_jsonl(tmp / "out" / "predictions.jsonl")] == [ok, shown(gbk)]
+    assert not (tmp / "out" / "failed.list").read_text(encoding="utf-8")
+    manifest = [line.split("\t") for line in (tmp / "feat" / "manifest.tsv").read_text(encoding="utf-8").splitlines()]
+    assert [v for v, _ in manifest] == [ok, text_path(gbk)] and text_path(gbk) == shown(gbk)
+    assert all(os.path.isfile(f) for _, f in manifest)
+    assert (tmp / "feat" / "features.list").read_text(encoding="utf-8").splitlines() == [f for _, f in manifest]

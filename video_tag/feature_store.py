@@ -9,7 +9,7 @@ Two layouts, one copy of each video's features in a folder:
 
 A video's name is ``<stem>_<hash>`` (``lists.output_stem``: 16 hex digits of the hash of its real path,
 the stem made safe and short enough for any file system). Its provenance record holds the video (as listed,
-real path, size, mtime; paths in ``files.text_path`` form) and the run's settings; a video counts as done
+real path, size, mtime; paths in ``names.text_path`` form) and the run's settings; a video counts as done
 only when its features are complete and the record matches the run in every field, in the run's layout
 (features stored the other way, or as another dtype, are extracted again, and the old copy is removed: a
 file deleted, a shard member taken out of its index). A name whose record holds another real path (two
@@ -32,7 +32,7 @@ The lists, merged under a file lock so that extractors with different lists can 
     manifest.tsv       video<TAB>feature for the same videos
     failed.list        video<TAB>reason for every video whose last extraction failed
 
-The video column holds ``files.text_path(video)``: the path itself, or, for a path with a TAB, CR, newline
+The video column holds ``names.text_path(video)``: the path itself, or, for a path with a TAB, CR, newline
 or bytes that are not UTF-8, that path with those escaped as ``\\t``, ``\\r``, ``\\n``, ``\\xNN`` (the rows
 never break; such a video is extracted like any other, its feature name made safe). A backslash is not
 escaped, so two paths can be written alike (a TAB in one, the two characters ``\\t`` in the other): the
@@ -53,6 +53,7 @@ except ImportError:  # Windows: no advisory locks; concurrent extractors into on
 
 from . import feature_files, files, shards
 from .errors import RunError, UserError
+from .names import text_path
 from .readers.lists import output_stem, path_digest
 from .record_index import RecordIndex, settings_text, split_record
 
@@ -65,14 +66,14 @@ Plan = collections.namedtuple("Plan", "todo done failed stale provenance")
 def video_provenance(video, settings, real_path=None, st=None):
     """The provenance record of ``video``'s features: path as listed, real path, size, mtime, ``settings``
     (what every feature of the run depends on: weights, precision, dtype, sizes, version). Paths are in
-    ``files.text_path`` form. None when the video cannot be stat'ed (decoding will report it)."""
+    ``names.text_path`` form. None when the video cannot be stat'ed (decoding will report it)."""
     if st is None:
         try:
             st = os.stat(video)
         except OSError:
             return None
     real = real_path or os.path.realpath(video)
-    return {"video": files.text_path(video), "real_path": files.text_path(real), "size": st.st_size,
+    return {"video": text_path(video), "real_path": text_path(real), "size": st.st_size,
             "mtime_ns": st.st_mtime_ns, **settings}
 
 
@@ -168,19 +169,19 @@ class Names:
     def assign(self, videos):
         """``(unique, failed, same)``: ``videos`` with one spelling per real path (the first), in order;
         {video: reason} for a video that is not extracted: its name is another real path's of the list (a
-        hash collision), or its path is written in the lists (``files.text_path``) as another's (a TAB in
+        hash collision), or its path is written in the lists (``names.text_path``) as another's (a TAB in
         one, the characters ``\\t`` in the other); {other spelling: the first}."""
         held, texts, unique, failed, same = {}, {}, [], {}, {}
         for v in videos:
             real, st = self.probed[v] = self.probe(v)
             stem = self.stem(v, real)
             first = held.setdefault(stem, (real, v))
-            text = files.text_path(v)
+            text = text_path(v)
             if first[1] != v:
                 if first[0] == real:
                     same[v] = first[1]
                 else:
-                    failed[v] = collision(stem, files.text_path(first[0]))
+                    failed[v] = collision(stem, text_path(first[0]))
             elif texts.setdefault(text, v) != v:
                 failed[v] = (f"its path is written as {text} in the lists, as that of another video of the list "
                              f"(a TAB, newline or bytes that are not UTF-8 in one path): rename one")
@@ -261,7 +262,7 @@ class Verdict:
         real = self.names.probe(video)[0]
         old = legacy_stem(video, real)
         entry = self.records.get(old) or self.inspect(old)
-        if entry is not None and entry.real_path == files.text_path(real):
+        if entry is not None and entry.real_path == text_path(real):
             self.legacy[video] = entry
 
     @files.collector_paused()
@@ -278,7 +279,7 @@ class Verdict:
                 todo.append(v)
                 provenance[v] = None  # decoding will say what is wrong
                 continue
-            fresh, differ, reason = self.judge(v, (files.text_path(real), st.st_size, st.st_mtime_ns), settings, key)
+            fresh, differ, reason = self.judge(v, (text_path(real), st.st_size, st.st_mtime_ns), settings, key)
             if reason:
                 failed[v] = reason
             elif fresh and not overwrite:
@@ -450,8 +451,8 @@ class FeatureStore:
     index, a ``Verdict`` and a ``Writer``; the lists are merged by ``merge_lists``."""
 
     def __init__(self, save_dir, dtype, shard_size=0, feature_dim=2048):
-        if files.text_path(save_dir) != save_dir:
-            raise UserError(f"save_dir {files.text_path(save_dir)}: a TAB, newline or bytes that are not UTF-8 "
+        if text_path(save_dir) != save_dir:
+            raise UserError(f"save_dir {text_path(save_dir)}: a TAB, newline or bytes that are not UTF-8 "
                             f"in its path cannot be written into features.list; choose another folder")
         os.makedirs(save_dir, exist_ok=True)
         self.save_dir, self.dtype, self.shard_size = save_dir, dtype, int(shard_size or 0)
@@ -571,8 +572,8 @@ class FeatureStore:
             manifest, failures = merge_lists(
                 _read_rows(os.path.join(self.save_dir, "manifest.tsv")),
                 _read_rows(os.path.join(self.save_dir, "failed.list")),
-                [(files.text_path(v), outputs.get(v)) for v in videos],
-                {files.text_path(v): one_line(r) for v, r in failed.items()}, self.verdict.holder())
+                [(text_path(v), outputs.get(v)) for v in videos],
+                {text_path(v): one_line(r) for v, r in failed.items()}, self.verdict.holder())
             self.writer.flush()  # what the verdict read from records files
 
             def write(name, lines):
@@ -582,7 +583,7 @@ class FeatureStore:
             write("manifest.tsv", (f"{v}\t{f}\n" for v, f in manifest.items()))
             write("failed.list", (f"{v}\t{r}\n" for v, r in failures.items()))
         outputs = {v: f for v, f in outputs.items() if f is not None}
-        others = len(manifest) - sum(1 for v in videos if files.text_path(v) in manifest)
+        others = len(manifest) - sum(1 for v in videos if text_path(v) in manifest)
         log.info("%d feature file(s) of this list listed in %s%s; %d failed", len(outputs),
                  os.path.join(self.save_dir, "features.list"),
                  f" (and {others} of other lists extracted into the same folder)" if others else "", len(failed))

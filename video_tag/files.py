@@ -5,7 +5,6 @@ import errno
 import gc
 import hashlib
 import os
-import re
 
 from .errors import RunError
 
@@ -25,21 +24,6 @@ class WriteError(RunError):
     @property
     def folder_wide(self):
         return self.errno in FOLDER_ERRNOS
-
-
-def text_path(path):
-    """``path`` as one field of a UTF-8 list (``manifest.tsv``, ``failed.list``, a provenance record): the
-    path itself when it is UTF-8 without TAB, CR or newline (nearly every path); else bytes that are not
-    UTF-8 (a name from ``os.listdir`` in another encoding) as ``\\xNN`` and those characters as ``\\t``,
-    ``\\r``, ``\\n``, so that a row never breaks. A name for people and for comparing rows, not for opening
-    the file (a backslash is not escaped: ``feature_store`` refuses a second path written alike)."""
-    if _UNSAFE.search(path) is None:
-        return path
-    text = os.fsencode(path).decode("utf-8", "backslashreplace")
-    return text.replace("\t", "\\t").replace("\r", "\\r").replace("\n", "\\n")
-
-
-_UNSAFE = re.compile("[\t\r\n\udc80-\udcff]")
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ Input: a TSN video list (``path/to/x.mp4 7``; infer lists without labels are fin
                                        skipped (``video_reader.decoded_frames``)
     frames.list                        <out_dir>/<stem>_<hash> <num_frames> <label>, in list order
     failed.list                        path<TAB>reason for every video that could not be decoded (both
-                                       fields as ``names.escape_field`` writes them)
+                                       fields as ``files.text_path`` writes them, as in every list)
 
 A folder is written under a temporary name of its own video and process (``.tmp-<hash of the real
 path>-<host>-<pid>``: short whatever the video's name, and runs sharing ``out_dir`` never touch each
@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from .errors import UserError, failure_reason
 from .files import write_text
-from .names import escape_field, shown
+from .names import shown, text_path
 from .readers.lists import output_stem, read_lines, split_labels
 from .readers.video_reader import decoded_frames, open_capture
 
@@ -177,7 +177,7 @@ def video_to_frames(list_path, out_dir, num_workers=4):
              for p, labels in entries if origins[p] in counts]
     write_text(os.path.join(out_dir, "frames.list"), "".join(lines))
     write_text(os.path.join(out_dir, "failed.list"), "".join(
-        f"{escape_field(p)}\t{escape_field(failed[origins[p]])}\n" for p in origins if origins[p] in failed))
+        f"{text_path(p)}\t{text_path(failed[origins[p]])}\n" for p in origins if origins[p] in failed))
     log.info("%d video(s) decoded into %s, %d failed; list: %s", len(counts), out_dir, len(failed),
              os.path.join(out_dir, "frames.list"))
     return 1 if failed else 0

@@ -12,7 +12,7 @@ the folder.
                                              a video's features: <where> relative to save_dir (a file, or
                                              shard-NNNNNN.tar/<member>), ``stamp`` "size:mtime_ns" of
                                              a plain feature file ("" for a shard member),
-                                             then the record (paths in ``files.text_path`` form)
+                                             then the record (paths in ``names.text_path`` form)
     <stem>\t\t...                            the video's features are gone
 
 The last line of a stem wins. The per-video records (``<stem>.json``, beside the features or in their
@@ -29,6 +29,7 @@ import os
 from collections import namedtuple
 
 from . import files
+from .names import text_path
 
 HEADER = "videotag records 1\n"
 FILE = ".videotag-records.tsv"
@@ -129,8 +130,8 @@ class RecordIndex:
         if key not in self.settings:
             self.settings[key] = settings
             self.pending.append(f"\t={key}\t{text}")
-        entry = Entry(stem, where, stamp, files.text_path(str(per_video["video"])),
-                      files.text_path(str(per_video["real_path"])), str(per_video["size"]),
+        entry = Entry(stem, where, stamp, text_path(str(per_video["video"])),
+                      text_path(str(per_video["real_path"])), str(per_video["size"]),
                       str(per_video["mtime_ns"]), key)
         self.entries[stem] = entry
         self.pending.append("\t".join(entry))

@@ -10,7 +10,8 @@ Writes to ``save_dir``::
     failed.list        path<TAB>reason for every video that could not be read
 
 Paths are written as ``names.shown`` gives them (a name that is not UTF-8 has its undecodable bytes as
-``\\xNN``); in failed.list as ``names.escape_field`` (also TAB, newline, backslash escaped).
+``\\xNN``); in failed.list as ``names.text_path`` (also TAB, CR and newline as ``\\t``, ``\\r``, ``\\n``), as every
+list of the toolkit writes them.
 
 Both JSONL files are streamed (``streaming.PartialJsonl``) and a killed run resumes after the videos it
 finished, except those changed since (each line records the size and mtime its video had before it was
@@ -34,7 +35,7 @@ from .errors import UserError
 from .evaluate import write_failed_list
 from .feature_store import FeatureStore, video_provenance
 from .models import MODELS, build_model
-from .names import escape_field, shown
+from .names import shown, text_path
 from .models.tsn import FEATURE_DIM
 from .predict import format_tags, top_tags
 from .readers.lists import read_label_file, read_lines
@@ -45,8 +46,6 @@ from .streaming import PartialJsonl, file_identity, list_digest
 log = logging.getLogger(__name__)
 
 CHANGED = "the file changed while it was read (replaced or rewritten): run again to tag it as it is now"
-NOT_UTF8 = ("its name is not UTF-8, which --save_features cannot record in features.list and manifest.tsv: "
-            "rename it, or tag it without --save_features")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".flv", ".m4v", ".mpg", ".mpeg", ".wmv",
                     ".3gp", ".ts", ".mts", ".m2ts", ".ogv", ".vob", ".rm", ".rmvb", ".asf")
 
@@ -149,8 +148,6 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
         identity[i] = file_identity(videos[i])
         if identity[i] is None:
             failed.append((i, videos[i], "file not found"))
-        elif store is not None and shown(videos[i]) != videos[i]:
-            failed.append((i, videos[i], NOT_UTF8))
         elif store is not None:
             provenance[i] = video_provenance(videos[i], settings)
     todo = [i for i in todo if identity[i] is not None and (store is None or i in provenance)]
@@ -207,11 +204,9 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
         for output in outputs:
             count = output.assemble(output.final(lambda key: key[0] in done))
             log.info("wrote %s: %d line(s)", output.path, count)
-        write_failed_list(save_dir, [(i, escape_field(p), escape_field(r)) for i, p, r in failed])
-        if store is not None:  # the videos refused as NOT_UTF8 are in save_dir's failed.list only
-            listable = [v for v in videos if shown(v) == v]
-            store.write_lists(listable, {p: r for _, p, r in failed if shown(p) == p},
-                              store.done(listable, settings, seg_num, FEATURE_DIM))
+        write_failed_list(save_dir, [(i, text_path(p), text_path(r)) for i, p, r in failed])
+        if store is not None:
+            store.write_lists(videos, {p: r for _, p, r in failed}, store.done(videos, settings, seg_num, FEATURE_DIM))
     dist.barrier()  # the other ranks end after rank 0 has written everything; rank 0 carries the exit code
     return 1 if failed and dist.is_main() else 0
 
