@@ -431,3 +431,20 @@ def test_unexpected_exception_in_a_process_exits_4():
     assert done.returncode == 4, done.stderr
     assert "Traceback" in done.stderr and "KeyError: 'missing'" in done.stderr
     assert done.stderr.splitlines()[-1].startswith("error: internal error (KeyError: 'missing')"), done.stderr
+
+
+# --- a precision this machine cannot run: refused before anything is written ----------------------------
+
+def test_precision_refused_before_any_output(tmp_path, capfd):
+    """fp16 is GPU only: tsn_extractor.py says so in one line, exit 2, and leaves no save_dir behind (it used
+    to create the folder, its lock and records first, and refuse only when the engine was built)."""
+    from conftest import run_main
+    (tmp_path / "w.pdparams").write_bytes(b"")  # found; never loaded: the refusal comes first
+    (tmp_path / "videos.list").write_text(f"{tmp_path / 'a.mp4'}\n", encoding="utf-8")
+    out = tmp_path / "features"
+    result = run_main("tsn_extractor.py", "--model_name=TSN", f"--weights={tmp_path / 'w.pdparams'}",
+                      f"--filelist={tmp_path / 'videos.list'}", f"--save_dir={out}", "--use_gpu=False",
+                      "--precision=fp16", capfd=capfd)
+    errors = [line for line in result.stdout.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and len(errors) == 1 and "fp16" in errors[0], result.stdout
+    assert not out.exists()

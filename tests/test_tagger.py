@@ -482,3 +482,13 @@ def test_save_features_keeps_a_name_that_is_not_utf8(setup):
     assert [v for v, _ in manifest] == [ok, text_path(gbk)] and text_path(gbk) == shown(gbk)
     assert all(os.path.isfile(f) for _, f in manifest)
     assert (tmp / "feat" / "features.list").read_text(encoding="utf-8").splitlines() == [f for _, f in manifest]
+
+
+def test_a_precision_this_machine_lacks_is_refused_before_any_output(setup):
+    """fp16 is GPU only: refused (UserError: exit 2) before save_dir or the features folder is made."""
+    from video_tag.errors import UserError
+    tmp = setup
+    video = write_video(tmp / "v" / "a.avi", ["red"], 0.3)
+    with pytest.raises(UserError, match="fp16"):
+        run_tag(tmp, video, tmp / "out", precision="fp16", use_gpu=False, save_features=str(tmp / "feat"))
+    assert not (tmp / "out").exists() and not (tmp / "feat").exists()

@@ -89,6 +89,15 @@ def shard_size(cfg):
     return int(cfg["INFER"].get("shard_size") or 0)
 
 
+def refuse_unsupported(precision, use_gpu, batch_size):
+    """A ``UserError`` (exit 2) when this Paddle build or machine cannot run ``precision`` (e.g. bf16 on a CPU
+    without native bf16): scripts call it before they write anything."""
+    try:
+        check_device(precision, use_gpu, batch_size)
+    except (RuntimeError, ValueError) as e:  # precision or device not available here
+        raise UserError(str(e)) from None
+
+
 def build_engine(cfg, weights_path, precision="fp32", use_gpu=False, batch_size=8, device_id=0,
                  weights_sha256=None):
     """The TSN backbone of ``weights_path`` (release ``tsn.pdparams`` or our own) in Paddle Inference.
@@ -100,10 +109,7 @@ def build_engine(cfg, weights_path, precision="fp32", use_gpu=False, batch_size=
     path = weights.resolve(weights_path)
     layers, target = int(cfg["MODEL"]["num_layers"]), int(cfg["INFER"]["target_size"])
     shape = (None, 3, target, target)
-    try:
-        check_device(precision, use_gpu, batch_size)
-    except (RuntimeError, ValueError) as e:  # precision or device not available here
-        raise UserError(str(e)) from None
+    refuse_unsupported(precision, use_gpu, batch_size)
     sha = weights_sha256 or files.sha256(path)
     key = {"model": "TSN backbone", "weights_sha256": sha, "num_layers": layers, "input_shape": list(shape),
            "paddle": paddle.__version__, "videotag": __version__}
@@ -143,7 +149,8 @@ def extract(cfg, weights_path, list_path, save_dir, overwrite=False, use_gpu=Fal
                         f"{'a folder' if os.path.isdir(train_list) else 'the video list itself'}")
     labelled = read_list(list_path, check_files=False) if train_list else None
     videos = list(dict.fromkeys(e.path for e in labelled)) if train_list else read_video_list(list_path)
-    weights.resolve(weights_path)  # a missing file is refused before anything starts
+    weights.resolve(weights_path)  # a missing file, or a precision this machine lacks, is refused before
+    refuse_unsupported(precision, use_gpu, batch_size)  # anything is written
     store = FeatureStore(save_dir, feature_dtype(cfg), shard_size(cfg))
     if dist.is_main():
         store.remove_orphans()

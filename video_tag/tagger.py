@@ -97,6 +97,7 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
     short_size, target = int(tsn_cfg["INFER"]["short_size"]), int(tsn_cfg["INFER"]["target_size"])
     if segment_stride and not segment_seconds:
         raise UserError("--segment_stride_seconds needs --segment_seconds")
+    extractor.refuse_unsupported(precision, use_gpu, frame_batch)  # before anything is written
     settings = extractor.run_settings(tsn_cfg, tsn_weights, precision)
     model = build_model("AttentionLSTM", lstm_cfg)
     weights.load_weights(model, lstm_weights)
