@@ -47,13 +47,14 @@ def split_labels(text):
     rest, labels = text.rstrip(), []
     while True:
         parts = rest.rsplit(None, 1)
-        if len(parts) < 2 or not _is_int(parts[1]):
+        if len(parts) < 2 or not is_int(parts[1]):
             return rest, labels
         rest = parts[0]
         labels.insert(0, int(parts[1]))
 
 
-def _is_int(token):
+def is_int(token):
+    """Whether a list field is a label id (an optional minus, then ASCII digits)."""
     return re.fullmatch(r"-?[0-9]+", token) is not None  # not str.isdigit: "²" and "--3" are no ints
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UserError, failure_reason
-from .lists import Entry, _is_int, read_lines
+from .lists import Entry, is_int, read_lines
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1)
 STD = np.array([0.229, 0.224, 0.225], np.float32).reshape(1, 3, 1, 1)
@@ -418,6 +418,6 @@ def _split_ints(text, count):
     """``("a b.mp4 12 3", 2) -> ("a b.mp4", [12, 3])``; ``(None, [])`` when one of the last ``count``
     fields is no integer or nothing is left before them."""
     parts = text.rsplit(None, count) if count else [text]
-    if len(parts) != count + 1 or not all(_is_int(p) for p in parts[1:]):
+    if len(parts) != count + 1 or not all(is_int(p) for p in parts[1:]):
         return None, []
     return parts[0], [int(p) for p in parts[1:]]
