@@ -89,8 +89,3 @@ def autocast(precision):
 def loss_scaler(precision):
     """A ``paddle.amp.GradScaler`` for float16 (dynamic loss scaling, Paddle's defaults), else None."""
     return paddle.amp.GradScaler(init_loss_scaling=2.0 ** 15) if precision.scaled else None
-
-
-def float32_region():
-    """Autocast off: what runs inside stays float32 (given float32 inputs)."""
-    return paddle.amp.auto_cast(enable=False)
