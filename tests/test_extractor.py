@@ -331,9 +331,9 @@ def test_rank_0_that_cannot_see_other_ranks_features_refuses_to_list(setup, monk
     tmp_path, videos, broken, model, args = setup
     listing = tmp_path / "one.list"
     listing.write_text(videos[2] + "\n", encoding="utf-8")
-    real_gather = distributed.gather
+    real_gather = distributed.gather_to_main
     # What rank 1 of another node would report: a video it extracted into its own (unshared) save_dir.
-    monkeypatch.setattr(distributed, "gather", lambda obj: real_gather(obj) + [(1, [], [videos[0]], {})])
+    monkeypatch.setattr(distributed, "gather_to_main", lambda obj: real_gather(obj) + [(1, [], [videos[0]], {})])
     with pytest.raises(RunError, match="rank 0 cannot see the features rank 1 wrote"):
         extract_in_process(tmp_path, listing, tmp_path / "out", tmp_path / "tsn.pdparams")
     assert not (tmp_path / "out" / "features.list").exists()

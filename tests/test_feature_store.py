@@ -280,3 +280,12 @@ def test_an_index_that_cannot_be_appended_to_loses_lines_not_videos(tmp_path, mo
     assert open(os.path.join(out, FILE), "rb").read() == before  # no half line
     store = FeatureStore(out, "float32", feature_dim=4)
     assert store.plan(videos, SETTINGS, *SHAPE).done == set(videos)  # b from its record
+
+
+def test_the_real_path_of_a_name_in_the_root_folder(tmp_path, monkeypatch):
+    """A path in / has the folder "/", not "" (which realpath would take for the working folder: the name's
+    hash would then depend on where the run starts)."""
+    from video_tag.feature_store import Names
+    monkeypatch.chdir(tmp_path)
+    real, st = Names(".npy").probe("/etc")
+    assert real == "/etc" and st is not None

@@ -492,3 +492,42 @@ def test_a_precision_this_machine_lacks_is_refused_before_any_output(setup):
     with pytest.raises(UserError, match="fp16"):
         run_tag(tmp, video, tmp / "out", precision="fp16", use_gpu=False, save_features=str(tmp / "feat"))
     assert not (tmp / "out").exists() and not (tmp / "feat").exists()
+
+
+@pytest.mark.parametrize("shard_size", [0, 2])
+def test_save_features_two_spellings_of_one_video_and_a_name_held_by_another(setup, shard_size, monkeypatch):
+    """Two spellings of one video are both tagged, their features stored once (in shards this used to die
+    with a KeyError: exit 4); a video whose name is already another video's in the features folder fails
+    loudly, the other's features untouched (it used to be tagged and overwrite them)."""
+    import types
+    from video_tag import cli, tagger
+    from video_tag.readers import lists
+    tmp = setup
+    video = write_video(tmp / "v" / "a.avi", ["red", "blue"], 0.4)
+    link = f"{tmp}/v/./a.avi"  # another spelling of the same file: the same name
+    (tmp / "v.list").write_text(f"{video}\n{link}\n", encoding="utf-8")
+    (tmp / "w").mkdir()
+    other = write_video(tmp / "w" / "a.avi", ["green"], 0.4)
+    tsn = load_config(str(tmp / "tsn.yaml"))
+    cli.set_shard_size(tsn, shard_size)
+    same = types.SimpleNamespace(sha1=lambda data: types.SimpleNamespace(hexdigest=lambda: "0" * 40))
+    monkeypatch.setattr(lists, "hashlib", same)  # v/a.avi and w/a.avi: one name
+
+    def tag(source, out):
+        return tagger.tag(str(source), str(out), tsn, load_config(str(tmp / "lstm.yaml")), str(tmp / "tsn.pdparams"),
+                          str(tmp / "lstm.pdparams"), str(tmp / "labels.txt"), save_features=str(tmp / "feat"),
+                          num_workers=1, frame_batch=4)
+
+    assert tag(tmp / "v.list", tmp / "out") == 0
+    assert [r["video"] for r in read_jsonl(tmp / "out" / "predictions.jsonl")] == [video, link]
+    manifest = [line.split("\t") for line in (tmp / "feat" / "manifest.tsv").read_text(encoding="utf-8").splitlines()]
+    assert [v for v, _ in manifest] == [video]  # one row per feature file, as the extractor lists them
+    feature = np.load(manifest[0][1]) if shard_size == 0 else None
+    assert tag(tmp / "w", tmp / "out2") == 1
+    failed = (tmp / "out2" / "failed.list").read_text(encoding="utf-8")
+    assert failed.startswith(other + "\t") and f"already that of {video}" in failed
+    assert not (tmp / "out2" / "predictions.jsonl").read_text(encoding="utf-8")
+    after = [line.split("\t") for line in (tmp / "feat" / "manifest.tsv").read_text(encoding="utf-8").splitlines()]
+    assert after == manifest
+    if feature is not None:
+        np.testing.assert_array_equal(np.load(manifest[0][1]), feature)

@@ -188,18 +188,20 @@ def extract(cfg, weights_path, list_path, save_dir, overwrite=False, use_gpu=Fal
             store.write_lists(videos, failed, with_spellings(plan.done | finished))
         raise
     # Each rank reports what it found done and what it extracted; rank 0 checks only the latter.
-    reports = dist.gather((rank, list(plan.done), [v for v in todo if v not in failed], failed))
+    reports = dist.gather_to_main((rank, list(plan.done), [v for v in todo if v not in failed], failed))
     if dist.is_main():
-        done = set()
-        for other, found, finished, their_failed in reports:
+        for _, _, _, their_failed in reports:
             failed.update(their_failed)
-            seen = store.done(finished, shared, seg_num, FEATURE_DIM)
+        # one look at the folder (index and shards read anew) for what every rank extracted
+        seen = store.done([v for _, _, finished, _ in reports for v in finished], shared, seg_num, FEATURE_DIM)
+        done = set(seen)
+        for other, found, finished, _ in reports:
             unseen = [v for v in finished if v not in seen]
             if unseen:
                 raise RunError(f"rank 0 cannot see the features rank {other} wrote for {len(unseen)} "
                                f"video(s) (e.g. {store.name(unseen[0])} of {unseen[0]}): with several nodes, "
                                f"save_dir must be on a filesystem they all share; features.list was not written")
-            done |= set(found) | seen
+            done |= set(found)
         outputs = store.write_lists(videos, failed, with_spellings(done))
         if train_list:
             left_out = write_training_list(train_list, labelled, outputs)
@@ -240,8 +242,10 @@ class _DecodeQueue:
 
     def __iter__(self):
         for path, messages in self.pool:
-            (kind, value), = list(messages)  # one message: ("result", frames) or ("failed", reason)
-            yield (path, value, None) if kind == "result" else (path, None, value)
+            # ("result", frames) or ("failed", reason); a result, once delivered, stands (a worker that dies
+            # after it may add a "failed")
+            got = dict(messages)
+            yield (path, got["result"], None) if "result" in got else (path, None, got["failed"])
 
     def __enter__(self):
         return self

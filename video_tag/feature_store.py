@@ -141,7 +141,7 @@ class Names:
         hit = self.probed.pop(video, None)
         if hit is not None:
             return hit
-        head, tail = os.path.split(video) if os.altsep else video.rpartition(os.sep)[::2]
+        head, tail = os.path.split(video)  # "/clip.mp4": head "/", not "" (which would be the working folder)
         try:
             st = os.lstat(video)
         except OSError:
@@ -353,9 +353,14 @@ class Writer:
         output, record = self.layout.path(stem + suffix), self.layout.path(stem + ".json")
         try:
             for old in (".json", ".npy", ".npz"):
-                with contextlib.suppress(FileNotFoundError):
+                try:
                     if old != suffix:
                         os.remove(self.layout.path(stem + old))
+                except FileNotFoundError:
+                    pass
+                except OSError as e:  # no permission, a read-only folder: as a failed write
+                    raise files.WriteError(f"cannot remove {self.layout.path(stem + old)}: {e.strerror or e}",
+                                           e.errno) from None
             files.atomic_write(output, lambda f: f.write(buffer.getbuffer()))
             files.write_text(record, text)
         except files.WriteError as e:

@@ -104,7 +104,10 @@ class RecordIndex:
             kind, value = line[:1], line[1:]
             if kind == "=":
                 key, _, settings = value.partition("\t")
-                self.settings[key] = json.loads(settings)
+                try:
+                    self.settings[key] = json.loads(settings)
+                except ValueError:  # a damaged line: the entries of that key are read from their records
+                    continue
             elif kind == "+":
                 self.shards.add(value)
             elif kind == "-":

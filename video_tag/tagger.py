@@ -129,14 +129,19 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
     for output in outputs:
         output.resume(None if overwrite else valid)
     done = {k[0] for k in predictions.previous}
-    store = None
+    store, clashes, spelling_of = None, {}, {}
     if save_features:
         store = FeatureStore(save_features, settings["feature_dtype"], extractor.shard_size(tsn_cfg))
         if dist.is_main():
             store.remove_orphans()
+        # As the extractor: one spelling per real path stores the features (the others are tagged, their
+        # features are the first's); a name held by another video, in the list or in the folder, fails loudly.
+        unique, clashes, spelling_of = store.assign(videos)
+        plan = store.plan(unique, settings, seg_num, FEATURE_DIM)
+        clashes.update(plan.failed)
+        stored = plan.done | {v for v, first in spelling_of.items() if first in plan.done}
         # tagged before, but the features lost (a shard unfinished when the run was killed): tag again
-        done = {i for i in done if store.up_to_date(videos[i], video_provenance(videos[i], settings), seg_num,
-                                                    FEATURE_DIM)[0]}
+        done = {i for i in done if videos[i] in stored}
     dist.barrier()  # every rank has looked at the old partial files (and shards) before any new one appears
     mine = list(range(len(videos)))[rank::world]
     todo = [i for i in mine if i not in done]
@@ -149,8 +154,13 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
         identity[i] = file_identity(videos[i])
         if identity[i] is None:
             failed.append((i, videos[i], "file not found"))
+        elif store is not None and videos[i] in clashes:
+            failed.append((i, videos[i], clashes[videos[i]]))
         elif store is not None:
             provenance[i] = video_provenance(videos[i], settings)
+            if provenance[i] is None:  # gone since it was looked at
+                del provenance[i]
+                failed.append((i, videos[i], "file not found"))
     todo = [i for i in todo if identity[i] is not None and (store is None or i in provenance)]
     if todo:
         decode = (seg_num, short_size, target, segment_seconds, segment_stride, window_seg_num)
@@ -174,7 +184,8 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
                             tags, features, windows = result
                             # the features first: a video whose features cannot be stored fails as a whole
                             # (no lines), so that the next run does it again
-                            reason = None if store is None else store.save(path, features, provenance[index])
+                            reason = (None if store is None or path in spelling_of  # stored as its first spelling
+                                      else store.save(path, features, provenance[index]))
                             if reason is not None:  # its own write error: this video fails, not the run
                                 log.warning("cannot store the features of %s: %s", shown(path), reason)
                                 failed.append((index, path, reason))
