@@ -23,6 +23,7 @@ from .cpu import default_cpu_threads, reuse_freed_memory
 from .errors import UserError
 from .metrics import PerClassAP, worst_first
 from .models import MODELS, build_model
+from .names import text_path
 from .readers import iterate_batches, to_tensors
 from .readers.lists import read_label_file
 
@@ -201,8 +202,8 @@ def failure_recorder(failed):
 
 def write_failed_list(save_dir, failed):
     """``<save_dir>/failed.list``: ``path<TAB>reason`` per line for ``failed`` ``(line, path, reason)``,
-    in list order (empty when nothing failed)."""
+    in list order (empty when nothing failed); both fields in ``names.text_path`` form, as every list."""
     files.write_text(os.path.join(save_dir, "failed.list"),
-                       "".join(f"{p}\t{r}\n" for _, p, r in sorted(failed)))
+                     "".join(f"{text_path(p)}\t{text_path(r)}\n" for _, p, r in sorted(failed)))
     if failed:
         log.warning("%d file(s) could not be read: see %s", len(failed), os.path.join(save_dir, "failed.list"))

@@ -35,7 +35,7 @@ from .errors import UserError
 from .evaluate import write_failed_list
 from .feature_store import FeatureStore, video_provenance
 from .models import MODELS, build_model
-from .names import shown, text_path
+from .names import shown
 from .models.tsn import FEATURE_DIM
 from .predict import format_tags, top_tags
 from .readers.lists import read_label_file, read_lines
@@ -216,7 +216,7 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
         for output in outputs:
             count = output.assemble(output.final(lambda key: key[0] in done))
             log.info("wrote %s: %d line(s)", output.path, count)
-        write_failed_list(save_dir, [(i, text_path(p), text_path(r)) for i, p, r in failed])
+        write_failed_list(save_dir, failed)
         if store is not None:
             store.write_lists(videos, {p: r for _, p, r in failed}, store.done(videos, settings, seg_num, FEATURE_DIM))
     dist.barrier()  # the other ranks end after rank 0 has written everything; rank 0 carries the exit code
