@@ -26,7 +26,7 @@ import numpy as np
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
-from shot_videos import (FPS, cut_video, dissolve_video, fade_video, pan_video, ramp_video,  # noqa: E402
+from shot_videos import (FPS, cut_video, matched, dissolve_video, fade_video, pan_video, ramp_video,  # noqa: E402
                          static_video, whip_video)
 from video_tag.shots import ShotDetector  # noqa: E402
 
@@ -79,17 +79,6 @@ def pyscenedetect(frames):
     for i, frame in enumerate(frames):
         cuts += detector.process_frame(FrameTimecode(i, fps=float(FPS)), frame)
     return time.perf_counter() - start, len(cuts) + 1
-
-
-def matched(found, truth, tolerance):
-    """How many true cuts have a found cut within ``tolerance`` (each found cut used once)."""
-    unmatched, hits = list(found), 0
-    for t in truth:
-        near = [f for f in unmatched if abs(f - t) <= tolerance]
-        if near:
-            unmatched.remove(min(near, key=lambda f: abs(f - t)))
-            hits += 1
-    return hits
 
 
 def accuracy(seeds, first_seed, size, folder):

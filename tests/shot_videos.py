@@ -149,3 +149,14 @@ def fade_video(seed, hold=0, fade=DISSOLVE):
     frames += [b.frame(t) * ((t + 1) / (fade + 1)) for t in range(fade)]
     frames += [b.frame(fade + t) for t in range(50)]
     return frames, [50 + (2 * fade + hold) // 2]
+
+
+def matched(found, truth, tolerance):
+    """How many true cuts have a found cut within ``tolerance`` (same unit; each found cut used once)."""
+    unmatched, hits = list(found), 0
+    for t in truth:
+        near = [f for f in unmatched if abs(f - t) <= tolerance]
+        if near:
+            unmatched.remove(min(near, key=lambda f: abs(f - t)))
+            hits += 1
+    return hits

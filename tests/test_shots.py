@@ -4,7 +4,7 @@ same videos where ``scenedetect`` is installed."""
 import numpy as np
 import pytest
 
-from shot_videos import (FPS, Scene, cut_video, dissolve_video, encode_decode, fade_video, pan_video, ramp_video,
+from shot_videos import (FPS, Scene, cut_video, matched, dissolve_video, encode_decode, fade_video, pan_video, ramp_video,
                          shot_frames, static_video, whip_video)
 from video_tag.shots import ShotDetector
 
@@ -34,12 +34,7 @@ def detect(decoded, **kwargs):
 
 def precision_recall(found, truth, tolerance):
     """Each true cut matches at most one found cut within ``tolerance`` (same unit)."""
-    unmatched, hits = list(found), 0
-    for t in truth:
-        near = [f for f in unmatched if abs(f - t) <= tolerance]
-        if near:
-            unmatched.remove(min(near, key=lambda f: abs(f - t)))
-            hits += 1
+    hits = matched(found, truth, tolerance)
     return hits / max(1, len(found)), hits / max(1, len(truth))
 
 
