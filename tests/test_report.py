@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from browser import browser, requested_urls  # noqa: F401 (browser: a pytest fixture)
-from video_tag import files, report
+from video_tag import files, names, report
 
 EVIL = "<script>window.__pwned = 1</script>"
 QUOTES = "say \"hi\" & 'bye' <img src=x onerror=\"window.__pwned = 2\">"
@@ -26,7 +26,7 @@ def tag(class_id, name, probability):
 def timelines_for(save_dir, video_one, video_two):
     """Two timelines as TIMELINE.md has them: 3 shots and 4 ranges of 3 tags; 2 segments and 2 ranges."""
     one = {
-        "video": os.fsdecode(video_one), "name": "clip_00112233aabbccdd",
+        "video": names.shown(os.fsdecode(video_one)), "name": "clip_00112233aabbccdd",
         "metadata": {"duration": 3.0, "fps": 25.0, "frames": 75, "width": 160, "height": 96, "codec": "h264"},
         "tags": [tag(7, EVIL, 0.9), tag(3, QUOTES, 0.7), tag(12, "天空", 0.5)],
         "shots": [{"shot": k, "start": start, "end": end, "start_frame": int(start * FPS),
@@ -153,6 +153,7 @@ def test_page_structure(made):
     page = Elements(text)
     sections = page.select("section", "video")
     assert [s[1]["data-name"] for s in sections] == ["clip_00112233aabbccdd", "plain_ffeeddccbbaa9988"]
+    assert page.select("h2", None, sections[0])[0][2].endswith("/clip #1 été? 50%\\xff.mp4")
     assert [len(page.select("li", "shot", s)) for s in sections] == [3, 0]
     assert [len(page.select("li", "segment", s)) for s in sections] == [0, 2]
     assert [len(page.select(None, "range", s)) for s in sections] == [4, 2]
@@ -198,6 +199,10 @@ def test_write_is_atomic_and_names_the_file(tmp_path):
         report.write_report(str(tmp_path / "a file"), [])
 
 
+def test_escape():
+    assert report.esc("<a href='x'>\"&\udcff") == "&lt;a href=&#x27;x&#x27;&gt;&quot;&amp;\\xff"
+
+
 def test_clock_and_ticks():
     assert [report.clock(s) for s in (0, 61.25, 3725.0)] == ["0:00.0", "1:01.2", "1:02:05.0"]
     assert len(report.axis_ticks(3.0)) == 4 and len(report.axis_ticks(600.0)) == 11
@@ -234,8 +239,8 @@ def test_report_in_chromium(made, browser, tmp_path):  # noqa: F811 (the fixture
     wait_for(browser, "return [...document.querySelectorAll('section.video')]"
                       ".every(s => s.dataset.playable !== 'unknown')")
     assert js("return [...document.querySelectorAll('section.video')].map(s => s.dataset.playable)") == ["yes", "no"]
-    assert js("return [document.querySelector('#video-1 video').hidden,"
-              " document.querySelector('#video-1 .noplay').hidden]") == [True, False]
+    assert js("return ['#video-1 video', '#video-1 .noplay', '#video-0 video', '#video-0 .noplay']"
+              ".map(s => document.querySelector(s).offsetHeight > 0)") == [False, True, True, False]
     assert js("return document.querySelector('#video-0 video').duration") == pytest.approx(3.0, abs=0.05)
     # clicking a range, a shot, a shot lane box seeks there
     for selector, seconds in (("#video-0 .range[data-class-id=\"3\"]", 1.2), ("#video-0 .shot[data-shot=\"2\"]", 2.0),

@@ -18,7 +18,7 @@ import os
 import pathlib
 import urllib.parse
 
-from . import files
+from . import files, names
 
 SHOT_TAGS = 3  # tags shown under each shot and segment (all of them in its tooltip)
 TICK_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)  # seconds between axis ticks
@@ -38,8 +38,7 @@ def write_report(save_dir, timelines):
     count = f"{len(sections)} video{'' if len(sections) == 1 else 's'}"
     page = PAGE.replace("<!--COUNT-->", count).replace("<!--SECTIONS-->", "\n".join(sections))
     path = os.path.join(save_dir, "report.html")
-    # backslashreplace: a lone surrogate (an undecodable byte of a name given as str) cannot be UTF-8
-    files.atomic_write(path, lambda f: f.write(page.encode("utf-8", "backslashreplace")))
+    files.atomic_write(path, lambda f: f.write(page.encode("utf-8")))
     return path
 
 
@@ -194,8 +193,9 @@ def clock(seconds):
 
 
 def esc(value):
-    """``value`` as text safe inside HTML text and double- or single-quoted attributes."""
-    return html.escape(str(value), quote=True)
+    """``value`` as text safe inside HTML text and double- or single-quoted attributes; undecodable bytes
+    of a name (lone surrogates) as ``\\xNN`` (``names.shown``)."""
+    return html.escape(names.shown(str(value)), quote=True)
 
 
 PAGE = """<!DOCTYPE html>
@@ -211,14 +211,16 @@ h1 { font-size: 1.4em; } h2 { font-size: 1.15em; margin: 0 0 .2em; word-break: b
 section.video { border-top: 2px solid #ddd; padding: 1em 0 1.5em; }
 .meta { color: #666; margin: 0 0 .6em; }
 ol { list-style: none; margin: 0; padding: 0; }
+[hidden] { display: none !important; }
 .top-tags .tag { display: inline-block; background: #e8eefc; border-radius: 1em; padding: .1em .7em; margin: 0 .3em .3em 0; }
 .p { color: #666; font-size: .9em; }
-video { display: block; max-width: 640px; width: 100%; margin: .6em 0; background: #000; }
+video { display: block; max-width: 480px; width: 100%; margin: .6em 0; background: #000; }
 .noplay { color: #a40; }
 .timeline { margin: .8em 0; }
 .timeline > div { display: flex; align-items: center; height: 22px; }
 .timeline .label { flex: 0 0 14em; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; padding-right: .5em; }
-.timeline .track { position: relative; flex: 1; height: 18px; background: #f3f3f3; }
+.timeline .track { position: relative; flex: 1; height: 18px; background: #f3f3f3; overflow: hidden; }
+.timeline .axis .track { overflow: visible; }
 .timeline .axis .track { background: none; border-bottom: 1px solid #bbb; }
 .tick { position: absolute; bottom: 1px; font-size: 11px; color: #777; border-left: 1px solid #bbb; padding-left: 2px; }
 .track button { position: absolute; top: 1px; bottom: 1px; min-width: 2px; padding: 0; border: 0; cursor: pointer; }
