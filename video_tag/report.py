@@ -78,18 +78,17 @@ def video_section(index, timeline, url):
         facts.append(f"{int(meta['width'])}×{int(meta['height'])}")
     if meta.get("codec"):
         facts.append(esc(meta["codec"]))
+    player = "" if url is None else (
+        f'<video controls preload="metadata" src="{esc(url)}"></video>'
+        '<p class="noplay" hidden>This browser cannot play this video'
+        f'{" (" + esc(meta["codec"]) + ")" if meta.get("codec") else ""}: the timeline shows times only.</p>')
     parts = [
         f'<section class="video" id="video-{index}" data-name="{esc(timeline.get("name", ""))}" '
         f'data-duration="{duration!r}" data-playable="{"unknown" if url else "no"}">',
-        f"<h2>{title}</h2>",
+        f'<h2>{title}</h2><div class="head">{player}<div class="summary">',
         f'<p class="meta">{" · ".join(facts)}</p>',
-        f'<ol class="top-tags">{"".join(tag_item(tag) for tag in timeline.get("tags") or [])}</ol>',
+        f'<ol class="top-tags">{"".join(tag_item(tag) for tag in timeline.get("tags") or [])}</ol></div></div>',
     ]
-    if url is not None:
-        parts.append(f'<video controls preload="metadata" src="{esc(url)}"></video>'
-                     '<p class="noplay" hidden>This browser cannot play this video'
-                     f'{" (" + esc(meta["codec"]) + ")" if meta.get("codec") else ""}: '
-                     'the timeline shows times only.</p>')
     parts.append(timeline_chart(duration, shots, segments, ranges, timeline.get("tags") or []))
     if shots:
         parts.append(f'<h3>Shots</h3><ol class="shots">{"".join(shot_item(shot) for shot in shots)}</ol>')
@@ -214,8 +213,10 @@ ol { list-style: none; margin: 0; padding: 0; }
 [hidden] { display: none !important; }
 .top-tags .tag { display: inline-block; background: #e8eefc; border-radius: 1em; padding: .1em .7em; margin: 0 .3em .3em 0; }
 .p { color: #666; font-size: .9em; }
-video { display: block; max-width: 480px; width: 100%; margin: .6em 0; background: #000; }
-.noplay { color: #a40; }
+.head { display: flex; flex-wrap: wrap; gap: .5em 1.5em; align-items: flex-start; }
+.summary { flex: 1 1 20em; }
+video { display: block; max-width: 480px; width: 100%; background: #000; }
+.noplay { color: #a40; flex-basis: 100%; margin: 0; }
 .timeline { margin: .8em 0; }
 .timeline > div { display: flex; align-items: center; height: 22px; }
 .timeline .label { flex: 0 0 14em; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; padding-right: .5em; }
