@@ -179,7 +179,7 @@ def test_page_structure(made):
 
 def test_video_urls_are_relative_and_percent_encoded(made):
     save_dir, path, timelines, video_one = made
-    sources = [e[1]["src"] for e in Elements(open(path, encoding="utf-8").read()).select("video")]
+    sources = [e[1]["data-src"] for e in Elements(open(path, encoding="utf-8").read()).select("video")]
     assert sources == ["../videos/clip%20%231%20%C3%A9t%C3%A9%3F%2050%25%FF.mp4", "two.mp4"]
     # the URL, resolved against the page's folder, is the video's exact bytes
     decoded = urllib.parse.unquote_to_bytes(sources[0])
@@ -197,6 +197,18 @@ def test_write_is_atomic_and_names_the_file(tmp_path):
     (tmp_path / "a file").write_text("")  # a save_dir that cannot hold files (even for root)
     with pytest.raises(files.WriteError, match="report.html"):
         report.write_report(str(tmp_path / "a file"), [])
+
+
+def test_video_without_frames(tmp_path):
+    """A video with no decodable frame (duration 0, no shots, no ranges), and one without a path: a
+    section each, nothing placed."""
+    empty = {"video": "broken.mp4", "name": "broken_0000000000000000", "metadata": {"duration": 0.0, "frames": 0},
+             "tags": [], "shots": [], "segments": [], "ranges": []}
+    page = Elements(open(report.write_report(tmp_path, [(empty, "broken.mp4"), (empty, None)]), encoding="utf-8").read())
+    sections = page.select("section", "video")
+    assert [len(page.select(None, "range", s)) + len(page.select("li", "shot", s)) for s in sections] == [0, 0]
+    assert [len(page.select("video", None, s)) for s in sections] == [1, 0]
+    assert sections[1][1]["data-playable"] == "no"
 
 
 def test_escape():
@@ -256,3 +268,17 @@ def test_report_in_chromium(made, browser, tmp_path):  # noqa: F811 (the fixture
     assert js("return [...document.querySelectorAll('[src], [href]')]"
               ".filter(e => /^https?:/i.test(e.src || e.href)).length") == 0
     browser.save_screenshot(str(tmp_path / "report.png"))
+
+
+def test_videos_load_near_the_window(made, browser, tmp_path):  # noqa: F811 (the fixture)
+    """Sections far below the window have no player yet (a browser holds so many at most)."""
+    save_dir, path, timelines, video_one = made
+    many = report.write_report(str(tmp_path), timelines * 5)
+    browser.get("file://" + urllib.parse.quote(many))
+    js = browser.execute_script
+    wait_for(browser, "return document.querySelector('#video-0').dataset.playable === 'yes'")
+    assert js("return document.querySelector('#video-9 video').getAttribute('src')") is None
+    js("document.querySelector('#video-9').scrollIntoView()")
+    wait_for(browser, "return document.querySelector('#video-9').dataset.playable === 'no'")
+    wait_for(browser, "return document.querySelector('#video-8').dataset.playable === 'yes'")
+    assert js("return document.querySelector('#video-9 .why').textContent") != ""

@@ -79,9 +79,10 @@ def video_section(index, timeline, url):
     if meta.get("codec"):
         facts.append(esc(meta["codec"]))
     player = "" if url is None else (
-        f'<video controls preload="metadata" src="{esc(url)}"></video>'
-        '<p class="noplay" hidden>This browser cannot play this video'
-        f'{" (" + esc(meta["codec"]) + ")" if meta.get("codec") else ""}: the timeline shows times only.</p>')
+        f'<video controls preload="metadata" data-src="{esc(url)}"></video>'
+        f'<p class="noplay" hidden>This browser cannot play this video ({esc(meta.get("codec", "codec unknown"))}), '
+        f'or it is not at <code>{esc(urllib.parse.unquote(url))}</code> from this page: the timeline shows times '
+        'only. <span class="why"></span></p>')
     parts = [
         f'<section class="video" id="video-{index}" data-name="{esc(timeline.get("name", ""))}" '
         f'data-duration="{duration!r}" data-playable="{"unknown" if url else "no"}">',
@@ -217,11 +218,13 @@ ol { list-style: none; margin: 0; padding: 0; }
 .summary { flex: 1 1 20em; }
 video { display: block; max-width: 480px; width: 100%; background: #000; }
 .noplay { color: #a40; flex-basis: 100%; margin: 0; }
+.why { color: #888; font-size: .9em; }
 .timeline { margin: .8em 0; }
 .timeline > div { display: flex; align-items: center; height: 22px; }
 .timeline .label { flex: 0 0 14em; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; padding-right: .5em; }
 .timeline .track { position: relative; flex: 1; height: 18px; background: #f3f3f3; overflow: hidden; }
 .timeline .axis .track { overflow: visible; }
+.timeline .axis .track::after { display: none; }
 .timeline .axis .track { background: none; border-bottom: 1px solid #bbb; }
 .tick { position: absolute; bottom: 1px; font-size: 11px; color: #777; border-left: 1px solid #bbb; padding-left: 2px; }
 .track button { position: absolute; top: 1px; bottom: 1px; min-width: 2px; padding: 0; border: 0; cursor: pointer; }
@@ -243,19 +246,27 @@ video { display: block; max-width: 480px; width: 100%; background: #000; }
 <script>
 // Each section's <video> (where the browser plays it): clicking an element with data-start seeks it there;
 // a red playhead follows it on the timeline. A video the browser cannot play is hidden, with a note.
+// Videos load when their section comes near the window: a browser holds so many media players at most
+// (Chromium: 1000, then "error creating media player"), and a page of many videos would open them all.
+const REASONS = {2: "network error", 3: "decoding error", 4: "format not supported, or no such file"};
+const near = new IntersectionObserver((entries) => {
+  for (const entry of entries.filter((e) => e.isIntersecting)) {
+    near.unobserve(entry.target);
+    entry.target.src = entry.target.dataset.src;
+  }
+}, {rootMargin: "1000px"});
 for (const section of document.querySelectorAll("section.video")) {
   const video = section.querySelector("video");
   if (!video) continue;
   const duration = parseFloat(section.dataset.duration);
-  const unplayable = () => {
+  video.addEventListener("error", () => {
     section.dataset.playable = "no";
     video.hidden = true;
     section.querySelector(".noplay").hidden = false;
-  };
-  const loaded = () => { section.dataset.playable = "yes"; };
-  video.addEventListener("error", unplayable);
-  video.addEventListener("loadedmetadata", loaded);
-  if (video.error) unplayable(); else if (video.readyState >= 1) loaded();  // settled before this ran
+    section.querySelector(".why").textContent = video.error.message || REASONS[video.error.code] || "";
+  });
+  video.addEventListener("loadedmetadata", () => { section.dataset.playable = "yes"; });
+  near.observe(video);
   video.addEventListener("timeupdate", () =>
     section.style.setProperty("--t", Math.min(100, 100 * video.currentTime / duration) + "%"));
   const seek = (event) => {
