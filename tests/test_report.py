@@ -216,16 +216,17 @@ def test_escape():
 
 
 def test_clock_and_ticks():
-    assert [report.clock(s) for s in (0, 61.25, 3725.0)] == ["0:00.0", "1:01.2", "1:02:05.0"]
+    assert [report.clock(s) for s in (0, 61.25, 59.96, 3725.0)] == ["0:00.0", "1:01.2", "1:00.0", "1:02:05.0"]
     assert len(report.axis_ticks(3.0)) == 4 and len(report.axis_ticks(600.0)) == 11
 
 
 def wait_for(driver, script, timeout=10):
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.support.ui import WebDriverWait  # selenium: only where a browser runs
     return WebDriverWait(driver, timeout).until(lambda d: d.execute_script(script))
 
 
 def test_report_in_chromium(made, browser, tmp_path):  # noqa: F811 (the fixture)
+    from selenium.webdriver.common.keys import Keys
     save_dir, path, timelines, video_one = made
     browser.get("file://" + urllib.parse.quote(path))
     js = browser.execute_script
@@ -259,7 +260,11 @@ def test_report_in_chromium(made, browser, tmp_path):  # noqa: F811 (the fixture
                               ("#video-0 .lane-box:nth-child(2)", 1.2)):
         browser.find_element("css selector", selector).click()
         wait_for(browser, f"return document.querySelector('#video-0 video').currentTime === {seconds}")
-    wait_for(browser, "return document.querySelector('#video-0').style.getPropertyValue('--t') !== ''")
+    # the playhead follows: 1.2 s of 3 s
+    wait_for(browser, "return parseFloat(document.querySelector('#video-0').style.getPropertyValue('--t')) === 40")
+    # a shot seeks with the keyboard too (Enter)
+    browser.find_element("css selector", "#video-0 .shot[data-shot=\"0\"]").send_keys(Keys.ENTER)
+    wait_for(browser, "return document.querySelector('#video-0 video').currentTime === 0")
 
     # no network: every URL the browser requested is a file (or inline), and no link or source is http(s)
     requested = requested_urls(browser)

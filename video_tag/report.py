@@ -27,7 +27,7 @@ TICK_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)  # 
 def write_report(save_dir, timelines):
     """Write ``<save_dir>/report.html`` atomically; returns its path.
 
-    ``save_dir``: str or bytes path (the folder of ``thumbs/``); ``timelines``: list of
+    ``save_dir``: str, bytes or path-like (the folder of ``thumbs/``); ``timelines``: list of
     ``(timeline, video_path)``: a timeline dict as in ``timelines/<name>.json`` (TIMELINE.md) and the path
     of its source video as tagged (str or bytes, relative to the working folder or absolute; ``None``: no
     player). Raises ``files.WriteError`` when the file cannot be written.
@@ -69,7 +69,7 @@ def video_section(index, timeline, url):
     ends = [float(item["end"]) for item in shots + segments + ranges]
     duration = float(meta.get("duration") or 0) or max(ends, default=0.0) or 1.0
     title = esc(timeline.get("video") or timeline.get("name") or f"video {index}")
-    facts = [f"{duration:.1f} s"]
+    facts = [clock(duration)]
     if meta.get("fps"):
         facts.append(f"{float(meta['fps']):g} fps")
     if meta.get("frames") is not None:
@@ -114,7 +114,7 @@ def timeline_chart(duration, shots, segments, ranges, tags):
     if lane:
         boxes = "".join(
             f'<button type="button" class="lane-box" {place(item)} style="{box_style(item, duration)}" '
-            f'title="{kind} {item[kind]}: '
+            f'title="{kind} {int(item[kind])}: '
             f'{span_text(item)}"></button>' for item in lane)
         out.append(f'<div class="lane"><span class="label">{kind}s</span><div class="track">{boxes}</div></div>')
     for class_id in order:
@@ -187,7 +187,7 @@ def span_text(item):
 
 def clock(seconds):
     """Seconds as ``m:ss.s`` (``h:mm:ss.s`` from an hour)."""
-    minutes, secs = divmod(max(0.0, seconds), 60)
+    minutes, secs = divmod(round(max(0.0, seconds), 1), 60)  # rounded first: 59.96 is 1:00.0, not 0:60.0
     hours, minutes = divmod(int(minutes), 60)
     return f"{hours}:{minutes:02d}:{secs:04.1f}" if hours else f"{minutes}:{secs:04.1f}"
 
