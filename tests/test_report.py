@@ -17,6 +17,7 @@ QUOTES = "say \"hi\" & 'bye' <img src=x onerror=\"window.__pwned = 2\">"
 # A name with a space, '#', '?', '%', non-ASCII and a byte that is not UTF-8 (a GBK name, say).
 ODD_NAME = "clip #1 été? 50%".encode() + b"\xff.mp4"
 FPS, SIZE = 25, (160, 96)
+NAMES = ["clip_00112233aabbccdd", "plain_ffeeddccbbaa9988", "both_0000000000000001"]
 
 
 def tag(class_id, name, probability):
@@ -24,7 +25,8 @@ def tag(class_id, name, probability):
 
 
 def timelines_for(save_dir, video_one, video_two):
-    """Two timelines as TIMELINE.md has them: 3 shots and 4 ranges of 3 tags; 2 segments and 2 ranges."""
+    """Three timelines as TIMELINE.md has them: 3 shots and 4 ranges of 3 tags; 2 segments and 2 ranges;
+    2 shots, 2 segments and ranges of both levels (no video file)."""
     one = {
         "video": names.shown(os.fsdecode(video_one)), "name": "clip_00112233aabbccdd",
         "metadata": {"duration": 3.0, "fps": 25.0, "frames": 75, "width": 160, "height": 96, "codec": "h264"},
@@ -49,7 +51,20 @@ def timelines_for(save_dir, video_one, video_two):
                    {"class_id": 5, "class_name": "five", "start": 1.0, "end": 2.0, "confidence": 0.55,
                     "level": "segment"}],
     }
-    return [(one, video_one), (two, video_two)]
+    both = {  # no video path: no player
+        "video": "elsewhere/both.mp4", "name": "both_0000000000000001",
+        "metadata": {"duration": 4.0, "fps": 25.0, "frames": 100, "width": 160, "height": 96, "codec": None},
+        "tags": [tag(7, EVIL, 0.8), tag(3, QUOTES, 0.6)],
+        "shots": [{"shot": 0, "start": 0.0, "end": 2.0, "start_frame": 0, "end_frame": 50, "tags": [tag(7, EVIL, 0.8)]},
+                  {"shot": 1, "start": 2.0, "end": 4.0, "start_frame": 50, "end_frame": 100, "tags": []}],
+        "segments": [{"segment": 0, "start": 0.0, "end": 3.0, "tags": [tag(7, EVIL, 0.7)]},
+                     {"segment": 1, "start": 3.0, "end": 4.0, "tags": [tag(3, QUOTES, 0.6)]}],
+        "ranges": [{"class_id": 7, "class_name": EVIL, "start": 0.0, "end": 2.0, "confidence": 0.8, "level": "shot"},
+                   {"class_id": 7, "class_name": EVIL, "start": 0.0, "end": 3.0, "confidence": 0.7, "level": "segment"},
+                   {"class_id": 3, "class_name": QUOTES, "start": 3.0, "end": 4.0, "confidence": 0.6,
+                    "level": "segment"}],
+    }
+    return [(one, video_one), (two, video_two), (both, None)]
 
 
 def frames(count, seed):
@@ -152,15 +167,24 @@ def test_page_structure(made):
         text = f.read()
     page = Elements(text)
     sections = page.select("section", "video")
-    assert [s[1]["data-name"] for s in sections] == ["clip_00112233aabbccdd", "plain_ffeeddccbbaa9988"]
+    assert [s[1]["data-name"] for s in sections] == NAMES
     assert page.select("h2", None, sections[0])[0][2].endswith("/clip #1 été? 50%\\xff.mp4")
-    assert [len(page.select("li", "shot", s)) for s in sections] == [3, 0]
-    assert [len(page.select("li", "segment", s)) for s in sections] == [0, 2]
-    assert [len(page.select(None, "range", s)) for s in sections] == [4, 2]
+    assert [len(page.select("li", "shot", s)) for s in sections] == [3, 0, 2]
+    assert [len(page.select("li", "segment", s)) for s in sections] == [0, 2, 2]
+    assert [len(page.select(None, "range", s)) for s in sections] == [4, 2, 3]
+    assert [[lane[2] for lane in page.select("div", "lane", s)] for s in sections] == [
+        ["shots"], ["segments"], ["shots", "segments"]]
+    # both levels: one row per tag, each range with its level (drawn in halves of the row)
+    assert [(r[1]["data-class-id"], r[1]["data-level"]) for r in page.select(None, "range", sections[2])] == [
+        ("7", "shot"), ("7", "segment"), ("3", "segment")]
+    assert [len(page.select("div", "row", s)) for s in sections] == [3, 2, 2]
+    assert [len(page.select("div", "both", s)) for s in sections] == [0, 0, 1]
+    assert [len(page.select("video", None, s)) for s in sections] == [1, 1, 0]
     # one row per tag, in the order of the video's tags, labelled with the exact (unescaped) name
     rows = [[(r[1]["data-class-id"], page.select("span", "label", r)[0][2]) for r in page.select("div", "row", s)]
             for s in sections]
-    assert rows == [[("7", EVIL), ("3", QUOTES), ("12", "天空")], [("3", QUOTES), ("5", "five")]]
+    assert rows == [[("7", EVIL), ("3", QUOTES), ("12", "天空")], [("3", QUOTES), ("5", "five")],
+                    [("7", EVIL), ("3", QUOTES)]]
     assert [page.select("span", "label", r)[0][1]["title"] for r in page.select("div", "row", sections[0])] == [
         EVIL, QUOTES, "天空"]
     assert [t[2] for t in page.select("li", "tag", sections[0])][:3] == [f"{EVIL} 0.90", f"{QUOTES} 0.70", "天空 0.50"]
@@ -232,11 +256,11 @@ def test_report_in_chromium(made, browser, tmp_path):  # noqa: F811 (the fixture
     browser.get("file://" + urllib.parse.quote(path))
     js = browser.execute_script
     sections = js("return [...document.querySelectorAll('section.video')].map(s => s.dataset.name)")
-    assert sections == ["clip_00112233aabbccdd", "plain_ffeeddccbbaa9988"]
+    assert sections == NAMES
     counts = js("return [...document.querySelectorAll('section.video')].map(s => ["
                 "s.querySelectorAll('.shot').length, s.querySelectorAll('.segment').length, "
                 "s.querySelectorAll('.range[data-class-id]').length])")
-    assert counts == [[3, 0, 4], [0, 2, 2]]
+    assert counts == [[3, 0, 4], [0, 2, 2], [2, 2, 3]]
     labels = js("return [...document.querySelectorAll('#video-0 .row .label')].map(e => e.textContent)")
     assert labels == [EVIL, QUOTES, "天空"]
     assert js("return typeof window.__pwned") == "undefined"
@@ -248,11 +272,18 @@ def test_report_in_chromium(made, browser, tmp_path):  # noqa: F811 (the fixture
              " r = e.getBoundingClientRect(), t = e.parentElement.getBoundingClientRect();"
              " return [(r.left - t.left) / t.width, r.width / t.width]")
     assert box == pytest.approx([0.4, 0.6], abs=0.01)
+    # both levels: class 7's shot range in the upper half of its row, its segment range in the lower
+    halves = js("const [a, b] = document.querySelectorAll('#video-2 .range[data-class-id=\"7\"]'),"
+                " t = a.parentElement.getBoundingClientRect(), mid = (t.top + t.bottom) / 2;"
+                " return [a.getBoundingClientRect().bottom <= mid + 1, b.getBoundingClientRect().top >= mid - 1,"
+                " b.getBoundingClientRect().width / t.width]")
+    assert halves == [True, True, pytest.approx(0.75, abs=0.01)]
 
     # video one (H.264, the odd name) plays; video two (MPEG-4 part 2) does not, and says so
     wait_for(browser, "return [...document.querySelectorAll('section.video')]"
                       ".every(s => s.dataset.playable !== 'unknown')")
-    assert js("return [...document.querySelectorAll('section.video')].map(s => s.dataset.playable)") == ["yes", "no"]
+    assert js("return [...document.querySelectorAll('section.video')].map(s => s.dataset.playable)") == [
+        "yes", "no", "no"]  # no video file given: no player
     assert js("return ['#video-1 video', '#video-1 .noplay', '#video-0 video', '#video-0 .noplay']"
               ".map(s => document.querySelector(s).offsetHeight > 0)") == [False, True, True, False]
     assert js("return document.querySelector('#video-0 video').duration") == pytest.approx(3.0, abs=0.05)
@@ -279,12 +310,12 @@ def test_report_in_chromium(made, browser, tmp_path):  # noqa: F811 (the fixture
 def test_videos_load_near_the_window(made, browser, tmp_path):  # noqa: F811 (the fixture)
     """Sections far below the window have no player yet (a browser holds so many at most)."""
     save_dir, path, timelines, video_one = made
-    many = report.write_report(str(tmp_path), timelines * 5)
+    many = report.write_report(str(tmp_path), timelines * 5)  # 15 sections, each ~700 px high
     browser.get("file://" + urllib.parse.quote(many))
     js = browser.execute_script
     wait_for(browser, "return document.querySelector('#video-0').dataset.playable === 'yes'")
-    assert js("return document.querySelector('#video-9 video').getAttribute('src')") is None
-    js("document.querySelector('#video-9').scrollIntoView()")
-    wait_for(browser, "return document.querySelector('#video-9').dataset.playable === 'no'")
-    wait_for(browser, "return document.querySelector('#video-8').dataset.playable === 'yes'")
-    assert js("return document.querySelector('#video-9 .why').textContent") != ""
+    assert js("return document.querySelector('#video-13 video').getAttribute('src')") is None
+    js("document.querySelector('#video-13').scrollIntoView()")
+    wait_for(browser, "return document.querySelector('#video-13').dataset.playable === 'no'")
+    wait_for(browser, "return document.querySelector('#video-12').dataset.playable === 'yes'")
+    assert js("return document.querySelector('#video-13 .why').textContent") != ""

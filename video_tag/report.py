@@ -80,7 +80,7 @@ def video_section(index, timeline, url):
         facts.append(esc(meta["codec"]))
     player = "" if url is None else (
         f'<video controls preload="metadata" data-src="{esc(url)}"></video>'
-        f'<p class="noplay" hidden>This browser cannot play this video ({esc(meta.get("codec", "codec unknown"))}), '
+        f'<p class="noplay" hidden>This browser cannot play this video ({esc(meta.get("codec") or "codec unknown")}), '
         f'or it is not at <code>{esc(urllib.parse.unquote(url))}</code> from this page: the timeline shows times '
         'only. <span class="why"></span></p>')
     parts = [
@@ -101,17 +101,20 @@ def video_section(index, timeline, url):
 
 
 def timeline_chart(duration, shots, segments, ranges, tags):
-    """The timeline (HTML): time axis, a lane of shots (else segments), one row per tag with its ranges;
-    rows in the order of the video's tags, then of the tags' best range."""
+    """The timeline (HTML): time axis, a lane of shots and one of segments (those there are), one row per
+    tag with its ranges; rows in the order of the video's tags, then of the tags' best range. With ranges
+    of both levels, a row holds its shot ranges in its upper half and its segment ranges in the lower."""
     rows = {}
     for item in ranges:
         rows.setdefault(item["class_id"], []).append(item)
     rank = {tag["class_id"]: position for position, tag in enumerate(tags)}
     order = sorted(rows, key=lambda c: (rank.get(c, len(rank)), -max(float(r["confidence"]) for r in rows[c])))
-    out = ['<div class="timeline">', f'<div class="axis"><span class="label"></span><div class="track">'
+    both = {r.get("level") for r in ranges} >= {"shot", "segment"}
+    out = [f'<div class="timeline{" both" if both else ""}">', f'<div class="axis"><span class="label"></span><div class="track">'
            f'{"".join(axis_ticks(duration))}</div></div>']
-    lane, kind = (shots, "shot") if shots else (segments, "segment")
-    if lane:
+    for lane, kind in ((shots, "shot"), (segments, "segment")):
+        if not lane:
+            continue
         boxes = "".join(
             f'<button type="button" class="lane-box" {place(item)} style="{box_style(item, duration)}" '
             f'title="{kind} {int(item[kind])}: '
@@ -120,12 +123,16 @@ def timeline_chart(duration, shots, segments, ranges, tags):
     for class_id in order:
         name = esc(rows[class_id][0].get("class_name", class_id))
         boxes = "".join(
-            f'<button type="button" class="range" data-class-id="{esc(class_id)}" {place(item)} '
+            f'<button type="button" class="range" data-class-id="{esc(class_id)}" data-level="{esc(item.get("level", ""))}" '
+            f'{place(item)} '
             f'style="{box_style(item, duration)};opacity:{0.35 + 0.65 * float(item["confidence"]):.2f}" '
-            f'title="{name}: {span_text(item)}, confidence {float(item["confidence"]):.2f}"></button>'
+            f'title="{name}: {span_text(item)}, confidence {float(item["confidence"]):.2f}, {esc(item.get("level", ""))}s">'
+            '</button>'
             for item in rows[class_id])
         out.append(f'<div class="row" data-class-id="{esc(class_id)}"><span class="label" title="{name}">{name}'
                    f'</span><div class="track">{boxes}</div></div>')
+    if both:
+        out.append('<p class="legend">In each row: shot ranges above, segment ranges (green) below.</p>')
     out.append("</div>")
     return "\n".join(out)
 
@@ -226,9 +233,12 @@ video { display: block; max-width: 480px; width: 100%; background: #000; }
 .timeline .axis .track { overflow: visible; }
 .timeline .axis .track::after { display: none; }
 .timeline .axis .track { background: none; border-bottom: 1px solid #bbb; }
+.timeline .legend { display: block; height: auto; color: #666; font-size: 12px; margin: .3em 0 0; }
 .tick { position: absolute; bottom: 1px; font-size: 11px; color: #777; border-left: 1px solid #bbb; padding-left: 2px; }
 .track button { position: absolute; top: 1px; bottom: 1px; min-width: 2px; padding: 0; border: 0; cursor: pointer; }
 .range { background: #3367d6; }
+.both .range[data-level="shot"] { bottom: 50%; }
+.both .range[data-level="segment"] { top: 50%; background: #0b8043; }
 .lane-box { background: #c9c9c9; border-left: 1px solid #fff !important; }
 .range:hover, .lane-box:hover { outline: 2px solid #f90; }
 .track::after { content: ""; position: absolute; top: 0; bottom: 0; left: var(--t, -10px); width: 2px; background: #e33; pointer-events: none; }
