@@ -17,7 +17,8 @@ QUOTES = "say \"hi\" & 'bye' <img src=x onerror=\"window.__pwned = 2\">"
 # A name with a space, '#', '?', '%', non-ASCII and a byte that is not UTF-8 (a GBK name, say).
 ODD_NAME = "clip #1 été? 50%".encode() + b"\xff.mp4"
 FPS, SIZE = 25, (160, 96)
-NAMES = ["clip_00112233aabbccdd", "plain_ffeeddccbbaa9988", "both_0000000000000001"]
+# output_stem keeps spaces, '#', '?', '%' and non-ASCII in a name: the thumbnails' folder has them too
+NAMES = ["clip #1 été? 50%_00112233aabbccdd", "plain_ffeeddccbbaa9988", "both_0000000000000001"]
 
 
 def tag(class_id, name, probability):
@@ -28,12 +29,12 @@ def timelines_for(save_dir, video_one, video_two):
     """Three timelines as TIMELINE.md has them: 3 shots and 4 ranges of 3 tags; 2 segments and 2 ranges;
     2 shots, 2 segments and ranges of both levels (no video file)."""
     one = {
-        "video": names.shown(os.fsdecode(video_one)), "name": "clip_00112233aabbccdd",
+        "video": names.shown(os.fsdecode(video_one)), "name": NAMES[0],
         "metadata": {"duration": 3.0, "fps": 25.0, "frames": 75, "width": 160, "height": 96, "codec": "h264"},
         "tags": [tag(7, EVIL, 0.9), tag(3, QUOTES, 0.7), tag(12, "天空", 0.5)],
         "shots": [{"shot": k, "start": start, "end": end, "start_frame": int(start * FPS),
                    "end_frame": int(end * FPS), "tags": [tag(7, EVIL, 0.8), tag(12, "天空", 0.4)],
-                   "thumbnail": f"thumbs/clip_00112233aabbccdd/shot_{k:04d}.jpg", "unknown key": 1}
+                   "thumbnail": f"thumbs/{NAMES[0]}/shot_{k:04d}.jpg", "unknown key": 1}
                   for k, (start, end) in enumerate([(0.0, 1.2), (1.2, 2.0), (2.0, 3.0)])],
         "segments": [],
         "ranges": [{"class_id": 7, "class_name": EVIL, "start": 0.0, "end": 1.2, "confidence": 0.8, "level": "shot"},
@@ -108,7 +109,7 @@ def made(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     save_dir = root / "out"
     (root / "videos").mkdir()
-    (save_dir / "thumbs" / "clip_00112233aabbccdd").mkdir(parents=True)
+    (save_dir / "thumbs" / NAMES[0]).mkdir(parents=True)
     video_one = os.fsencode(root / "videos") + b"/" + ODD_NAME
     plain = str(root / "videos" / "plain.mp4")
     try:
@@ -119,7 +120,7 @@ def made(tmp_path_factory):
     video_two = str(save_dir / "two.mp4")
     write_mp4v(video_two, frames(50, 2))
     for k, image in enumerate(frames(3, 3)):
-        cv2.imwrite(str(save_dir / "thumbs" / "clip_00112233aabbccdd" / f"shot_{k:04d}.jpg"), image)
+        cv2.imwrite(str(save_dir / "thumbs" / NAMES[0] / f"shot_{k:04d}.jpg"), image)
     timelines = timelines_for(save_dir, video_one, video_two)
     path = report.write_report(str(save_dir), timelines)
     return save_dir, path, timelines, video_one
@@ -191,7 +192,7 @@ def test_page_structure(made):
     # the untrusted names never become markup: one script (the page's), no img but the thumbnails
     assert len(page.select("script")) == 1 and "__pwned" not in page.select("script")[0][2]
     assert [e[1]["src"] for e in page.select("img")] == [
-        f"thumbs/clip_00112233aabbccdd/shot_{k:04d}.jpg" for k in range(3)]
+        f"thumbs/clip%20%231%20%C3%A9t%C3%A9%3F%2050%25_00112233aabbccdd/shot_{k:04d}.jpg" for k in range(3)]
     # ranges placed by start and end over the duration (3 s): class 3 from 1.2 s to 3.0 s
     range_3 = page.select(None, "range", sections[0])[2]
     assert (range_3[1]["data-start"], range_3[1]["data-end"]) == ("1.2", "3.0")
