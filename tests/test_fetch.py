@@ -9,6 +9,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -391,3 +392,66 @@ def test_after_fetch_videotag_tags_a_video_with_the_fetched_files(server, tmp_pa
     # zero AttentionLSTM weights: every tag scores sigmoid(0), so the top 3 are the label file's first names
     assert [(t["class_name"], t["probability"]) for t in record["tags"]] == [
         ("标签 0", 0.5), ("标签 1", 0.5), ("标签 2", 0.5)], record
+
+
+def test_a_full_disk_exits_3_and_running_again_continues(server, release, tmp_path, capfd, monkeypatch):
+    """A write that fails with ENOSPC after 3000 bytes of the download: exit 3 naming the file, nothing
+    under a final name; the next run continues from the bytes written."""
+    import errno
+
+    class FullAfter:
+        def __init__(self, f):
+            self.f = f
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            room = 3000 - self.f.tell()
+            if len(data) > room:
+                self.f.write(data[:room])
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return self.f.write(data)
+
+    monkeypatch.setattr(fetch, "open", lambda *a: FullAfter(open(*a)), raising=False)
+    result = run_fetch(server, tmp_path, capfd)
+    assert result.returncode == 3
+    part = tmp_path / fetch.DOWNLOADS / "video_tag_tsn.tar.part"
+    assert one_error_line(result.stdout) == f"error: cannot write {part}: No space left on device"
+    assert final_files(tmp_path) == [] and part.stat().st_size == 3000
+    monkeypatch.undo()
+    result = run_fetch(server, tmp_path, capfd)
+    assert result.returncode == 0, result.stdout
+    assert requests_for(server, "video_tag_tsn.tar") == [None, "bytes=3000-"]
+    assert read(tmp_path / "weights" / "tsn.pdparams") == release["tsn.pdparams"]
+
+
+def test_samples_go_to_data_mp4(server, release, tmp_path, capfd):
+    place(release, tmp_path, "tsn.pdparams", "attention_lstm.pdparams")
+    (tmp_path / "label_3396.txt").write_bytes(LABELS)
+    server.state["files"]["mp4.tar"] = make_tar([("mp4/1.mp4", b"first video"), ("mp4/2.mp4", b"second")])
+    assert run_fetch(server, tmp_path, capfd).returncode == 0  # without --samples: none
+    assert requests_for(server, "mp4.tar") == []
+    result = run_fetch(server, tmp_path, capfd, "--samples")
+    assert result.returncode == 0, result.stdout
+    assert read(tmp_path / "data" / "mp4" / "1.mp4") == b"first video"
+    assert sorted(os.listdir(tmp_path / "data")) == ["mp4"] and sorted(os.listdir(tmp_path / "data" / "mp4")) == [
+        "1.mp4", "2.mp4"]
+    assert "sample videos: data/mp4" in result.stdout
+    assert run_fetch(server, tmp_path, capfd, "--samples").returncode == 0
+    assert len(requests_for(server, "mp4.tar")) == 1  # in place: not downloaded again
+    # an archive entry that is already there is refused, not merged or replaced
+    shutil.rmtree(tmp_path / "data" / "mp4")
+    (tmp_path / "data" / "notes.txt").write_bytes(b"mine")
+    server.state["files"]["mp4.tar"] = make_tar([("mp4/1.mp4", b"first video"), ("notes.txt", b"theirs")])
+    result = run_fetch(server, tmp_path, capfd, "--samples")
+    assert result.returncode == 2
+    assert one_error_line(result.stdout) == (f"error: {tmp_path / 'data' / 'notes.txt'} is already there: move it "
+                                             f"away to unpack the samples (the download was removed)")
+    assert sorted(os.listdir(tmp_path / "data")) == ["notes.txt"] and read(tmp_path / "data" / "notes.txt") == b"mine"

@@ -362,7 +362,8 @@ def fetch_weights(archive_path, member_name, target, model_name, shown):
 
 def fetch_samples(archive_path, data_dir):
     """Unpack every file of the sample archive into a temporary folder in ``data_dir``, then move its
-    top-level entries (``mp4/``) into ``data_dir``; an entry already there is refused, not merged."""
+    top-level entries (``mp4/``) into ``data_dir``; an entry already there (other than an empty folder)
+    is refused, not merged."""
     try:
         os.makedirs(data_dir, exist_ok=True)
         staging = tempfile.mkdtemp(prefix=".mp4.", suffix=".tmp", dir=data_dir)
@@ -379,7 +380,8 @@ def fetch_samples(archive_path, data_dir):
                     _remove(tmp)
                     raise WriteError(f"cannot write {target}: {e.strerror or e}", e.errno) from None
         entries = sorted(os.listdir(staging))
-        taken = [e for e in entries if os.path.exists(os.path.join(data_dir, e))]
+        taken = [e for e in entries if os.path.exists(os.path.join(data_dir, e))
+                 and not (os.path.isdir(os.path.join(data_dir, e)) and not os.listdir(os.path.join(data_dir, e)))]
         if taken:
             raise UserError(f"{os.path.join(data_dir, taken[0])} is already there: move it away to unpack the samples")
         for entry in entries:
