@@ -455,3 +455,20 @@ def test_samples_go_to_data_mp4(server, release, tmp_path, capfd):
     assert one_error_line(result.stdout) == (f"error: {tmp_path / 'data' / 'notes.txt'} is already there: move it "
                                              f"away to unpack the samples (the download was removed)")
     assert sorted(os.listdir(tmp_path / "data")) == ["notes.txt"] and read(tmp_path / "data" / "notes.txt") == b"mine"
+
+
+def test_videotag_without_the_release_names_run_fetch(tmp_path, capfd, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run_main("videotag.py", "clip.mp4", f"--config={ROOT}/configs/attention_lstm.yaml", capfd=capfd)
+    assert result.returncode == 2
+    line = one_error_line(result.stdout)
+    assert line.startswith("error: weight file not found: ./weights/tsn.pdparams (get the VideoTag release with "
+                           "./run fetch"), line
+
+
+REAL_LABELS = "/work/shared/label_3396.txt"
+
+
+@pytest.mark.skipif(not os.path.isfile(REAL_LABELS), reason="the release label file is not on this machine")
+def test_the_real_label_file_passes_the_check():
+    fetch.check_labels(REAL_LABELS)
