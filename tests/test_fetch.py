@@ -94,7 +94,10 @@ class Handler(BaseHTTPRequestHandler):
         if header and not state["no_range"]:
             start = int(header.split("=")[1].split("-")[0])
             if start >= len(data):
-                self.send_error(416)
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
                 return
             self.send_response(206)
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
@@ -250,6 +253,20 @@ def test_a_server_without_range_starts_over(server, release, tmp_path, capfd):
     assert read(tmp_path / "weights" / "tsn.pdparams") == release["tsn.pdparams"]
 
 
+@pytest.mark.parametrize("extra", [0, 7])
+def test_a_part_as_long_as_the_file_or_longer(server, release, tmp_path, capfd, extra):
+    """A complete part (a run stopped before renaming it) is used as it is (416 with the file's length);
+    a longer one (the file changed on the server) is started over."""
+    part = tmp_path / fetch.DOWNLOADS / "video_tag_tsn.tar.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(release["video_tag_tsn.tar"] + b"x" * extra)
+    result = run_fetch(server, tmp_path, capfd)
+    assert result.returncode == 0, result.stdout
+    size = len(release["video_tag_tsn.tar"]) + extra
+    assert requests_for(server, "video_tag_tsn.tar") == [f"bytes={size}-"] + [None] * (extra > 0)
+    assert read(tmp_path / "weights" / "tsn.pdparams") == release["tsn.pdparams"]
+
+
 def test_404_names_the_address_and_exits_2(server, tmp_path, capfd):
     del server.state["files"]["video_tag_lstm.tar"]
     result = run_fetch(server, tmp_path, capfd)
@@ -345,6 +362,19 @@ def test_a_file_of_the_user_is_not_replaced(server, release, tmp_path, capfd):
     assert line.startswith("error: weights/attention_lstm.pdparams is already there and is not the release ("), line
     assert line.endswith("move it away and run again"), line
     assert read(tmp_path / "weights" / "attention_lstm.pdparams") == mine
+
+
+def test_release_addresses():
+    """The VideoTag guide's addresses; under a mirror every file keeps its name."""
+    assert fetch.urls() == {
+        "video_tag_tsn.tar": "https://videotag.bj.bcebos.com/video_tag_tsn.tar",
+        "video_tag_lstm.tar": "https://videotag.bj.bcebos.com/video_tag_lstm.tar",
+        "mp4.tar": "https://videotag.bj.bcebos.com/mp4.tar",
+        "label_3396.txt": "https://raw.githubusercontent.com/PaddlePaddle/PaddleVideo/develop/applications/"
+                          "VideoTag/label_3396.txt"}
+    assert set(fetch.urls("http://m.example/v/").values()) == {
+        "http://m.example/v/video_tag_tsn.tar", "http://m.example/v/video_tag_lstm.tar",
+        "http://m.example/v/mp4.tar", "http://m.example/v/label_3396.txt"}
 
 
 def test_the_mirror_variable_and_a_proxy(server, release, tmp_path, monkeypatch):

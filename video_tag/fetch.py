@@ -111,8 +111,10 @@ def _download_once(url, part, timeout):
         opener = urllib.request.build_opener()
         response = opener.open(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as e:
-        if e.code == 416 and have:  # the part is longer than the file: it changed on the server
-            os.remove(part)
+        if e.code == 416 and have:
+            if e.headers.get("Content-Range") == f"bytes */{have}":
+                return  # the part was complete already (a run stopped just before renaming it)
+            os.remove(part)  # the part is longer than the file: it changed on the server
             raise _Transient("the server cannot continue the earlier part (HTTP 416): starting over") from None
         if e.code in (408, 429) or e.code >= 500:
             raise _Transient(f"HTTP {e.code} {e.reason}") from None
@@ -122,7 +124,9 @@ def _download_once(url, part, timeout):
     with response:
         start = have if have and response.status == 206 else 0
         if have and response.status == 206 and not _range_starts_at(response, have):
-            raise _Transient(f"the server answered the wrong range ({response.headers.get('Content-Range')})")
+            os.remove(part)
+            raise _Transient(f"the server answered another range ({response.headers.get('Content-Range')}): "
+                             f"starting over")
         if have and not start:
             log.warning("%s: the server does not resume downloads: starting over", url)
         length = response.headers.get("Content-Length")
