@@ -182,6 +182,9 @@ def test_fetch_places_checked_files_and_skips_them_next_time(server, release, tm
     assert read(dest / "label_3396.txt") == LABELS
     assert final_files(dest) == ["label_3396.txt", "weights/attention_lstm.pdparams", "weights/tsn.pdparams"]
     assert not (dest / fetch.DOWNLOADS).exists()  # archives removed once unpacked
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (dest / "weights" / "tsn.pdparams").stat().st_mode & 0o777 == 0o666 & ~umask  # not a temp file's 0600
     for name in ("video_tag_tsn.tar", "video_tag_lstm.tar"):  # digests to compare with a published one
         assert f"sha256 {hashlib.sha256(release[name]).hexdigest()}  {name}" in result.stdout
     count = len(server.state["requests"])

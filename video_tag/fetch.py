@@ -87,8 +87,9 @@ def download(url, path, retries=4, backoff=1.0, timeout=30.0):
         except _Transient as e:
             have = os.path.getsize(part) if os.path.exists(part) else 0
             if attempt == retries:
-                raise RunError(f"cannot download {url}: {e} ({retries + 1} tries; {have} bytes kept in {part}: "
-                               f"run again to continue)") from None
+                kept = f"{have} bytes kept in {part}: run again to continue" if have else "run again to try again"
+                tries = f"{retries + 1} tries" if retries else "1 try"
+                raise RunError(f"cannot download {url}: {e} ({tries}; {kept})") from None
             delay = backoff * 2 ** attempt
             log.warning("%s: %s; trying again in %.0f s (from byte %d)", url, e, delay, have)
             time.sleep(delay)
@@ -220,15 +221,15 @@ def open_archive(path):
 def _extract_to(tar, member, target):
     """Write ``member``'s bytes to a temporary file beside ``target``; returns its path (the caller renames
     it or removes it). A read error propagates (open_archive words it); a write error is a WriteError."""
-    folder = os.path.dirname(target)
+    tmp = f"{target}.tmp{os.getpid()}"  # as files.atomic_write: the umask's permissions, not mkstemp's 0600
     try:
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=os.path.basename(target) + ".", suffix=".tmp", dir=folder)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        f = open(tmp, "wb")
     except OSError as e:
         raise WriteError(f"cannot write {target}: {e.strerror or e}", e.errno) from None
     try:
         source = tar.extractfile(member)
-        with os.fdopen(fd, "wb") as f:
+        with f:
             while True:
                 block = source.read(BLOCK)
                 if not block:
