@@ -4,7 +4,9 @@ label_3396.txt (``./run fetch`` calls this script).
 
     python tools/fetch_release.py                      # from the release's own addresses
     python tools/fetch_release.py --samples            # also the sample videos, into data/mp4/
-    python tools/fetch_release.py --mirror https://mirror.example.com/videotag   # or VIDEOTAG_MIRROR=...
+    VIDEOTAG_MIRROR=https://mirror.example.com/videotag python tools/fetch_release.py
+    python tools/fetch_release.py --mirror https://mirror.example.com/videotag \
+        --dest /path/to/another/checkout --samples
 
 An interrupted run continues where it stopped; files already in place and checked are skipped.
 Exit codes: 0 done; 2 refused (an address the server does not have, e.g. HTTP 404; an archive or file
