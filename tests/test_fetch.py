@@ -121,6 +121,15 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+@pytest.fixture(autouse=True)
+def no_proxy(monkeypatch):
+    """A proxy of the machine running the tests must not stand between them and the loopback server."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.delenv(fetch.MIRROR_VARIABLE, raising=False)
+
+
 @pytest.fixture
 def server(release):
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -384,8 +393,6 @@ def test_the_mirror_variable_and_a_proxy(server, release, tmp_path, monkeypatch)
     """VIDEOTAG_MIRROR replaces the base address; the requests go through http_proxy (the test server)."""
     monkeypatch.setenv(fetch.MIRROR_VARIABLE, "http://videotag-release.invalid/rel")
     monkeypatch.setenv("http_proxy", server.url.rsplit("/", 1)[0])
-    monkeypatch.delenv("no_proxy", raising=False)
-    monkeypatch.delenv("NO_PROXY", raising=False)
     assert fetch.fetch(str(tmp_path), retries=0, timeout=10) == 0
     assert {host for _, _, host in server.state["requests"]} == {"videotag-release.invalid"}
     assert read(tmp_path / "label_3396.txt") == LABELS
@@ -452,13 +459,13 @@ def test_a_full_disk_exits_3_and_running_again_continues(server, release, tmp_pa
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
             return self.f.write(data)
 
-    monkeypatch.setattr(fetch, "open", lambda *a: FullAfter(open(*a)), raising=False)
-    result = run_fetch(server, tmp_path, capfd)
+    with monkeypatch.context() as patch:
+        patch.setattr(fetch, "open", lambda *a: FullAfter(open(*a)), raising=False)
+        result = run_fetch(server, tmp_path, capfd)
     assert result.returncode == 3
     part = tmp_path / fetch.DOWNLOADS / "video_tag_tsn.tar.part"
     assert one_error_line(result.stdout) == f"error: cannot write {part}: No space left on device"
     assert final_files(tmp_path) == [] and part.stat().st_size == 3000
-    monkeypatch.undo()
     result = run_fetch(server, tmp_path, capfd)
     assert result.returncode == 0, result.stdout
     assert requests_for(server, "video_tag_tsn.tar") == [None, "bytes=3000-"]
