@@ -9,9 +9,9 @@ from video_tag import cli
 
 cli.setup_process()  # first: quiet output and CPU environment, before Paddle or OpenCV is imported
 
-RELEASE = ("the VideoTag release (PaddleVideo, applications/VideoTag) ships tsn.pdparams, "
-           "attention_lstm.pdparams and label_3396.txt: put the weights in ./weights and the labels in "
-           "the project root, or pass --tsn_weights / --lstm_weights / --label_file")
+RELEASE = ("get the VideoTag release with ./run fetch (or python tools/fetch_release.py): it puts "
+           "tsn.pdparams and attention_lstm.pdparams in ./weights and label_3396.txt in the project root; "
+           "or pass --tsn_weights / --lstm_weights / --label_file")
 
 
 def main():

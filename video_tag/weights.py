@@ -195,12 +195,19 @@ def _check_nesting(obj):
         stack.extend((child, depth + 1) for child in children)
 
 
+RELEASE_FILES = ("tsn", "attention_lstm")
+RELEASE_HINT = "the release weights come with ./run fetch (or python tools/fetch_release.py), into ./weights"
+
+
 def resolve(path):
     """Return the existing file for ``path``, given with or without the ``.pdparams`` suffix."""
     for candidate in (path, path + SUFFIX):
         if os.path.isfile(candidate):
             return candidate
-    raise UserError(f"weight file not found: {path} (nor {path + SUFFIX})")
+    name = os.path.basename(path)
+    name = name[:-len(SUFFIX)] if name.endswith(SUFFIX) else name
+    hint = f": {RELEASE_HINT}" if name in RELEASE_FILES else ""
+    raise UserError(f"weight file not found: {path} (nor {path + SUFFIX}){hint}")
 
 
 def read_pickle(file):

@@ -87,8 +87,8 @@ def read_list(list_path, num_classes=None, need_labels=True, check_files=True, e
     return entries
 
 
-RELEASE_LABELS_HINT = ("the release label file label_3396.txt ships with the VideoTag model in "
-                       "PaddleVideo's applications/VideoTag/ folder; put it in the project root or pass "
+RELEASE_LABELS_HINT = ("the release label file label_3396.txt (PaddleVideo, applications/VideoTag) comes "
+                       "with ./run fetch (or python tools/fetch_release.py), into the project root; or pass "
                        "--label_file")
 
 
