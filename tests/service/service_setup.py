@@ -59,17 +59,20 @@ def write_clip(path, seed, seconds=2.0, size=(64, 48)):
     return str(path)
 
 
-def videotag_results(folder, flags, clips, save_dir, segment_seconds=None):
-    """videotag.py's lines for ``clips`` (one list, in a child process as a user runs it):
-    ``{path: {"tags": [...], "segments": [{"start", "end", "tags"}]}}``."""
-    listing = os.path.join(str(folder), "clips.list")
+def videotag_results(folder, clips, save_dir, segment_seconds=None):
+    """videotag.py's lines for ``clips`` tagged as one list (``tagger.tag``, what videotag.py calls, with
+    the models of ``make_models``): ``{path: {"tags": [...], "segments": [{"start", "end", "tags"}]}}``."""
+    from video_tag.config import load_config
+    from video_tag.tagger import tag
+    folder = str(folder)
+    listing = os.path.join(folder, "clips.list")
     with open(listing, "w", encoding="utf-8") as f:
         f.write("".join(c + "\n" for c in clips))
-    extra = [f"--segment_seconds={segment_seconds}"] if segment_seconds else []
-    done = subprocess.run([sys.executable, os.path.join(ROOT, "videotag.py"), listing, f"--save_dir={save_dir}",
-                           "--num_workers=1", *flags, *extra], env=child_env(), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout
+    code = tag(listing, str(save_dir), load_config(os.path.join(folder, "tsn.yaml")),
+               load_config(os.path.join(folder, "lstm.yaml")), os.path.join(folder, "tsn.pdparams"),
+               os.path.join(folder, "lstm.pdparams"), os.path.join(folder, "labels.txt"),
+               segment_seconds=segment_seconds, num_workers=1, frame_batch=4)
+    assert code == 0
     results = {}
     with open(os.path.join(save_dir, "predictions.jsonl"), encoding="utf-8") as f:
         for line in f:

@@ -51,12 +51,11 @@ class Submitted(BaseModel):
     state: str
 
 
-class Job(BaseModel):
+class JobSummary(BaseModel):
     id: str
     state: str
     progress: float
     error: Optional[str] = None
-    result: Optional[Dict[str, Any]] = None
     video: str
     options: Dict[str, Any]
     created: float
@@ -64,8 +63,12 @@ class Job(BaseModel):
     finished: Optional[float] = None
 
 
+class Job(JobSummary):
+    result: Optional[Dict[str, Any]] = None
+
+
 class JobPage(BaseModel):
-    jobs: List[Job]
+    jobs: List[JobSummary]
     next: Optional[str] = None
 
 

@@ -41,6 +41,8 @@ def run(name, models, db_path, ready, parent):
     from .. import cli
     cli.setup_logging()
     import paddle
+    # the service stops its workers with SIGTERM: end quietly (Paddle's handler prints a C++ report)
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     from ..cpu import reuse_freed_memory, use_default_threads
     from .tagging import Tagger
     gpu = bool(models["use_gpu"]) and paddle.is_compiled_with_cuda()
