@@ -75,6 +75,21 @@ def test_tag_waits_for_a_short_clip_and_refuses_a_long_one(served):
     assert not [n for n in os.listdir(root / "data" / "uploads") if not n.startswith(answer.json()["id"])]
 
 
+def chunked_upload(client, path, boundary="b0undary"):
+    """A multipart upload sent in chunks, without Content-Length."""
+    def body():
+        yield (f'--{boundary}\r\nContent-Disposition: form-data; name="video"; filename="x.avi"\r\n'
+               "Content-Type: application/octet-stream\r\n\r\n").encode()
+        with open(path, "rb") as f:
+            while True:
+                chunk = f.read(16384)
+                if not chunk:
+                    break
+                yield chunk
+        yield f"\r\n--{boundary}--\r\n".encode()
+    return client.post("/v1/jobs", content=body(), headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+
+
 def test_several_clients_at_once(served):
     root, clips, reference, server = served
     results, errors = [], []
@@ -123,6 +138,7 @@ def test_refusals_are_one_json_line(served):
             (client.get("/v1/jobs/0123456789abcdef"), 404),
             (client.delete("/v1/jobs/0123456789abcdef"), 404),
             (upload(client, big), 413),
+            (chunked_upload(client, big), 413),  # no Content-Length: cut off while streamed
             (client.post("/v1/jobs", json={"path": clips["short"], "topk": 0}), 422),
             (client.post("/v1/jobs", json={"path": clips["short"], "topk": "x"}), 422),
             (client.post("/v1/jobs", json={"path": clips["short"], "shots": True, "nope": 1}), 422),
