@@ -131,6 +131,8 @@ def create_app(store, labels, uploads, allow_dirs=(), token=None, limits=None, w
         path = request.url.path
         if token and (path.startswith("/v1/") or path == "/metrics"):
             given = request.headers.get("authorization", "")
+            if path.endswith("/video") and "token" in request.query_params:  # a <video> element sends no header
+                given = "Bearer " + request.query_params["token"]
             if not secrets.compare_digest(given.encode(), f"Bearer {token}".encode()):
                 return JSONResponse({"error": "missing or wrong token (Authorization: Bearer <token>)"}, 401,
                                     headers={"WWW-Authenticate": "Bearer"})
@@ -239,6 +241,17 @@ def create_app(store, labels, uploads, allow_dirs=(), token=None, limits=None, w
         if before not in ("queued", "running"):
             raise Refused(409, f"job {job_id} has already ended ({before})")
         return store.get(job_id)
+
+    @app.get("/v1/jobs/{job_id}/video", response_class=FileResponse, responses=ERRORS)
+    def job_video(job_id: str):
+        """The video of a job submitted by path (for the page's player; ``?token=`` may carry the token);
+        an upload is not kept once its job has ended: 404."""
+        source = store.source(job_id)
+        if source is None:
+            raise Refused(404, f"no job {job_id}")
+        if not os.path.isfile(source[0]):
+            raise Refused(404, f"the video of job {job_id} is not kept")
+        return FileResponse(source[0], filename=os.path.basename(store.get(job_id)["video"]))
 
     @app.get("/v1/labels")
     def get_labels():

@@ -80,6 +80,12 @@ class JobStore:
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return None if row is None else public(row)
 
+    def source(self, job_id):
+        """``(path, whether it is an upload the service still keeps)`` of a job, or None."""
+        with self._connect() as db:
+            row = db.execute("SELECT path, upload FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else (row["path"], bool(row["upload"]))
+
     def page(self, limit, before=None, state=None):
         """Up to ``limit`` jobs, newest first, older than the job ``before`` (the cursor of the previous
         page); returns ``(jobs without their results, cursor of the next page or None)``."""
