@@ -283,6 +283,15 @@ def create_app(store, labels, uploads, allow_dirs=(), token=None, limits=None, w
     return app
 
 
+def openapi_document():
+    """The service's OpenAPI document (what GET /openapi.json serves), as text: docs/openapi.json holds a copy."""
+    import tempfile
+    from .jobs import JobStore
+    with tempfile.TemporaryDirectory() as folder:
+        app = create_app(JobStore(os.path.join(folder, "jobs.sqlite3")), [], folder)
+        return json.dumps(app.openapi(), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+
+
 def prometheus_text(store, workers):
     """The /metrics page (Prometheus text format 0.0.4)."""
     counts = store.counts()
