@@ -112,9 +112,11 @@ class JobStore:
             now, claimed = time.time(), []
             for row in rows:
                 claim = f"{worker}:{new_id()[:12]}"
-                db.execute("UPDATE jobs SET state = 'running', claim = ?, started = ?, progress = 0, "
-                           "attempts = attempts + 1 WHERE id = ?", (claim, now, row["id"]))
-                claimed.append((row["id"], row["path"], json.loads(row["options"]), claim))
+                taken = db.execute("UPDATE jobs SET state = 'running', claim = ?, started = ?, progress = 0, "
+                                   "attempts = attempts + 1 WHERE id = ? AND state = 'queued'",
+                                   (claim, now, row["id"])).rowcount
+                if taken:  # always, inside the write transaction; the condition is a second guard
+                    claimed.append((row["id"], row["path"], json.loads(row["options"]), claim))
             db.execute("COMMIT")
         return claimed
 
