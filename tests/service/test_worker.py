@@ -17,7 +17,9 @@ def setup(tmp_path_factory, tsn50_release):
     flags = make_models(root / "models", tsn50_release)
     clips = [write_clip(root / f"clip{i}.avi", 10 + i, seconds=5.0) for i in range(2)]
     reference = videotag_results(root / "models", clips, root / "ref", segment_seconds=0.5)
-    return root, flags + [f"--allow_dir={root}"], clips, reference
+    server = Server(root / "data", flags + [f"--allow_dir={root}"])
+    yield root, server, clips, reference
+    server.stop()
 
 
 def group_alive(pgid):
@@ -45,49 +47,41 @@ def wait_for(condition, seconds=30):
 
 
 def test_a_killed_server_finishes_every_job_once_after_a_restart(setup):
-    root, flags, clips, reference = setup
-    server = Server(root / "data", flags)
-    try:
-        with server.client() as client:
-            ids = [client.post("/v1/jobs", json={"path": clips[i % 2], "segment_seconds": 0.5}).json()["id"]
-                   for i in range(5)]
-            # killed while the first job runs, part-way (its windows are being tagged)
-            wait_for(lambda: client.get(f"/v1/jobs/{ids[0]}").json()["progress"] > 0)
-            assert client.get(f"/v1/jobs/{ids[-1]}").json()["state"] == "queued"
-        pgid = server.process.pid
-        server.kill()
-        assert wait_for(lambda: not group_alive(pgid), 10)  # the workers (and their decoders) died with it
-        server.start()
-        with server.client() as client:
-            for i, job_id in enumerate(ids):
-                job = wait_done(client, job_id)
-                assert job["state"] == "done", job
-                assert_same_result(job["result"], reference[clips[i % 2]])
-            listed = [j["id"] for j in client.get("/v1/jobs", params={"limit": 500}).json()["jobs"]]
-            assert sorted(listed) == sorted(ids)  # each job once, none made twice
-        assert "job(s) back in the queue" in server.output()
-    finally:
-        server.stop()
+    root, server, clips, reference = setup
+    with server.client() as client:
+        ids = [client.post("/v1/jobs", json={"path": clips[i % 2], "segment_seconds": 0.5}).json()["id"]
+               for i in range(5)]
+        # killed while the first job runs, part-way (its windows are being tagged)
+        wait_for(lambda: client.get(f"/v1/jobs/{ids[0]}").json()["progress"] > 0)
+        assert client.get(f"/v1/jobs/{ids[-1]}").json()["state"] == "queued"
+    pgid = server.process.pid
+    server.kill()
+    assert wait_for(lambda: not group_alive(pgid), 10)  # the workers (and their decoders) died with it
+    server.start()
+    with server.client() as client:
+        for i, job_id in enumerate(ids):
+            job = wait_done(client, job_id)
+            assert job["state"] == "done", job
+            assert_same_result(job["result"], reference[clips[i % 2]])
+        listed = [j["id"] for j in client.get("/v1/jobs", params={"limit": 500}).json()["jobs"]]
+        assert sorted(listed) == sorted(ids)  # each job once, none made twice
+    assert "job(s) back in the queue" in server.output()
 
 
 def test_a_worker_that_dies_is_replaced_and_its_job_done(setup):
-    root, flags, clips, reference = setup
-    server = Server(root / "data2", flags)
-    try:
-        with server.client() as client:
-            job_id = client.post("/v1/jobs", json={"path": clips[0], "segment_seconds": 0.5}).json()["id"]
-            wait_for(lambda: client.get(f"/v1/jobs/{job_id}").json()["progress"] > 0)
-            worker = [p for p in group_alive(server.process.pid) if "spawn_main" in cmdline(p)
-                      and parent(p) == server.process.pid]
-            assert len(worker) == 1
-            os.kill(worker[0], signal.SIGKILL)
-            job = wait_done(client, job_id, seconds=120)
-            assert job["state"] == "done"
-            assert_same_result(job["result"], reference[clips[0]])
-            assert client.get("/readyz").status_code == 200
-        assert "worker w0 died" in server.output()
-    finally:
-        server.stop()
+    root, server, clips, reference = setup  # started again by the test above
+    with server.client() as client:
+        job_id = client.post("/v1/jobs", json={"path": clips[0], "segment_seconds": 0.5}).json()["id"]
+        wait_for(lambda: client.get(f"/v1/jobs/{job_id}").json()["progress"] > 0)
+        worker = [p for p in group_alive(server.process.pid) if "spawn_main" in cmdline(p)
+                  and parent(p) == server.process.pid]
+        assert len(worker) == 1
+        os.kill(worker[0], signal.SIGKILL)
+        job = wait_done(client, job_id, seconds=120)
+        assert job["state"] == "done"
+        assert_same_result(job["result"], reference[clips[0]])
+        assert client.get("/readyz").status_code == 200
+    assert "worker w0 died" in server.output()
 
 
 def cmdline(pid):
