@@ -12,7 +12,7 @@ import time
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
-def browser(width=1000, height=820):
+def browser(width=1000, height=1000):
     """A headless Chromium (Selenium WebDriver)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service

@@ -64,5 +64,6 @@ def test_a_full_disk_answers_507_and_leaves_nothing(tmp_path, tsn50_release):
             assert os.listdir(tmp_path / "data" / "uploads") == [small.json()["id"] + ".mp4"]
             assert client.get(f"/v1/jobs/{small.json()['id']}").json()["state"] == "queued"  # no workers
             assert client.get("/readyz").status_code == 503
+            assert client.post("/v1/tag", files={"video": ("s.mp4", b"x")}).status_code == 503  # nobody would answer
     finally:
         server.stop()

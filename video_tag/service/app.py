@@ -76,7 +76,7 @@ class Error(BaseModel):
     error: str
 
 
-ERRORS = {code: {"model": Error} for code in (401, 403, 404, 409, 413, 422, 507)}
+ERRORS = {code: {"model": Error} for code in (401, 403, 404, 409, 413, 415, 422, 503, 507)}
 SUBMISSION = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["video"], "properties": {
         "video": {"type": "string", "format": "binary"},
@@ -204,6 +204,8 @@ def create_app(store, labels, uploads, allow_dirs=(), token=None, limits=None, w
     @app.post("/v1/tag", response_model=Job, responses=ERRORS, openapi_extra=SUBMISSION)
     async def tag_now(request: Request):
         """Tag a short clip and wait for it (ahead of the queued jobs); a video that cannot be read: 422."""
+        if workers is None:
+            raise Refused(503, "this service tags no videos itself (--workers 0): submit to POST /v1/jobs")
         job_id = await intake(request, 1)
         while True:
             job = store.get(job_id)
