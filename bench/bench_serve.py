@@ -82,7 +82,7 @@ def run_clients(url, clips, clients, deadline):
                         job = http.get(f"/v1/jobs/{job_id}").json()
                         if job["state"] in ("done", "failed", "cancelled"):
                             break
-                        time.sleep(0.05)
+                        time.sleep(0.2)
                     if job["state"] != "done":
                         raise RuntimeError(f"job {job_id}: {job['state']} {job.get('error')}")
                     jobs[clip] = job

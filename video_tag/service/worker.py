@@ -3,7 +3,7 @@ tagging the jobs it claims from the store, until the service ends.
 
 A worker claims up to ``CLAIM`` queued jobs at a time and decodes them in one decode pool, as videotag.py
 decodes a list (the pool's processes start once per claim, not once per video, and decoding overlaps the
-network). A video that cannot be read fails its job with the reason; any other error in a job fails that job
+network); it claims the next jobs, and starts their pool, when the last video of a claim is reached. A video that cannot be read fails its job with the reason; any other error in a job fails that job
 (its traceback in the service's log, never in the answer) and the worker goes on. A worker dies with the
 service (``PR_SET_PDEATHSIG``), and also stops claiming once its parent is gone; ``Workers`` (in the HTTP
 process) starts them, restarts one that died and gives its jobs back to the queue.
@@ -20,7 +20,7 @@ from .jobs import JobStore
 
 log = logging.getLogger(__name__)
 
-CLAIM = 4            # jobs decoded in one pool
+CLAIM = 8            # jobs decoded in one pool (its decode processes start once per claim)
 DECODERS = 2         # decode processes per pool, as videotag.py's --num_workers default
 IDLE_SECONDS = 0.1   # how often an idle worker looks for jobs
 MAX_ATTEMPTS = 3     # a job whose worker (or service) died under it this many times fails
@@ -53,21 +53,22 @@ def run(name, models, db_path, ready, parent):
     store = JobStore(db_path)
     ready.set()
     log.info("worker %s ready (%s)", name, f"GPU {models['device_id']}" if gpu else "CPU")
+    batch = None
     while os.getppid() == parent:
-        jobs = store.claim(name, CLAIM)
-        if not jobs:
+        batch = batch or open_batch(tagger, store, store.claim(name, CLAIM))
+        if batch is None:
             time.sleep(IDLE_SECONDS)
             continue
-        tag_jobs(tagger, store, jobs)
+        # the next claim's decoders start while this claim's last video is tagged (a pool's processes take
+        # a while to start: the network does not wait for them)
+        batch = tag_batch(tagger, store, batch, lambda: open_batch(tagger, store, store.claim(name, CLAIM)))
 
 
-def tag_jobs(tagger, store, jobs):
-    """Tag claimed jobs ``[(id, path, options, claim)]`` in one decode pool; each ends done or failed (or was
-    cancelled meanwhile)."""
+def open_batch(tagger, store, jobs):
+    """Claimed jobs ``[(id, path, options, claim)]`` with their decode pool started: ``(jobs, pool)``; None
+    when none is left (a missing file fails its job at once)."""
     from ..decode_pool import DecodePool
-    from ..errors import failure_reason
     from .decoding import decode_job
-    from .tagging import VideoError
     todo = []
     for job in jobs:
         if os.path.isfile(job[1]):
@@ -75,10 +76,23 @@ def tag_jobs(tagger, store, jobs):
         else:
             _end(store, job, error="file not found")
     if not todo:
-        return
-    with DecodePool([(path, tagger.decode_args(options)) for _, path, options, _ in todo], decode_job, (),
-                    min(DECODERS, len(todo)), buffered=2) as pool:
-        for job, (_, messages) in zip(todo, pool):
+        return None
+    pool = DecodePool([(path, tagger.decode_args(options)) for _, path, options, _ in todo], decode_job, (),
+                      min(DECODERS, len(todo)), buffered=2)
+    return todo, pool
+
+
+def tag_batch(tagger, store, batch, next_batch=None):
+    """Tag the jobs of ``open_batch``; each ends done or failed (or was cancelled meanwhile). Before the
+    last job, ``next_batch()`` opens the next batch, which is returned (None without it)."""
+    from ..errors import failure_reason
+    from .tagging import VideoError
+    todo, pool = batch
+    following = None
+    with pool:
+        for number, (job, (_, messages)) in enumerate(zip(todo, pool)):
+            if number == len(todo) - 1 and next_batch is not None:
+                following = next_batch()
             job_id, path, options, claim = job
             duration = video_seconds(path)
 
@@ -101,6 +115,7 @@ def tag_jobs(tagger, store, jobs):
                 log.info("job %s cancelled", job_id)
                 continue
             _end(store, job, result=outcome)
+    return following
 
 
 def _end(store, job, error=None, result=None):
