@@ -33,7 +33,6 @@ NOT_RUN = {
     "python -m paddle.distributed.launch --gpus": "needs GPUs; train.py runs under the launcher on CPU below, "
                                                   "the extractor in tests/test_extractor.py",
     "python -m paddle.distributed.launch --nnodes": "needs two machines",
-    "python serve.py": "starts a service that runs until stopped; tests/service/ runs it on a free loopback port",
 }
 
 SMALL_LSTM = ["MODEL.embedding_size=8", "MODEL.lstm_size=4", "MODEL.fc_sizes=[16,8]", "TRAIN.batch_size=4",
