@@ -15,14 +15,7 @@ MB = 1 << 20
 
 
 def main():
-    from video_tag.config import load_config
-    from video_tag.inference import PRECISIONS
-    from video_tag.models import model_arguments
-    from video_tag.readers.lists import read_label_file
     from video_tag.service import server
-    from video_tag.service.app import Limits
-    from video_tag import weights
-    from videotag import RELEASE
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     p.add_argument("--host", default="127.0.0.1", help="address to bind; anything but loopback needs --token")
@@ -47,11 +40,23 @@ def main():
                    help="override a value of the AttentionLSTM config (repeatable)")
     p.add_argument("-t", "--tsn_override", action="append", default=[], metavar="SECTION.key=value",
                    help="override a value of the TSN config (repeatable)")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="TSN precision")
+    p.add_argument("--precision", default="fp32", help="TSN precision: fp32, bf16 or fp16 (GPU)")
     p.add_argument("--frame_batch", type=int, default=8, help="frames per TSN batch")
     p.add_argument("--use_gpu", type=cli.str2bool, default=True, help="run on GPU if Paddle has CUDA")
     cli.add_verbose_flag(p)
     args = p.parse_args()
+    if not args.token and not server.loopback(args.host):  # first: before the models are looked at
+        raise cli.UserError(f"--host {args.host} is reachable from other machines: give a --token (clients then "
+                            "send 'Authorization: Bearer <token>'), or bind 127.0.0.1 behind a reverse proxy")
+    from video_tag.config import load_config
+    from video_tag.inference import PRECISIONS
+    from video_tag.models import model_arguments
+    from video_tag.readers.lists import read_label_file
+    from video_tag.service.app import Limits
+    from video_tag import weights
+    from videotag import RELEASE
+    if args.precision not in PRECISIONS:
+        raise cli.UserError(f"--precision must be one of {', '.join(PRECISIONS)}, got {args.precision}")
     if not 0 < args.port < 65536:
         raise cli.UserError(f"--port must be 1..65535, got {args.port}")
     for name in ("workers", "max_upload_mb", "keep_free_mb", "sync_max_seconds"):
