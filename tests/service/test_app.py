@@ -207,3 +207,15 @@ def test_paging_cancelling_labels_and_metrics(served):
         assert int(lines["videotag_frames_processed_total"]) >= 6 * 13 * 5  # 12 windows + the video, 5 frames each
         assert int(lines['videotag_job_latency_seconds_bucket{le="+Inf"}']) == len(done)
         assert lines["videotag_workers_ready"] == "1"
+
+
+def test_the_log_is_quiet_after_a_stop(served):
+    """Last: the service stopped (Ctrl-C), its log holds our log lines only: no traceback (refusals and bad
+    videos are not errors of the service), no third-party chatter, nothing left behind at exit."""
+    from conftest import noise_in
+    root, clips, reference, server = served
+    server.stop()
+    assert server.process.returncode == 0
+    log = server.output()
+    assert "Traceback" not in log and "leaked" not in log and noise_in(log) == [], log
+    assert "worker w0 ready" in log

@@ -33,6 +33,10 @@ def _die_with_parent():
         pass
 
 
+def _stop(signum, frame):
+    raise SystemExit(0)  # unwinds: the decode pool stops its processes, the log's lock is released
+
+
 def run(name, models, db_path, ready, parent):
     """A worker process. ``models``: dict of ``Tagger``'s arguments plus ``device_id``; ``ready``: a
     multiprocessing Event set once the models are loaded; ``parent``: the HTTP process's pid."""
@@ -42,7 +46,7 @@ def run(name, models, db_path, ready, parent):
     cli.setup_logging()
     import paddle
     # the service stops its workers with SIGTERM: end quietly (Paddle's handler prints a C++ report)
-    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    signal.signal(signal.SIGTERM, _stop)
     from ..cpu import reuse_freed_memory, use_default_threads
     from .tagging import Tagger
     gpu = bool(models["use_gpu"]) and paddle.is_compiled_with_cuda()
