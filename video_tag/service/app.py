@@ -122,7 +122,8 @@ def create_app(store, labels, uploads, allow_dirs=(), token=None, limits=None, w
         yield
         task.cancel()
 
-    app = FastAPI(title="videotag", version="1", lifespan=lifespan,
+    # no /docs or /redoc: FastAPI's pages load their scripts from a CDN; /openapi.json is served
+    app = FastAPI(title="videotag", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Tag videos with VideoTag's TSN + AttentionLSTM: asynchronous jobs kept in SQLite.")
     app.state.fatal = None
 
