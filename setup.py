@@ -29,6 +29,7 @@ setup(
         "test": ["pytest", "matplotlib", "scikit-learn", "av", "scenedetect-headless==0.7.2", "paddle2onnx>=2.1; python_version < '3.13'", "onnxruntime",
                  "selenium",  # the report page and the service's page, tested in headless Chromium
                  "fastapi", "uvicorn", "python-multipart", "httpx"],  # the service's tests (a real server)
+        "serve": ["fastapi", "uvicorn", "python-multipart"],  # serve.py
         "plot": ["matplotlib"],  # training curves (curves.png); without it, no PNG and a one-line note
         "visualdl": ["visualdl"],  # train.py --visualdl
         "onnx": ["paddle2onnx>=2.1; python_version < '3.13'", "onnxruntime"],  # export_model.py's ONNX model
