@@ -158,3 +158,25 @@ def test_train_py_extends_the_tags_and_refuses_a_bad_label_file(start, tiny_conf
                       f"--pretrain={t['extend_from']}", f"--save_dir={tmp_path / 'refused'}", capfd=capfd)
     assert result.returncode == 2 and "--pretrain and TRAIN.extend_from exclude each other" in result.stdout
     assert not (tmp_path / "refused").exists()
+
+
+def test_settings_that_do_not_fit_are_refused(start, tmp_path):
+    cfg, _ = start
+
+    def refused(**train):
+        bad = {**cfg, "TRAIN": {**cfg["TRAIN"], **train}}
+        with pytest.raises(UserError) as e:
+            extend.setup(build_model("AttentionLSTM", bad), bad, "AttentionLSTM")
+        return str(e.value)
+
+    four = write_names(tmp_path / "four.txt", OLD[:4])
+    # the starting weights have 5 outputs, its label file 4 names
+    assert "has 5 outputs, TRAIN.extend_from_labels names 4 tags" in refused(
+        extend_from_labels=four, extend_to_labels=write_names(tmp_path / "six.txt", OLD[:4] + ["a", "b", "c"]))
+    assert refused(extend_to_labels=None) == ("TRAIN.extend_from needs TRAIN.extend_to_labels too (see README, "
+                                              "'Your tags next to VideoTag's')")
+    assert "TRAIN.extend_from_labels is set but TRAIN.extend_from is not" in refused(extend_from=None)
+    assert extend.check({**cfg, "TRAIN": {**cfg["TRAIN"], "extend_from": None, "extend_from_labels": None,
+                                          "extend_to_labels": None}}, "AttentionLSTM") is None
+    with pytest.raises(UserError, match="extends the AttentionLSTM's tags, not TSN's"):
+        extend.check(cfg, "TSN")
