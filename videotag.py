@@ -28,6 +28,9 @@ def main():
     p.add_argument("--topk", type=int, help="tags per video or segment (default: MODEL.topk, 20)")
     p.add_argument("--threshold", type=float, default=0.0,
                    help="keep only tags of at least this probability")
+    p.add_argument("--thresholds", metavar="CSV",
+                   help="thresholds.csv of eval.py --calibrate: keep a tag only at or above its own threshold "
+                        "(and --threshold)")
     p.add_argument("--segment_seconds", type=float, help="also tag each window of this many seconds")
     p.add_argument("--segment_stride_seconds", type=float, help="start a window every R seconds (default: S)")
     p.add_argument("--segment_seg_num", type=int, help="frames sampled per window (default: INFER.seg_num)")
@@ -69,8 +72,14 @@ def main():
     tsn_cfg = load_config(args.tsn_config, args.tsn_override)
     cli.set_feature_dtype(tsn_cfg, args.feature_dtype)
     cli.set_shard_size(tsn_cfg, args.shard_size)
+    threshold = args.threshold
+    if args.thresholds:  # a list of one threshold per class, checked against the label file before any work
+        from video_tag.readers.lists import read_label_file
+        from video_tag.thresholds import combine, read_thresholds
+        names = read_label_file(args.label_file, int(lstm_cfg["MODEL"]["num_classes"]))
+        threshold = combine(args.threshold, read_thresholds(args.thresholds, names))
     return tag(args.source, args.save_dir, tsn_cfg, lstm_cfg, args.tsn_weights, args.lstm_weights,
-               args.label_file, args.topk, args.threshold, args.save_features, args.segment_seconds,
+               args.label_file, args.topk, threshold, args.save_features, args.segment_seconds,
                args.segment_stride_seconds, args.segment_seg_num, args.precision, args.use_gpu,
                args.frame_batch, args.num_workers, args.overwrite)
 

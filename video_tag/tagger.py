@@ -42,6 +42,7 @@ from .readers.lists import read_label_file, read_lines
 from .readers.video_reader import crop_normalize
 from .readers.windows import stream_video
 from .streaming import PartialJsonl, file_identity, list_digest
+from .thresholds import keep_tags
 
 log = logging.getLogger(__name__)
 
@@ -248,11 +249,12 @@ def _features(engine, frames, target):
 
 
 def _top(model, features, names, topk, threshold):
-    """The AttentionLSTM's top-``topk`` tags (probability >= ``threshold``) for one video's features."""
+    """The AttentionLSTM's top-``topk`` tags (probability >= ``threshold``: one for all classes, or a list
+    of one per class, ``thresholds.keep_tags``) for one video's features."""
     with paddle.no_grad():
         logits = model(paddle.to_tensor(features[None]), paddle.to_tensor(np.array([len(features)], np.int64)))
         probabilities = MODELS["AttentionLSTM"].probabilities(logits).numpy()[0]
-    return [t for t in top_tags(probabilities, names, topk) if t["probability"] >= threshold]
+    return keep_tags(top_tags(probabilities, names, topk), threshold)
 
 
 class _Streams:
