@@ -230,10 +230,9 @@ def test_export_script(tiny_config, tmp_path, capfd):
 
 
 def readme_snippets():
-    """The Python blocks of README's "Export and serving" section."""
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-        section = f.read().split("## Export and serving\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, re.S)
+    """The Python blocks of docs/deploy.md (README's deploy section links there)."""
+    with open(os.path.join(ROOT, "docs", "deploy.md"), encoding="utf-8") as f:
+        return re.findall(r"```python\n(.*?)```", f.read(), re.S)
 
 
 @pytest.mark.parametrize("runtime", ["paddle_inference", "onnxruntime"])
@@ -247,7 +246,10 @@ def test_readme_serving_snippets(lstm_export, tmp_path, monkeypatch, runtime):
     shutil.copytree(directory, tmp_path / "data" / "export")
     os.makedirs(tmp_path / "data" / "tsn_features")
     features = np.random.default_rng(4).standard_normal((6, FEATURE_DIM)).astype(np.float32)
-    np.save(tmp_path / "data" / "tsn_features" / "video.npy", features)
+    name = "data/tsn_features/cooking_1f3a9c2e5b07d4a6.npy"  # as the extractor names it, found via manifest.tsv
+    np.save(tmp_path / name, features)
+    (tmp_path / "data" / "tsn_features" / "manifest.tsv").write_text(
+        f"data/mp4/other.mp4\tdata/tsn_features/other_77d0b41593c1e8f2.npy\ndata/mp4/cooking.mp4\t{name}\n", encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     namespace = {}
     exec(snippets[runtime], namespace)
