@@ -33,8 +33,8 @@ def main():
     cfg = cli.load(args, "TEST")
     label_file = args.label_file
     if args.per_class and label_file is None:
-        if os.path.isfile(DEFAULT_LABEL_FILE):
-            label_file = DEFAULT_LABEL_FILE
+        if os.path.isfile(cli.release_file(DEFAULT_LABEL_FILE)):
+            label_file = cli.release_file(DEFAULT_LABEL_FILE)
         else:
             logging.getLogger(__name__).info("no %s: per_class.csv names no classes (pass --label_file)",
                                              DEFAULT_LABEL_FILE)

@@ -12,6 +12,7 @@ import pickle
 
 import numpy as np
 
+from . import release
 from .errors import UserError
 from .files import atomic_write
 
@@ -196,11 +197,14 @@ def _check_nesting(obj):
 
 
 def resolve(path):
-    """Return the existing file for ``path``, given with or without the ``.pdparams`` suffix."""
-    for candidate in (path, path + SUFFIX):
+    """Return the existing file for ``path``, given with or without the ``.pdparams`` suffix; a release
+    weight path (``./weights/tsn.pdparams``) missing here is looked up as ``release.find`` says."""
+    found = release.find(path)
+    for candidate in (found, found + SUFFIX):
         if os.path.isfile(candidate):
             return candidate
-    raise UserError(f"weight file not found: {path} (nor {path + SUFFIX})")
+    where = f", nor in {release.home()} or {release.project_root()}" if release.release_name(path) else ""
+    raise UserError(f"weight file not found: {path} (nor {path + SUFFIX}{where})")
 
 
 def read_pickle(file):
