@@ -46,5 +46,6 @@ setup(
         "videotag-predict = video_tag.commands.scripts:predict",
         "videotag-export = video_tag.commands.export:run",
         "videotag-frames = video_tag.commands.frames:run",
+        "videotag-make-lists = video_tag.commands.make_lists:run",
     ]},
 )

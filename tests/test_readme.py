@@ -138,7 +138,6 @@ def workspace(root):
     release_weights("AttentionLSTM", "attention_lstm.yaml", SMALL_LSTM, os.path.join(root, "weights", "attention_lstm.pdparams"), 0)
     release_weights("TSN", "tsn.yaml", SMALL_TSN, os.path.join(root, "weights", "tsn.pdparams"), 1)
     write_lines(os.path.join(root, "label_3396.txt"), [f"标签 {i}" for i in range(3396)])
-    write_lines(os.path.join(root, "my_labels.txt"), [f"class {i}" for i in range(12)])  # README: 12 classes
     write_lines(os.path.join(root, "my_tsn_labels.txt"), [f"tsn class {i}" for i in range(400)])
 
     rng = np.random.default_rng(2)
@@ -147,11 +146,12 @@ def workspace(root):
     video("my_videos/b.mp4")
     video("my_videos/a/海边 日落.mp4")
     video("long_video.mp4", seconds=70)
-    # README's fine-tune lists: 16 training videos (its --batch_size=16), 4 validation, 4 test; 12 classes.
-    clips = [video(f"data/mp4/clip {i}.mp4") for i in range(24)]
-    labelled = [f"{c} {i % 12} {(i + 5) % 12}" for i, c in enumerate(clips)]
-    for name, lines in (("train", labelled[:16]), ("val", labelled[16:20]), ("test", labelled[20:])):
-        write_lines(os.path.join(root, "data", f"{name}_videos.list"), lines)
+    # README's fine-tune: a folder per class, 12 classes of 4 videos: tools/make_lists.py splits them into
+    # 24 training videos (its --batch_size=16), 12 validation, 12 test.
+    for k in range(12):
+        for i in range(4):
+            video(f"my_dataset/class {k:02d}/clip {i}.mp4", seconds=1.0)
+    clips = [video(f"data/mp4/clip {i}.mp4") for i in range(8)]
     write_lines(os.path.join(root, "data", "TsnExtractor.list"), clips[:3])
     write_lines(os.path.join(root, "data", "dataset", "tsn", "train.list"), [f"{c} {i % 4}" for i, c in enumerate(clips[:8])])
     for name in ("val", "test", "infer"):
@@ -246,12 +246,13 @@ def promised_training_list(root):
     videos = read_rows(os.path.join(root, "data", "train_videos.list"), " ")
     manifest = dict(read_rows(os.path.join(out, "manifest.tsv")))
     features = [row[0] for row in read_rows(os.path.join(out, "features.list"))]
-    assert sorted(features) == sorted(manifest.values()) and len(features) == len(videos) == 16
+    assert sorted(features) == sorted(manifest.values()) and len(features) == len(videos) == 24
     train = read_rows(os.path.join(root, "data", "dataset", "attention_lstm", "train.list"), " ")
     assert len(train) == len(videos)
     for video, line in zip(videos, train):
-        path = " ".join(video[:-2])  # "data/mp4/clip 0.mp4 0 5": two labels
-        assert line[-2:] == video[-2:] and " ".join(line[:-2]) == manifest[path]
+        path = " ".join(video[:-1])  # "my_dataset/class 03/clip 0.mp4 3": the class's id
+        assert line[-1:] == video[-1:] and " ".join(line[:-1]) == manifest[path]
+        assert video[-1] == str(int(path.split("/")[1].split()[1]))  # class NN: id NN (names sorted)
         feature = np.load(os.path.join(root, manifest[path]))
         assert feature.shape == (4, 2048) and feature.dtype == np.float32  # INFER.seg_num=4 here
         with open(os.path.join(root, os.path.splitext(manifest[path])[0] + ".json"), encoding="utf-8") as f:
@@ -259,6 +260,15 @@ def promised_training_list(root):
         assert record["video"] == path and record["size"] == os.path.getsize(os.path.join(root, path))
         assert {"real_path", "mtime_ns", "weights_sha256", "precision", "seg_num", "short_size", "target_size",
                 "videotag"} <= set(record)
+
+
+def promised_lists(root):
+    """``make_lists.py --folders my_dataset/``: my_labels.txt names the 12 class folders in sorted order;
+    each class has 2 training, 1 validation and 1 test video (80/10/10, at least one each)."""
+    assert label_names(root, "my_labels.txt") == [f"class {k:02d}" for k in range(12)]
+    for name, per_class in (("train", 2), ("val", 1), ("test", 1)):
+        rows = read_rows(os.path.join(root, "data", f"{name}_videos.list"), " ")
+        assert sorted(int(row[-1]) for row in rows) == sorted(list(range(12)) * per_class), name
 
 
 def promised_frames(root):
@@ -281,7 +291,7 @@ def promised_predictions(root):
     my_labels.txt."""
     listed = read_rows(os.path.join(root, "data", "dataset", "attention_lstm", "test.list"), " ")
     lines = read_jsonl(os.path.join(root, "data", "predict_results", "attention_lstm", "predictions.jsonl"))
-    assert len(lines) == 4 and [line["video"] for line in lines] == [" ".join(row[:-2]) for row in listed]
+    assert len(lines) == 12 and [line["video"] for line in lines] == [" ".join(row[:-1]) for row in listed]
     for line in lines:
         assert set(line) == {"video", "tags"} and len(line["tags"]) == 12
         check_tags(line["tags"], 20, names=label_names(root, "my_labels.txt"))
@@ -294,7 +304,7 @@ def promised_best_checkpoint(root):
         assert os.path.isfile(os.path.join(out, name)), name
     with open(os.path.join(out, "metrics.csv"), encoding="utf-8") as f:
         rows = f.read().splitlines()
-    assert len(rows) == 11 and rows[1].split(",")[-1] == "4"  # 10 epochs, each validated on the 4 videos
+    assert len(rows) == 11 and rows[1].split(",")[-1] == "12"  # 10 epochs, each validated on the 12 videos
 
 
 def promised_own_tags(root):
@@ -326,6 +336,7 @@ def promised_export(root):
 
 
 PROMISES = {
+    "python tools/make_lists.py --folders my_dataset/": promised_lists,
     "python videotag.py my_videos/ --topk 5": promised_tags_of_a_folder,
     "python videotag.py long_video.mp4 --segment_seconds": promised_segments,
     "python tsn_extractor.py --model_name=TSN --config=./configs/tsn.yaml --weights=./weights/tsn.pdparams "
@@ -368,7 +379,7 @@ def test_shrink_launched_training_to_two_epochs():
 # What a reader follows without running it.
 
 SCRIPTS = {"videotag.py", "tsn_extractor.py", "train.py", "eval.py", "predict.py", "export_model.py",
-           "tools/video2frames.py"}
+           "tools/video2frames.py", "tools/make_lists.py"}
 
 
 def script_flags(script, capfd):

@@ -77,7 +77,7 @@ def test_a_console_script_without_the_project_files_says_how_to_install(tmp_path
 
 
 @pytest.mark.parametrize("script, module", [("tsn_extractor.py", "extract"), ("export_model.py", "export"),
-                                            ("tools/video2frames.py", "frames")])
+                                            ("tools/video2frames.py", "frames"), ("tools/make_lists.py", "make_lists")])
 def test_root_scripts_run_the_package_main(script, module):
     import importlib
     names = runpy.run_path(os.path.join(ROOT, script), run_name="not_main")
@@ -90,7 +90,7 @@ def test_setup_declares_every_console_script():
     import re
     with open(os.path.join(ROOT, "setup.py"), encoding="utf-8") as f:
         entries = re.findall(r'"(videotag[\w-]*) = ([\w.]+):(\w+)"', f.read())
-    assert len(entries) == 7
+    assert len(entries) == 8
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
         readme = f.read()
     for name, module, function in entries:
