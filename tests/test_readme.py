@@ -89,6 +89,8 @@ def shrink(command):
     no later command reads that run's checkpoints)."""
     if "videotag.py" in command:
         return command + "".join(f" -o {o}" for o in SMALL_LSTM) + "".join(f" -t {o}" for o in SMALL_TSN)
+    if "run_exported.py" in command:  # the frames of the small TSN the export was made with
+        return command + "".join(f" -t {o}" for o in SMALL_TSN)
     model = re.search(r"--model_name=(\w+)", command)
     if not model:
         return command
@@ -379,7 +381,7 @@ def test_shrink_launched_training_to_two_epochs():
 # What a reader follows without running it.
 
 SCRIPTS = {"videotag.py", "tsn_extractor.py", "train.py", "eval.py", "predict.py", "export_model.py",
-           "tools/video2frames.py", "tools/make_lists.py"}
+           "tools/video2frames.py", "tools/make_lists.py", "tools/run_exported.py"}
 
 
 def script_flags(script, capfd):
