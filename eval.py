@@ -59,8 +59,8 @@ def main():
     if args.calibrate and label_file is None:
         label_file = DEFAULT_LABEL_FILE  # thresholds.csv names its classes: predict.py checks them
     if args.per_class and label_file is None:
-        if os.path.isfile(DEFAULT_LABEL_FILE):
-            label_file = DEFAULT_LABEL_FILE
+        if os.path.isfile(cli.release_file(DEFAULT_LABEL_FILE)):
+            label_file = cli.release_file(DEFAULT_LABEL_FILE)
         else:
             logging.getLogger(__name__).info("no %s: per_class.csv names no classes (pass --label_file)",
                                              DEFAULT_LABEL_FILE)

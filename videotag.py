@@ -53,6 +53,7 @@ def main():
     p.add_argument("--overwrite", action="store_true", help="start over instead of resuming a killed run")
     cli.add_verbose_flag(p)
     args = p.parse_args()
+    args.label_file = cli.release_file(args.label_file)  # ./label_3396.txt, else where ./run fetch put it
     for name in ("topk", "frame_batch", "segment_seg_num"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise cli.UserError(f"--{name} must be at least 1, got {getattr(args, name)}")

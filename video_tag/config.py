@@ -11,6 +11,7 @@ toolkit still load); an override must name a key that exists after that merge.
 """
 import logging
 import math
+import os
 import re
 
 import yaml
@@ -37,8 +38,37 @@ DEFAULTS = {
 }
 
 
+SHIPPED = ("attention_lstm.yaml", "attention_lstm-single.yaml", "tsn.yaml", "tsn-single.yaml")
+
+
+def shipped_config_dirs():
+    """Where the configs shipped with videotag are: ``video_tag/configs`` of an installed wheel
+    (setup.py's package data), then ``configs/`` of the project root (a clone, ``pip install -e``)."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    return [os.path.join(package, "configs"), os.path.join(os.path.dirname(package), "configs")]
+
+
+def find_config(path):
+    """``path`` when it exists; else, when it names a shipped config (``configs/tsn.yaml``,
+    ``./configs/attention_lstm-single.yaml``, ``tsn.yaml``), that config where videotag is installed, so
+    the scripts' defaults and README's commands work from any folder; else ``path`` unchanged."""
+    if os.path.exists(path) or os.path.isabs(path):
+        return path
+    parts = os.path.normpath(path).replace(os.sep, "/").split("/")
+    if parts[-1] not in SHIPPED or parts[:-1] not in ([], ["configs"]):
+        return path
+    for folder in shipped_config_dirs():
+        candidate = os.path.join(folder, parts[-1])
+        if os.path.isfile(candidate):
+            log.info("config %s is not in this folder: using %s, shipped with videotag", path, candidate)
+            return candidate
+    return path
+
+
 def load_config(path, overrides=()):
-    """Read the YAML file at ``path`` and apply ``overrides`` (strings ``SECTION.key=value``)."""
+    """Read the YAML file at ``path`` and apply ``overrides`` (strings ``SECTION.key=value``). A ``path``
+    that does not exist but names a shipped config reads that one (``find_config``)."""
+    path = find_config(path)
     try:
         with open(path, encoding="utf-8-sig") as f:
             raw = yaml.safe_load(f)

@@ -227,7 +227,7 @@ def _build_run(model_name, cfg, pretrain, resume, fix_random_seed):
     reader = spec.reader(train_cfg["filelist"], "train", cfg)
     if len(reader) < total_batch:
         raise UserError(f"{train_cfg['filelist']} has {len(reader)} samples, fewer than "
-                        f"TRAIN.batch_size={total_batch}")
+                        f"TRAIN.batch_size={total_batch}: pass --batch_size={len(reader)} or less (README, Small data)")
     valid_reader = _valid_reader(model_name, cfg)
     saved = _read_checkpoint(resume) if resume else None
     seed = _run_seed(train_cfg, fix_random_seed, saved)
