@@ -77,7 +77,7 @@ def test_a_missing_release_file_names_the_places_looked_at(places):
     with pytest.raises(UserError) as e:
         weights.resolve("./weights/tsn.pdparams")
     assert str(e.value) == (f"weight file not found: ./weights/tsn.pdparams (nor ./weights/tsn.pdparams.pdparams, "
-                            f"nor in {home} or {root})")
+                            f"nor in {home} or {root}): {weights.RELEASE_HINT}")
 
 
 def test_home_defaults_to_the_user_cache(monkeypatch, tmp_path):

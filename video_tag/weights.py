@@ -206,10 +206,10 @@ def resolve(path):
     for candidate in (found, found + SUFFIX):
         if os.path.isfile(candidate):
             return candidate
-    if release.release_name(path):
-        raise UserError(f"weight file not found: {path} (nor {path + SUFFIX}, nor in {release.home()} or "
-                        f"{release.project_root()}): {RELEASE_HINT}")
-    raise UserError(f"weight file not found: {path} (nor {path + SUFFIX})")
+    where = f", nor in {release.home()} or {release.project_root()}" if release.release_name(path) else ""
+    name = os.path.basename(path)
+    hint = f": {RELEASE_HINT}" if name in ("tsn", "attention_lstm", "tsn" + SUFFIX, "attention_lstm" + SUFFIX) else ""
+    raise UserError(f"weight file not found: {path} (nor {path + SUFFIX}{where}){hint}")
 
 
 def read_pickle(file):
