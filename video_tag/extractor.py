@@ -170,7 +170,7 @@ def extract(cfg, weights_path, list_path, save_dir, overwrite=False, use_gpu=Fal
                  ", ".join(f"{n} with another {k}" for k, n in plan.stale.most_common()))
 
     def with_spellings(done):  # a video listed twice under two spellings is done with its first
-        return done | {v for v, first in same.items() if first in done}
+        return done | {v for v, first in same.items() if first in done} if same else done
 
     try:
         if todo:
@@ -187,21 +187,24 @@ def extract(cfg, weights_path, list_path, save_dir, overwrite=False, use_gpu=Fal
             finished = store.done([v for v in todo if v not in failed], shared, seg_num, FEATURE_DIM)
             store.write_lists(videos, failed, with_spellings(plan.done | finished))
         raise
-    # Each rank reports what it found done and what it extracted; rank 0 checks only the latter.
-    reports = dist.gather_to_main((rank, list(plan.done), [v for v in todo if v not in failed], failed))
+    # Each rank reports what it found done and what it extracted; rank 0 checks only the latter (its own
+    # found set is not copied: a million videos).
+    reports = dist.gather_to_main((rank, list(plan.done) if rank else None, [v for v in todo if v not in failed],
+                                   failed))
     if dist.is_main():
         for _, _, _, their_failed in reports:
             failed.update(their_failed)
         # one look at the folder (index and shards read anew) for what every rank extracted
         seen = store.done([v for _, _, finished, _ in reports for v in finished], shared, seg_num, FEATURE_DIM)
-        done = set(seen)
+        done = plan.done
+        done |= seen
         for other, found, finished, _ in reports:
             unseen = [v for v in finished if v not in seen]
             if unseen:
                 raise RunError(f"rank 0 cannot see the features rank {other} wrote for {len(unseen)} "
                                f"video(s) (e.g. {store.name(unseen[0])} of {unseen[0]}): with several nodes, "
                                f"save_dir must be on a filesystem they all share; features.list was not written")
-            done |= set(found)
+            done.update(found or ())
         outputs = store.write_lists(videos, failed, with_spellings(done))
         if train_list:
             left_out = write_training_list(train_list, labelled, outputs)

@@ -268,6 +268,20 @@ class Verdict:
             differ = [] if ours else [LAYOUT]
         return (False if differ else self.layout.prefix + entry.where), differ, None
 
+    def matches(self, stem, expected, key):
+        """``judge``'s answer for the common case, from the index line as it is: the path of ``stem``'s
+        features when its line names a plain file of this layout that is as the line says, with
+        ``expected`` (text real path, size, mtime_ns) and ``key``; else False (``judge`` then decides)."""
+        line = self.records.entries.get(stem)
+        where = stem + self.layout.suffix
+        if (line.__class__ is not str or self.layout.shard_size or not line.startswith(where + "\t")
+                or line.count("\t") != 6):
+            return False
+        if not line.endswith(f"\t{expected[0]}\t{expected[1]}\t{expected[2]}\t{key}"):
+            return False
+        path = self.layout.prefix + where
+        return path if line[len(where) + 1:line.index("\t", len(where) + 1)] == stamp(path) else False
+
     def find_legacy(self, video):
         """Remember where ``video``'s features named as before 16-digit hashes are, if they are its own."""
         real = self.names.look(video)[0]
@@ -284,13 +298,20 @@ class Verdict:
         settings = split_record(settings)[1]
         key = settings_text(settings)[1]
         todo, done, failed, stale, provenance = [], set(), {}, collections.Counter(), {}
+        look, matches = self.names.look, self.matches
         for v in videos:
-            real, st, _ = self.names.look(v)
+            real, st, stem = look(v)
             if st is None:
                 todo.append(v)
                 provenance[v] = None  # decoding will say what is wrong
                 continue
-            fresh, differ, reason = self.judge(v, (text_path(real), st.st_size, st.st_mtime_ns), settings, key)
+            expected = (text_path(real), st.st_size, st.st_mtime_ns)
+            fresh = not overwrite and matches(stem, expected, key)
+            if fresh:
+                done.add(v)
+                self.found[v] = fresh
+                continue
+            fresh, differ, reason = self.judge(v, expected, settings, key)
             if reason:
                 failed[v] = reason
             elif fresh and not overwrite:
@@ -591,10 +612,11 @@ class FeatureStore:
             self.writer.flush()
             self.records.refresh()
             outputs = {v: self.location(v) for v in videos if v in done and v not in failed}
+            texts = [text_path(v) for v in videos]
             manifest, failures = merge_lists(
                 _read_rows(os.path.join(self.save_dir, "manifest.tsv")),
                 _read_rows(os.path.join(self.save_dir, "failed.list")),
-                [(text_path(v), outputs.get(v)) for v in videos],
+                [(t, outputs.get(v)) for t, v in zip(texts, videos)],
                 {text_path(v): one_line(r) for v, r in failed.items()}, self.verdict.holder())
             self.writer.flush()  # what the verdict read from records files
 
@@ -605,7 +627,7 @@ class FeatureStore:
             write("manifest.tsv", (f"{v}\t{f}\n" for v, f in manifest.items()))
             write("failed.list", (f"{v}\t{r}\n" for v, r in failures.items()))
         outputs = {v: f for v, f in outputs.items() if f is not None}
-        others = len(manifest) - sum(1 for v in videos if text_path(v) in manifest)
+        others = len(manifest) - sum(1 for t in texts if t in manifest)
         log.info("%d feature file(s) of this list listed in %s%s; %d failed", len(outputs),
                  os.path.join(self.save_dir, "features.list"),
                  f" (and {others} of other lists extracted into the same folder)" if others else "", len(failed))
