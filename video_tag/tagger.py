@@ -7,6 +7,13 @@ Writes to ``save_dir``::
                        {"video": "<path>", "tags": [{"class_id", "class_name", "probability"}, ...]}
     segments.jsonl     with ``segment_seconds``: one line per window, in input and time order:
                        {"video": "<path>", "start": 0.0, "end": 30.0, "tags": [...]}
+    shots.jsonl        with ``timeline.shots``: one line per shot, in input and time order:
+                       {"video": "<path>", "shot": 0, "start": 0.0, "end": 4.2, "start_frame": 0,
+                        "end_frame": 105, "tags": [...]}   (seconds and decoded frame numbers, end exclusive)
+    timelines/<name>.json  with shots, windows or a report: every level of one video and its tag ranges
+                       (``timeline.py``; ``<name>``: ``lists.output_stem``), written atomically when the
+                       video is done, before its lines
+    thumbs/<name>/shot_NNNN.jpg, report.html   with ``timeline.report``
     failed.list        path<TAB>reason for every video that could not be read
 
 Paths are written as ``names.shown`` gives them (a name that is not UTF-8 has its undecodable bytes as
@@ -28,7 +35,7 @@ from tqdm import tqdm
 
 from . import __version__
 from . import distributed as dist
-from . import extractor, files, weights
+from . import extractor, files, timeline as tl, weights
 from .cpu import reuse_freed_memory
 from .decode_pool import DecodePool
 from .errors import UserError
@@ -37,8 +44,8 @@ from .feature_store import FeatureStore, video_provenance
 from .models import MODELS, build_model
 from .names import shown
 from .models.tsn import FEATURE_DIM
-from .predict import format_tags, top_tags
-from .readers.lists import read_label_file, read_lines
+from .predict import format_tags
+from .readers.lists import output_stem, read_label_file, read_lines
 from .readers.video_reader import crop_normalize
 from .readers.windows import stream_video
 from .streaming import PartialJsonl, file_identity, list_digest
@@ -84,14 +91,21 @@ def _is_text(path):
 
 def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_file, topk=None, threshold=0.0,
         save_features=None, segment_seconds=None, segment_stride=None, window_seg_num=None, precision="fp32",
-        use_gpu=False, frame_batch=8, num_workers=2, overwrite=False):
-    """Tag every video of ``source``. Returns the exit code (1 if any video failed)."""
+        use_gpu=False, frame_batch=8, num_workers=2, overwrite=False, timeline=None):
+    """Tag every video of ``source``. Returns the exit code (1 if any video failed). ``timeline``: a
+    ``timeline.TimelineOptions`` (shots, tag ranges, class filter, report)."""
+    timeline = timeline or tl.TimelineOptions()
+    tl.check_options(timeline, save_dir)
     use_gpu = dist.init(use_gpu)
     reuse_freed_memory()
     world, rank = dist.world_size(), dist.rank()
     videos = find_videos(source)
     num_classes = int(lstm_cfg["MODEL"]["num_classes"])
     names = read_label_file(label_file, num_classes)
+    allowed = tl.allowed_classes(names, timeline.include, timeline.exclude)
+    levels = Levels(names, topk=int(topk or lstm_cfg["MODEL"]["topk"]), threshold=threshold, allowed=allowed,
+                    min_confidence=timeline.min_confidence)
+    write_timelines = bool(timeline.shots or segment_seconds or timeline.report)
     topk = int(topk or lstm_cfg["MODEL"]["topk"])
     seg_num = int(tsn_cfg["INFER"]["seg_num"])
     short_size, target = int(tsn_cfg["INFER"]["short_size"]), int(tsn_cfg["INFER"]["target_size"])
@@ -107,10 +121,13 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
               "lstm_sha256": files.sha256(weights.resolve(lstm_weights)),
               "labels_sha256": files.sha256(label_file),
               "topk": topk, "threshold": threshold, "model": lstm_cfg["MODEL"], "segment_seconds": segment_seconds,
-              "segment_stride": segment_stride, "window_seg_num": window_seg_num, "videotag": __version__}
+              "segment_stride": segment_stride, "window_seg_num": window_seg_num, "videotag": __version__,
+              "shots": timeline.shots, "min_confidence": timeline.min_confidence, "report": timeline.report,
+              "classes": None if allowed is None else allowed.tolist()}
     predictions = PartialJsonl(save_dir, "predictions.jsonl", inputs)
     segments = PartialJsonl(save_dir, "segments.jsonl", inputs) if segment_seconds else None
-    outputs = [o for o in (predictions, segments) if o is not None]
+    shots = PartialJsonl(save_dir, "shots.jsonl", inputs) if timeline.shots else None
+    outputs = [o for o in (predictions, segments, shots) if o is not None]
     if overwrite and dist.is_main():
         for output in outputs:
             output.remove_partials()
@@ -163,7 +180,8 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
                 failed.append((i, videos[i], "file not found"))
     todo = [i for i in todo if identity[i] is not None and (store is None or i in provenance)]
     if todo:
-        decode = (seg_num, short_size, target, segment_seconds, segment_stride, window_seg_num)
+        decode = (seg_num, short_size, target, segment_seconds, segment_stride, window_seg_num, timeline.shots,
+                  timeline.report)
         with _Streams([(i, videos[i]) for i in todo], decode, num_workers) as stream:
             engine = extractor.build_engine(tsn_cfg, tsn_weights, precision, use_gpu, frame_batch,
                                             paddle.distributed.ParallelEnv().device_id if use_gpu else 0,
@@ -174,28 +192,34 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
                 with tqdm(total=len(todo), desc="videotag", unit="video", dynamic_ncols=True,
                           disable=not dist.is_main()) as progress:
                     for index, path, messages in stream:
-                        result = _tag_video(engine, model, names, topk, threshold, target, messages)
+                        result = _tag_video(engine, model, target, messages)
                         if not isinstance(result, str) and file_identity(path) != identity[index]:
                             result = CHANGED
                         if isinstance(result, str):
                             log.warning("cannot read %s: %s", shown(path), result)
                             failed.append((index, path, result))
                         else:
-                            tags, features, windows = result
                             # the features first: a video whose features cannot be stored fails as a whole
                             # (no lines), so that the next run does it again
                             reason = (None if store is None or path in spelling_of  # stored as its first spelling
-                                      else store.save(path, features, provenance[index]))
+                                      else store.save(path, result.features, provenance[index]))
                             if reason is not None:  # its own write error: this video fails, not the run
                                 log.warning("cannot store the features of %s: %s", shown(path), reason)
                                 failed.append((index, path, reason))
                                 progress.update(1)
                                 continue
-                            for k, start, end, window_tags in windows:
-                                segments.append([index, k], {"source": identity[index], "video": shown(path),
-                                                             "start": start, "end": end, "tags": window_tags})
-                            predictions.append([index], {"source": identity[index], "video": shown(path),
-                                                         "tags": tags})
+                            record = levels.record(path, result, timeline.report)
+                            if write_timelines:  # before the lines: a video with lines has its timeline
+                                _write_timeline(save_dir, record, result.thumbnails)
+                            source = {"source": identity[index], "video": record["video"]}
+                            for row in record["segments"]:
+                                segments.append([index, row["segment"]], {**source, "start": row["start"],
+                                                                          "end": row["end"], "tags": row["tags"]})
+                            for row in record["shots"]:
+                                shots.append([index, row["shot"]], {**source, **{k: v for k, v in row.items()
+                                                                                 if k != "thumbnail"}})
+                            tags = record["tags"]
+                            predictions.append([index], {**source, "tags": tags})
                             if dist.is_main():
                                 progress.write(format_tags(shown(path), tags), end="")
                         progress.update(1)
@@ -217,25 +241,48 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
             count = output.assemble(output.final(lambda key: key[0] in done))
             log.info("wrote %s: %d line(s)", output.path, count)
         write_failed_list(save_dir, failed)
+        if timeline.report:
+            _write_report(save_dir, videos, {i for i, _, _ in failed})
         if store is not None:
             store.write_lists(videos, {p: r for _, p, r in failed}, store.done(videos, settings, seg_num, FEATURE_DIM))
     dist.barrier()  # the other ranks end after rank 0 has written everything; rank 0 carries the exit code
     return 1 if failed and dist.is_main() else 0
 
 
-def _tag_video(engine, model, names, topk, threshold, target, messages):
-    """Consume one video's messages: ``(tags, features [seg_num, 2048], [(k, start, end, tags)])``, or the
-    reason (a string) it could not be read."""
-    windows = []
+class Tagged:
+    """One video's model outputs: ``probabilities`` [C] of the whole video, its ``features`` [seg_num, 2048],
+    ``windows`` ``[(k, start, end, probabilities)]``, ``shots`` ``[(k, start_frame, end_frame, start, end,
+    probabilities)]``, ``thumbnails`` ``{k: JPEG bytes}``, ``metadata`` (``windows._FirstPass.metadata``)."""
+
+    def __init__(self, probabilities, features, windows, shots, thumbnails, metadata):
+        self.probabilities, self.features, self.windows = probabilities, features, windows
+        self.shots, self.thumbnails, self.metadata = shots, thumbnails, metadata
+
+
+def _tag_video(engine, model, target, messages):
+    """Consume one video's messages (``windows.decode_windows``): a ``Tagged``, or the reason (a string)
+    it could not be read."""
+    windows, shot_probabilities, thumbnails, bounds = [], {}, {}, []
     for message in messages:
-        if message[0] == "failed":
+        kind = message[0]
+        if kind == "failed":
             return message[1]
-        if message[0] == "window":
+        if kind == "window":
             _, k, start, end, frames = message
-            windows.append((k, start, end, _top(model, _features(engine, frames, target), names, topk, threshold)))
-        elif message[0] == "video":
+            windows.append((k, start, end, _probabilities(model, _features(engine, frames, target))))
+        elif kind == "shot":
+            shot_probabilities[message[1]] = _probabilities(model, _features(engine, message[2], target))
+        elif kind == "thumbnail":
+            thumbnails[message[1]] = message[2]
+        elif kind == "shots":
+            bounds = message[1]
+        elif kind == "video":
             features = _features(engine, message[1], target)
-            return _top(model, features, names, topk, threshold), features, windows
+            if sorted(shot_probabilities) != list(range(len(bounds))):  # a bug, not a bad video
+                raise RuntimeError(f"{len(bounds)} shots, {len(shot_probabilities)} sampled")
+            shots = [(k, *bound, shot_probabilities[k]) for k, bound in enumerate(bounds)]
+            return Tagged(_probabilities(model, features), features, sorted(windows, key=lambda w: w[0]), shots,
+                          thumbnails, message[3])
     return "the decoder stopped before the end of this video"
 
 
@@ -247,12 +294,67 @@ def _features(engine, frames, target):
     return np.concatenate(out)
 
 
-def _top(model, features, names, topk, threshold):
-    """The AttentionLSTM's top-``topk`` tags (probability >= ``threshold``) for one video's features."""
+def _probabilities(model, features):
+    """The AttentionLSTM's class probabilities [C] for one video's (window's, shot's) features."""
     with paddle.no_grad():
         logits = model(paddle.to_tensor(features[None]), paddle.to_tensor(np.array([len(features)], np.int64)))
-        probabilities = MODELS["AttentionLSTM"].probabilities(logits).numpy()[0]
-    return [t for t in top_tags(probabilities, names, topk) if t["probability"] >= threshold]
+        return MODELS["AttentionLSTM"].probabilities(logits).numpy()[0]
+
+
+class Levels:
+    """Turns a ``Tagged`` into the video's record (the timeline dict, ``timeline.py``): its top tags at
+    every level (``topk`` of the ``allowed`` classes with probability >= ``threshold``) and the tag ranges
+    of its shots and windows (``min_confidence``)."""
+
+    def __init__(self, names, topk, threshold, allowed, min_confidence):
+        self.names, self.topk, self.threshold = names, topk, threshold
+        self.allowed, self.min_confidence = allowed, min_confidence
+
+    def tags(self, probabilities):
+        return tl.top_tags(probabilities, self.names, self.topk, self.threshold, self.allowed)
+
+    def record(self, path, tagged, thumbnails=False):
+        name = output_stem(path)
+        shots = []
+        for k, start_frame, end_frame, start, end, probabilities in tagged.shots:
+            row = {"shot": k, "start": start, "end": end, "start_frame": start_frame, "end_frame": end_frame,
+                   "tags": self.tags(probabilities)}
+            if thumbnails and k in tagged.thumbnails:
+                row["thumbnail"] = thumbnail_path(name, k)
+            shots.append(row)
+        segments = [{"segment": k, "start": start, "end": end, "tags": self.tags(p)}
+                    for k, start, end, p in tagged.windows]
+        ranges = (tl.tag_ranges([s[3:] for s in tagged.shots], self.names, self.min_confidence, "shot", self.allowed)
+                  + tl.tag_ranges([w[1:] for w in tagged.windows], self.names, self.min_confidence, "segment",
+                                  self.allowed))
+        return {"video": shown(path), "name": name, "metadata": tagged.metadata,
+                "tags": self.tags(tagged.probabilities), "shots": shots, "segments": segments,
+                "ranges": tl.sort_ranges(ranges)}
+
+
+def thumbnail_path(name, k):
+    """Shot k's thumbnail, relative to save_dir."""
+    return f"thumbs/{name}/shot_{k:04d}.jpg"
+
+
+def _write_timeline(save_dir, record, thumbnails):
+    """The video's thumbnails (those its record names), then its timeline, each written atomically."""
+    for row in record["shots"]:
+        if "thumbnail" in row:
+            data = thumbnails[row["shot"]]
+            files.atomic_write(os.path.join(save_dir, row["thumbnail"]), lambda f: f.write(data))
+    tl.write_timeline(os.path.join(save_dir, "timelines", record["name"] + ".json"), record)
+
+
+def _write_report(save_dir, videos, failed):
+    """report.html over the timelines of the videos tagged, in this run or an earlier one."""
+    from .report import write_report
+    timelines = []
+    for i, path in enumerate(videos):
+        location = os.path.join(save_dir, "timelines", output_stem(path) + ".json")
+        if i not in failed and os.path.isfile(location):
+            timelines.append((tl.read_timeline(location), path))
+    log.info("wrote %s", write_report(save_dir, timelines))
 
 
 class _Streams:
