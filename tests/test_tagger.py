@@ -531,3 +531,100 @@ def test_save_features_two_spellings_of_one_video_and_a_name_held_by_another(set
     assert after == manifest
     if feature is not None:
         np.testing.assert_array_equal(np.load(manifest[0][1]), feature)
+
+
+SHOT_LENGTHS = (30, 12, 7, 21)  # frames per shot at 25 frames/s: hard cuts at 30, 42, 49
+
+
+def write_shot_video(path, lengths=SHOT_LENGTHS, seed=0):
+    """An H.264 video (160x96, 25 frames/s) of textured scenes with moving objects, hard cuts between."""
+    from shot_videos import Scene, encode_decode, shot_frames
+    frames, cuts = shot_frames([(Scene(seed + k), n) for k, n in enumerate(lengths)], ["cut"] * (len(lengths) - 1))
+    encode_decode(frames, path)
+    return str(path), cuts
+
+
+def write_lossless(path, frames):
+    """RGB frames into an FFV1 .avi (lossless: OpenCV decodes them back bit for bit), 25 frames/s."""
+    import av
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "bgr0"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return str(path)
+
+
+def validate_timeline(path):
+    import jsonschema
+    with open(os.path.join(ROOT, "video_tag", "timeline.schema.json"), encoding="utf-8") as f:
+        schema = json.load(f)
+    with open(path, encoding="utf-8") as f:
+        timeline = json.load(f)
+    jsonschema.validate(timeline, schema)
+    return timeline
+
+
+def probabilities(tags):
+    return {t["class_id"]: t["probability"] for t in tags}
+
+
+def test_each_shot_is_tagged_as_a_video_of_its_own_frames(setup):
+    from video_tag.readers.video_reader import decoded_frames, with_video
+    from video_tag.timeline import TimelineOptions
+    tmp = setup
+    video, cuts = write_shot_video(tmp / "v" / "cuts.mp4")
+    assert run_tag(tmp, video, tmp / "out", segment_seconds=1.0, timeline=TimelineOptions(shots=True)) == 0
+    shots = read_jsonl(tmp / "out" / "shots.jsonl")
+    assert [(s["start_frame"], s["end_frame"]) for s in shots] == list(zip([0] + cuts, cuts + [sum(SHOT_LENGTHS)]))
+    assert [(s["shot"], s["start"], s["end"]) for s in shots] == [
+        (k, a / 25, b / 25) for k, (a, b) in enumerate(zip([0] + cuts, cuts + [sum(SHOT_LENGTHS)]))]
+    assert {s["video"] for s in shots} == {video}
+    # each shot's frames, decoded here, written losslessly as a video of their own, tagged as a whole video
+    decoded = with_video(video, lambda cap: [f for _, f in decoded_frames(cap, lambda i: True)])
+    (tmp / "ref").mkdir()
+    refs = [write_lossless(tmp / "ref" / f"shot{s['shot']}.avi", decoded[s["start_frame"]:s["end_frame"]])
+            for s in shots]
+    late = write_lossless(tmp / "ref" / "late.avi", decoded[1:cuts[0] + 1])  # the first shot, one frame late
+    (tmp / "refs.list").write_text("".join(f"{r}\n" for r in refs + [late]), encoding="utf-8")
+    assert run_tag(tmp, tmp / "refs.list", tmp / "refs") == 0
+    *expected, shifted = [probabilities(r["tags"]) for r in read_jsonl(tmp / "refs" / "predictions.jsonl")]
+    assert max(abs(expected[0][c] - shifted[c]) for c in shifted) > 1e-4  # a sample one frame off: told apart
+    for shot, reference in zip(shots, expected):
+        got = probabilities(shot["tags"])
+        assert got.keys() == reference.keys() and max(abs(got[c] - reference[c]) for c in got) < 1e-5, shot
+    # the timeline holds every level as the JSONL files have them, valid against the schema
+    from video_tag.readers.lists import output_stem
+    timeline = validate_timeline(tmp / "out" / "timelines" / f"{output_stem(video)}.json")
+    segments = read_jsonl(tmp / "out" / "segments.jsonl")
+    assert timeline["video"] == video and timeline["name"] == output_stem(video)
+    assert timeline["metadata"] == {"duration": sum(SHOT_LENGTHS) / 25, "fps": 25.0, "frames": sum(SHOT_LENGTHS),
+                                    "width": 160, "height": 96, "codec": "h264"}
+    assert timeline["tags"] == read_jsonl(tmp / "out" / "predictions.jsonl")[0]["tags"]
+    assert timeline["shots"] == [{k: v for k, v in s.items() if k != "video"} for s in shots]
+    assert timeline["segments"] == [{"segment": k, "start": s["start"], "end": s["end"], "tags": s["tags"]}
+                                    for k, s in enumerate(segments)]
+    assert len(segments) == 3 and segments[-1]["end"] == 2.8
+    expected = expected_ranges(shots, "shot", 0.5) + expected_ranges(segments, "segment", 0.5)
+    assert timeline["ranges"] == sorted(expected, key=lambda r: (r["start"], r["class_id"], r["level"]))
+    assert {r["level"] for r in timeline["ranges"]} == {"shot", "segment"}
+    assert any(r["end"] - r["start"] > shots[0]["end"] for r in timeline["ranges"] if r["level"] == "shot")
+
+
+def expected_ranges(items, level, min_confidence):
+    """Tag ranges written out: per class, runs of consecutive items (all classes listed) at or above."""
+    found = []
+    for c in range(6):
+        run = []
+        for item in items + [None]:
+            p = None if item is None else probabilities(item["tags"])[c]
+            if p is not None and p >= min_confidence:
+                run.append((item, p))
+            elif run:
+                found.append({"class_id": c, "class_name": f"标签 {c}", "start": run[0][0]["start"],
+                              "end": run[-1][0]["end"], "confidence": max(p for _, p in run), "level": level})
+                run = []
+    return found
