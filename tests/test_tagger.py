@@ -12,6 +12,7 @@ from conftest import ROOT, run_main
 from video_tag import weights
 from video_tag.config import load_config
 from video_tag.models import build_model
+from video_tag.readers.lists import output_stem
 
 SEG, SHORT, TARGET, FPS = 5, 40, 32, 10
 COLOURS = {"red": (0, 0, 255), "blue": (255, 0, 0), "green": (0, 255, 0)}
@@ -628,3 +629,96 @@ def expected_ranges(items, level, min_confidence):
                               "end": run[-1][0]["end"], "confidence": max(p for _, p in run), "level": level})
                 run = []
     return found
+
+
+def videotag_args(tmp):
+    return [f"--tsn_weights={tmp}/tsn.pdparams", f"--tsn_config={tmp}/tsn.yaml", f"--lstm_weights={tmp}/lstm.pdparams",
+            f"--config={tmp}/lstm.yaml", f"--label_file={tmp}/labels.txt", "--use_gpu=False", "--num_workers=1",
+            "--frame_batch=4"]
+
+
+def all_tag_lists(save_dir):
+    """Every tags list (and range) of every output of ``save_dir``: ``[(where, [class ids])]``."""
+    found = [(name, [t["class_id"] for t in r["tags"]]) for name in ("predictions.jsonl", "segments.jsonl", "shots.jsonl")
+             for r in read_jsonl(os.path.join(save_dir, name))]
+    for name in os.listdir(os.path.join(save_dir, "timelines")):
+        timeline = validate_timeline(os.path.join(save_dir, "timelines", name))
+        found += [("timeline", [t["class_id"] for t in timeline["tags"]])]
+        found += [("timeline", [t["class_id"] for t in row["tags"]]) for row in timeline["shots"] + timeline["segments"]]
+        found += [("ranges", [r["class_id"] for r in timeline["ranges"]])]
+    return found
+
+
+def test_include_and_exclude_filter_every_level(setup, capfd):
+    tmp = setup
+    video, _ = write_shot_video(tmp / "v" / "cuts.mp4")
+    result = run_main("videotag.py", video, *videotag_args(tmp), "--shots", "--segment_seconds=1", "--min_confidence=0",
+                      f"--save_dir={tmp}/out", "--include=标签 1,4", "--include", "标签 5", "--include=0",
+                      "--exclude=0", "--topk=2", capfd=capfd)
+    assert result.returncode == 0, result.stdout
+    lists = all_tag_lists(tmp / "out")
+    assert len(lists) == 1 + 3 + 4 + 1 + 7 + 1  # video, segments, shots; in the timeline: video, both, ranges
+    assert all(len(ids) == 2 and set(ids) <= {1, 4, 5} for where, ids in lists if where != "ranges"), lists
+    # min_confidence 0: per level, one range per class over the whole video
+    assert sorted(ids for where, ids in lists if where == "ranges") == [[1, 1, 4, 4, 5, 5]]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--min_confidence=1.5"], "--min_confidence must be between 0 and 1, got 1.5"),
+    (["--min_confidence=-0.1"], "--min_confidence must be between 0 and 1, got -0.1"),
+    (["--include=标签 1,cat"], "--include: no class named or numbered 'cat' in the label file"),
+    (["--exclude=6"], "--exclude: no class named or numbered '6'"),
+    (["--report", "--save_dir=/proc/videotag_report"], "cannot write the report into /proc/videotag_report"),
+])
+def test_bad_timeline_flags_are_refused_before_any_work(setup, capfd, flags, message):
+    tmp = setup
+    video = write_video(tmp / "v" / "red.avi", ["red"], 0.5)
+    save_dir = [f"--save_dir={tmp}/out"] if not any(f.startswith("--save_dir") for f in flags) else []
+    result = run_main("videotag.py", video, *videotag_args(tmp), "--shots", *save_dir, *flags, capfd=capfd)
+    assert result.returncode == 2, result.stdout
+    errors = [line for line in result.stdout.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], result.stdout
+    assert "Traceback" not in result.stdout and not (tmp / "out").exists()
+
+
+def test_a_video_without_frames_fails_and_one_frame_is_one_shot(setup):
+    from video_tag.timeline import TimelineOptions
+    tmp = setup
+    one, _ = write_shot_video(tmp / "v" / "one.mp4", lengths=(1,))
+    (tmp / "v" / "empty.mp4").write_bytes(b"")
+    header_only = write_video(tmp / "v" / "none.avi", [], 0)  # a container, no frame
+    options = TimelineOptions(shots=True, report=False)
+    assert run_tag(tmp, tmp / "v", tmp / "out", segment_seconds=1.0, timeline=options) == 1
+    failed = dict(line.split("\t") for line in (tmp / "out" / "failed.list").read_text(encoding="utf-8").splitlines())
+    assert sorted(failed) == sorted([str(tmp / "v" / "empty.mp4"), header_only])
+    shots = read_jsonl(tmp / "out" / "shots.jsonl")
+    assert [(s["video"], s["start_frame"], s["end_frame"], s["start"], s["end"]) for s in shots] == [(one, 0, 1, 0.0, 0.04)]
+    assert os.listdir(tmp / "out" / "timelines") == [f"{output_stem(one)}.json"]
+
+
+def test_a_killed_run_with_shots_resumes(setup, monkeypatch):
+    from video_tag.timeline import TimelineOptions
+    tmp = setup
+    for seed, name in enumerate(("a", "b", "c")):
+        write_shot_video(tmp / "v" / f"{name}.mp4", lengths=(12, 9), seed=seed)
+    options = TimelineOptions(shots=True)
+    assert run_tag(tmp, tmp / "v", tmp / "full", timeline=options) == 0
+    names = ("predictions.jsonl", "shots.jsonl")
+    full = {name: (tmp / "full" / name).read_bytes() for name in names}
+    assert len(read_jsonl(tmp / "full" / "shots.jsonl")) == 6
+    counting = kill_at_append(monkeypatch, 5)  # a's 2 shots and its video line, b's first shot
+    with pytest.raises(KeyboardInterrupt):
+        run_tag(tmp, tmp / "v", tmp / "cut", timeline=options)
+    assert not (tmp / "cut" / "shots.jsonl").exists()
+    assert len(os.listdir(tmp / "cut" / "timelines")) == 2  # b's was written before its lines
+    calls = counting()
+    assert run_tag(tmp, tmp / "v", tmp / "cut", timeline=options) == 0
+    assert sorted({key[0] for key in calls}) == [1, 2]
+    for name, data in full.items():
+        assert (tmp / "cut" / name).read_bytes() == data, name
+    for name in os.listdir(tmp / "full" / "timelines"):
+        assert (tmp / "cut" / "timelines" / name).read_bytes() == (tmp / "full" / "timelines" / name).read_bytes()
+    # --shots turned off: the earlier lines are of other inputs, not reused
+    calls = counting()
+    assert run_tag(tmp, tmp / "v", tmp / "cut") == 0
+    assert sorted({key[0] for key in calls}) == [0, 1, 2]
