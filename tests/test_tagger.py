@@ -718,7 +718,11 @@ def test_a_killed_run_with_shots_resumes(setup, monkeypatch):
         assert (tmp / "cut" / name).read_bytes() == data, name
     for name in os.listdir(tmp / "full" / "timelines"):
         assert (tmp / "cut" / "timelines" / name).read_bytes() == (tmp / "full" / "timelines" / name).read_bytes()
-    # --shots turned off: the earlier lines are of other inputs, not reused
+    # killed without --shots, resumed with it: the video done before has no shots, it is tagged again
+    counting = kill_at_append(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run_tag(tmp, tmp / "v", tmp / "again")
     calls = counting()
-    assert run_tag(tmp, tmp / "v", tmp / "cut") == 0
+    assert run_tag(tmp, tmp / "v", tmp / "again", timeline=options) == 0
     assert sorted({key[0] for key in calls}) == [0, 1, 2]
+    assert (tmp / "again" / "shots.jsonl").read_bytes() == full["shots.jsonl"]
