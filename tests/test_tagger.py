@@ -459,8 +459,9 @@ def test_threshold_keeps_the_tags_at_or_above_it():
     from video_tag import tagger
     logits = paddle.to_tensor([[2.0, -2.0, 0.0, 1.0]])  # probabilities 0.88, 0.12, 0.5, 0.73
     model = lambda features, lengths: logits  # noqa: E731
+    levels = lambda k, threshold: tagger.Levels(list("abcd"), k, threshold, None, 0.5)  # noqa: E731
     top = lambda k, threshold: [t["class_name"] for t in  # noqa: E731
-                                tagger._top(model, np.zeros((3, 8), np.float32), list("abcd"), k, threshold)]
+                                levels(k, threshold).tags(tagger._probabilities(model, np.zeros((3, 8), np.float32)))]
     assert top(3, 0.0) == ["a", "d", "c"]
     assert top(3, 0.5) == ["a", "d", "c"]
     assert top(4, 0.6) == ["a", "d"]
@@ -726,3 +727,24 @@ def test_a_killed_run_with_shots_resumes(setup, monkeypatch):
     assert run_tag(tmp, tmp / "v", tmp / "again", timeline=options) == 0
     assert sorted({key[0] for key in calls}) == [0, 1, 2]
     assert (tmp / "again" / "shots.jsonl").read_bytes() == full["shots.jsonl"]
+
+
+def test_a_frame_sampled_twice_goes_through_the_network_once():
+    from video_tag import tagger
+
+    class Engine:  # the mean of each crop, as the network's "feature"
+        batch_size, frames = 3, 0
+
+        def run(self, x):
+            Engine.frames += len(x)
+            return x.mean(axis=(2, 3))
+
+    rng = np.random.default_rng(0)
+    distinct = [rng.integers(0, 256, (40, 40, 3), dtype=np.uint8) for _ in range(4)]
+    sample = [distinct[i % 4] for i in range(10)]  # a 4-frame shot sampled with seg_num 10
+    features = tagger._features(Engine(), sample, 32)
+    assert Engine.frames == 4
+    Engine.frames = 0
+    copies = [f.copy() for f in sample]  # equal values, distinct frames: each computed
+    np.testing.assert_array_equal(features, tagger._features(Engine(), copies, 32))
+    assert Engine.frames == 10 and features.shape == (10, 3)

@@ -287,11 +287,19 @@ def _tag_video(engine, model, target, messages):
 
 
 def _features(engine, frames, target):
-    """TSN features [len(frames), 2048] of cropped uint8 frames, in batches of the engine's size."""
+    """TSN features [len(frames), 2048] of cropped uint8 frames, in batches of the engine's size. A frame
+    sampled more than once (a window or shot shorter than its sample: the decoder sends one object, which
+    stays one through the pipe) goes through the network once."""
+    position, unique = {}, []
+    for frame in frames:
+        if id(frame) not in position:
+            position[id(frame)] = len(unique)
+            unique.append(frame)
     out = []
-    for i in range(0, len(frames), engine.batch_size):
-        out.append(engine.run(crop_normalize(frames[i:i + engine.batch_size], "infer", target)))
-    return np.concatenate(out)
+    for i in range(0, len(unique), engine.batch_size):
+        out.append(engine.run(crop_normalize(unique[i:i + engine.batch_size], "infer", target)))
+    features = np.concatenate(out)
+    return features if len(unique) == len(frames) else features[[position[id(f)] for f in frames]]
 
 
 def _probabilities(model, features):
