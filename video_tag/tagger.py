@@ -102,11 +102,9 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
     videos = find_videos(source)
     num_classes = int(lstm_cfg["MODEL"]["num_classes"])
     names = read_label_file(label_file, num_classes)
-    allowed = tl.allowed_classes(names, timeline.include, timeline.exclude)
-    levels = Levels(names, topk=int(topk or lstm_cfg["MODEL"]["topk"]), threshold=threshold, allowed=allowed,
-                    min_confidence=timeline.min_confidence)
-    write_timelines = bool(timeline.shots or segment_seconds or timeline.report)
     topk = int(topk or lstm_cfg["MODEL"]["topk"])
+    allowed = tl.allowed_classes(names, timeline.include, timeline.exclude)
+    levels = Levels(names, topk, threshold, allowed, timeline.min_confidence)
     seg_num = int(tsn_cfg["INFER"]["seg_num"])
     short_size, target = int(tsn_cfg["INFER"]["short_size"]), int(tsn_cfg["INFER"]["target_size"])
     if segment_stride and not segment_seconds:
@@ -128,6 +126,7 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
     segments = PartialJsonl(save_dir, "segments.jsonl", inputs) if segment_seconds else None
     shots = PartialJsonl(save_dir, "shots.jsonl", inputs) if timeline.shots else None
     outputs = [o for o in (predictions, segments, shots) if o is not None]
+    lines = _Lines(save_dir, predictions, segments, shots, bool(timeline.shots or segment_seconds or timeline.report))
     if overwrite and dist.is_main():
         for output in outputs:
             output.remove_partials()
@@ -209,19 +208,9 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
                                 progress.update(1)
                                 continue
                             record = levels.record(path, result, timeline.report)
-                            if write_timelines:  # before the lines: a video with lines has its timeline
-                                _write_timeline(save_dir, record, result.thumbnails)
-                            source = {"source": identity[index], "video": record["video"]}
-                            for row in record["segments"]:
-                                segments.append([index, row["segment"]], {**source, "start": row["start"],
-                                                                          "end": row["end"], "tags": row["tags"]})
-                            for row in record["shots"]:
-                                shots.append([index, row["shot"]], {**source, **{k: v for k, v in row.items()
-                                                                                 if k != "thumbnail"}})
-                            tags = record["tags"]
-                            predictions.append([index], {**source, "tags": tags})
+                            lines.write(index, identity[index], record, result.thumbnails)
                             if dist.is_main():
-                                progress.write(format_tags(shown(path), tags), end="")
+                                progress.write(format_tags(shown(path), record["tags"]), end="")
                         progress.update(1)
                 if store is not None:
                     store.close()
@@ -345,13 +334,30 @@ def thumbnail_path(name, k):
     return f"thumbs/{name}/shot_{k:04d}.jpg"
 
 
-def _write_timeline(save_dir, record, thumbnails):
-    """The video's thumbnails (those its record names), then its timeline, each written atomically."""
-    for row in record["shots"]:
-        if "thumbnail" in row:
-            data = thumbnails[row["shot"]]
-            files.atomic_write(os.path.join(save_dir, row["thumbnail"]), lambda f: f.write(data))
-    tl.write_timeline(os.path.join(save_dir, "timelines", record["name"] + ".json"), record)
+class _Lines:
+    """Where a tagged video's record goes: its thumbnails and timeline (``timelines``), then its lines in
+    the JSONL outputs (``segments`` and ``shots`` may be None)."""
+
+    def __init__(self, save_dir, predictions, segments, shots, timelines):
+        self.save_dir, self.timelines = save_dir, timelines
+        self.predictions, self.segments, self.shots = predictions, segments, shots
+
+    def write(self, index, source, record, thumbnails):
+        """Video ``index`` (``source``: its ``file_identity``). The timeline first, each file atomically: a
+        video with lines has its timeline, and a killed run leaves none half-written."""
+        if self.timelines:
+            for row in record["shots"]:
+                if "thumbnail" in row:
+                    data = thumbnails[row["shot"]]
+                    files.atomic_write(os.path.join(self.save_dir, row["thumbnail"]), lambda f: f.write(data))
+            tl.write_timeline(os.path.join(self.save_dir, "timelines", record["name"] + ".json"), record)
+        head = {"source": source, "video": record["video"]}
+        for row in record["segments"]:
+            self.segments.append([index, row["segment"]], {**head, "start": row["start"], "end": row["end"],
+                                                          "tags": row["tags"]})
+        for row in record["shots"]:
+            self.shots.append([index, row["shot"]], {**head, **{k: v for k, v in row.items() if k != "thumbnail"}})
+        self.predictions.append([index], {**head, "tags": record["tags"]})
 
 
 def _write_report(save_dir, videos, failed):
