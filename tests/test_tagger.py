@@ -748,3 +748,36 @@ def test_a_frame_sampled_twice_goes_through_the_network_once():
     copies = [f.copy() for f in sample]  # equal values, distinct frames: each computed
     np.testing.assert_array_equal(features, tagger._features(Engine(), copies, 32))
     assert Engine.frames == 10 and features.shape == (10, 3)
+
+
+def test_report_shows_every_shot_thumbnail_and_the_tag_names(setup, capfd):
+    import html.parser
+    from urllib.parse import unquote
+    tmp = setup
+    video, cuts = write_shot_video(tmp / "v" / "a b#1.mp4")
+    (tmp / "v" / "broken.mp4").write_bytes(b"\x00" * 64)
+    result = run_main("videotag.py", tmp / "v", *videotag_args(tmp), "--shots", "--report", f"--save_dir={tmp}/out",
+                      capfd=capfd)
+    assert result.returncode == 1, result.stdout  # broken.mp4 failed; the others are in the report
+    name = output_stem(video)
+    timeline = validate_timeline(tmp / "out" / "timelines" / f"{name}.json")
+    assert [s["thumbnail"] for s in timeline["shots"]] == [f"thumbs/{name}/shot_{k:04d}.jpg" for k in range(4)]
+    for shot in timeline["shots"]:
+        image = cv2.imread(str(tmp / "out" / shot["thumbnail"]))
+        assert image.shape == (96, 160, 3)  # a JPEG of the frame, as large as the video (under 192 wide)
+    assert "thumbnail" not in read_jsonl(tmp / "out" / "shots.jsonl")[0]
+
+    class Page(html.parser.HTMLParser):
+        images, text = [], []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                Page.images.append(unquote(dict(attrs)["src"]))
+
+        def handle_data(self, data):
+            Page.text.append(data)
+
+    Page().feed((tmp / "out" / "report.html").read_text(encoding="utf-8"))
+    assert sorted(Page.images) == [s["thumbnail"] for s in timeline["shots"]]
+    text = " ".join(Page.text)
+    assert all(t["class_name"] in text for t in timeline["tags"]) and "broken" not in text
