@@ -7,6 +7,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["video_tag", "video_tag.*"]),
+    package_data={"video_tag": ["timeline.schema.json"]},  # the timeline files' JSON Schema
     python_requires=">=3.8",
     # Paddle is not required here: GPU users install paddlepaddle-gpu, CPU users paddlepaddle
     # (or the extras below), and pip must not replace one with the other.
@@ -25,7 +26,7 @@ setup(
         # tests write variable-frame-rate and B-frame videos with known timestamps, which cv2.VideoWriter cannot.
         # scenedetect-headless: PySceneDetect's cuts, compared with the shot detector's (the plain scenedetect
         # wheel declares opencv-python, which would install beside opencv-python-headless).
-        "test": ["pytest", "matplotlib", "scikit-learn", "av", "scenedetect-headless==0.7.2", "paddle2onnx>=2.1; python_version < '3.13'", "onnxruntime", "selenium"],
+        "test": ["pytest", "matplotlib", "scikit-learn", "av", "scenedetect-headless==0.7.2", "jsonschema", "paddle2onnx>=2.1; python_version < '3.13'", "onnxruntime", "selenium"],
         "plot": ["matplotlib"],  # training curves (curves.png); without it, no PNG and a one-line note
         "visualdl": ["visualdl"],  # train.py --visualdl
         "onnx": ["paddle2onnx>=2.1; python_version < '3.13'", "onnxruntime"],  # export_model.py's ONNX model
