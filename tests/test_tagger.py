@@ -574,13 +574,32 @@ def probabilities(tags):
     return {t["class_id"]: t["probability"] for t in tags}
 
 
-def test_each_shot_is_tagged_as_a_video_of_its_own_frames(setup):
-    from video_tag.readers.video_reader import decoded_frames, with_video
+def count_network_frames(monkeypatch):
+    """Count the frames that go through the TSN engine of the next runs: returns a one-item list."""
+    from video_tag import extractor
+    real, count = extractor.build_engine, [0]
+
+    def build(*args, **kwargs):
+        engine = real(*args, **kwargs)
+        run = engine.run
+        engine.run = lambda x: (count.__setitem__(0, count[0] + len(x)), run(x))[1]
+        return engine
+
+    monkeypatch.setattr(extractor, "build_engine", build)
+    return count
+
+
+def test_each_shot_is_tagged_as_a_video_of_its_own_frames(setup, monkeypatch):
+    from video_tag.readers.video_reader import decoded_frames, sample_indices, with_video
     from video_tag.timeline import TimelineOptions
     tmp = setup
     video, cuts = write_shot_video(tmp / "v" / "cuts.mp4")
+    computed = count_network_frames(monkeypatch)
     assert run_tag(tmp, video, tmp / "out", segment_seconds=1.0, timeline=TimelineOptions(shots=True)) == 0
     shots = read_jsonl(tmp / "out" / "shots.jsonl")
+    # a frame in several samples (the video's, a window's, a shot's) went through the network once
+    samples = [(0, 70), (0, 25), (25, 50), (50, 70)] + [(s["start_frame"], s["end_frame"]) for s in shots]
+    assert computed == [len({a + p for a, b in samples for p in sample_indices(b - a, SEG, "infer")})]
     assert [(s["start_frame"], s["end_frame"]) for s in shots] == list(zip([0] + cuts, cuts + [sum(SHOT_LENGTHS)]))
     assert [(s["shot"], s["start"], s["end"]) for s in shots] == [
         (k, a / 25, b / 25) for k, (a, b) in enumerate(zip([0] + cuts, cuts + [sum(SHOT_LENGTHS)]))]
@@ -748,6 +767,15 @@ def test_a_frame_sampled_twice_goes_through_the_network_once():
     copies = [f.copy() for f in sample]  # equal values, distinct frames: each computed
     np.testing.assert_array_equal(features, tagger._features(Engine(), copies, 32))
     assert Engine.frames == 10 and features.shape == (10, 3)
+    # by number, with a cache: a frame of an earlier sample (another level's) is not computed again
+    cache = tagger.FeatureCache(size=3)
+    Engine.frames = 0
+    np.testing.assert_array_equal(tagger._features(Engine(), copies, 32, [i % 4 for i in range(10)], cache), features)
+    assert Engine.frames == 4 and sorted(cache.features) == [1, 2, 3]  # the last 3 kept
+    Engine.frames = 0
+    again = tagger._features(Engine(), [distinct[3], distinct[0], distinct[2]], 32, [3, 0, 2], cache)
+    np.testing.assert_array_equal(again, features[[3, 0, 2]])
+    assert Engine.frames == 1 and list(cache.features) == [3, 2, 0]  # 0 computed again, 1 the oldest dropped
 
 
 def test_report_shows_every_shot_thumbnail_and_the_tag_names(setup, capfd):

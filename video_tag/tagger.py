@@ -26,6 +26,7 @@ decoded; a video that changes while it is decoded fails, see ``CHANGED``). Video
 processes, one video at a time each, which send each window's frames (and last the whole video's) as
 soon as they are decoded: memory does not depend on the video's length. Under ``paddle.distributed.launch`` each process takes every world_size-th video.
 """
+import collections
 import logging
 import os
 
@@ -252,21 +253,23 @@ def _tag_video(engine, model, target, messages):
     """Consume one video's messages (``windows.decode_windows``): a ``Tagged``, or the reason (a string)
     it could not be read."""
     windows, shot_probabilities, thumbnails, bounds = [], {}, {}, []
+    cache = FeatureCache()
     for message in messages:
         kind = message[0]
         if kind == "failed":
             return message[1]
         if kind == "window":
-            _, k, start, end, frames = message
-            windows.append((k, start, end, _probabilities(model, _features(engine, frames, target))))
+            _, k, start, end, frames, numbers = message
+            windows.append((k, start, end, _probabilities(model, _features(engine, frames, target, numbers, cache))))
         elif kind == "shot":
-            shot_probabilities[message[1]] = _probabilities(model, _features(engine, message[2], target))
+            _, k, frames, numbers = message
+            shot_probabilities[k] = _probabilities(model, _features(engine, frames, target, numbers, cache))
         elif kind == "thumbnail":
             thumbnails[message[1]] = message[2]
         elif kind == "shots":
             bounds = message[1]
         elif kind == "video":
-            features = _features(engine, message[1], target)
+            features = _features(engine, message[1], target, message[4], cache)
             if sorted(shot_probabilities) != list(range(len(bounds))):  # a bug, not a bad video
                 raise RuntimeError(f"{len(bounds)} shots, {len(shot_probabilities)} sampled")
             shots = [(k, *bound, shot_probabilities[k]) for k, bound in enumerate(bounds)]
@@ -275,20 +278,50 @@ def _tag_video(engine, model, target, messages):
     return "the decoder stopped before the end of this video"
 
 
-def _features(engine, frames, target):
+class FeatureCache:
+    """The TSN features of the last ``size`` frames computed for one video, by frame number
+    (``windows.Numbered``): a frame in a window's sample and in a shot's goes through the network once.
+    Samples come in time order (a shot's as its cut is found, a window's at its end), so the frames they
+    share are recent. ``size`` frames of 2048 floats: 16 MiB at 2048."""
+
+    def __init__(self, size=2048):
+        self.size, self.features = size, collections.OrderedDict()
+
+    def get(self, number):
+        found = self.features.get(number)
+        if found is not None:
+            self.features.move_to_end(number)
+        return found
+
+    def put(self, number, features):
+        self.features[number] = features
+        if len(self.features) > self.size:
+            self.features.popitem(last=False)
+
+
+def _features(engine, frames, target, numbers=None, cache=None):
     """TSN features [len(frames), 2048] of cropped uint8 frames, in batches of the engine's size. A frame
-    sampled more than once (a window or shot shorter than its sample: the decoder sends one object, which
-    stays one through the pipe) goes through the network once."""
+    sampled more than once (a window or shot shorter than its sample: one number, or without numbers one
+    object, which stays one through the pipe) goes through the network once, and one in ``cache`` (by
+    its number) not at all."""
+    keys = numbers if numbers is not None else [id(f) for f in frames]
+    known = {k: cache.get(k) for k in dict.fromkeys(keys)} if cache is not None and numbers is not None else {}
     position, unique = {}, []
-    for frame in frames:
-        if id(frame) not in position:
-            position[id(frame)] = len(unique)
+    for key, frame in zip(keys, frames):
+        if key not in position and known.get(key) is None:
+            position[key] = len(unique)
             unique.append(frame)
-    out = []
-    for i in range(0, len(unique), engine.batch_size):
-        out.append(engine.run(crop_normalize(unique[i:i + engine.batch_size], "infer", target)))
-    features = np.concatenate(out)
-    return features if len(unique) == len(frames) else features[[position[id(f)] for f in frames]]
+    out = [engine.run(crop_normalize(unique[i:i + engine.batch_size], "infer", target))
+           for i in range(0, len(unique), engine.batch_size)]
+    computed = np.concatenate(out) if out else None
+    if not known and len(unique) == len(frames):
+        features = computed
+    else:
+        features = np.stack([known[k] if known.get(k) is not None else computed[position[k]] for k in keys])
+    if cache is not None and numbers is not None:
+        for key, at in position.items():
+            cache.put(key, computed[at].copy())  # not a view: it would hold the whole batch
+    return features
 
 
 def _probabilities(model, features):

@@ -34,6 +34,7 @@ pass also keeps two integers per window it could not sample (for the second); ne
 import collections
 import functools
 import math
+import weakref
 
 import cv2
 
@@ -341,12 +342,44 @@ def _resize_crop(short_size, target_size, frame):
 
 
 def stream_video(path, emit, decode):
-    """A decode worker's job (``decode_pool.DecodePool``, no Paddle here): ``emit`` each window of ``path``
-    and then the whole video (see ``decode_windows``); an exception fails the video.
+    """A decode worker's job (``decode_pool.DecodePool``, no Paddle here): ``emit`` each window and shot of
+    ``path`` and then the whole video (see ``decode_windows``); an exception fails the video.
 
     decode: ``(seg_num, short_size, target_size, seconds, stride, window_seg_num, shots, thumbnails)``;
-    frames are resized and centre-cropped as the extractor's.
+    frames are resized and centre-cropped as the extractor's. Each message that carries frames gets one
+    more element, the frames' numbers (``Numbered``): a frame in several samples (a window's and a
+    shot's) has one number, so that the consumer computes its features once.
     """
     seg_num, short_size, target_size, seconds, stride, window_seg_num, shots, thumbnails = decode
-    transform = functools.partial(_resize_crop, short_size, target_size)
-    decode_windows(path, seg_num, transform, emit, seconds, stride, window_seg_num, shots, thumbnails)
+    numbered = Numbered(functools.partial(_resize_crop, short_size, target_size))
+
+    def emit_numbered(message):
+        frames = message[FRAMES_AT[message[0]]] if message[0] in FRAMES_AT else None
+        emit(message if frames is None else message + ([numbered.number(f) for f in frames],))
+
+    decode_windows(path, seg_num, numbered, emit_numbered, seconds, stride, window_seg_num, shots, thumbnails)
+
+
+FRAMES_AT = {"window": 4, "shot": 2, "video": 1}  # where each message of decode_windows holds its frames
+
+
+class Numbered:
+    """A transform that numbers what it makes, in order: ``number(out)`` is the number of a frame it made
+    (alive). A frame made again (on the second pass) gets a new number. Holds no frame: an entry goes
+    when its frame does."""
+
+    def __init__(self, transform):
+        self.transform, self.count, self.numbers = transform, 0, {}
+
+    def __call__(self, frame):
+        out = self.transform(frame)
+        key = id(out)
+        self.numbers[key] = (weakref.ref(out, lambda _: self.numbers.pop(key, None)), self.count)
+        self.count += 1
+        return out
+
+    def number(self, out):
+        ref, number = self.numbers.get(id(out), (None, None))
+        if ref is None or ref() is not out:
+            raise RuntimeError("a frame this transform did not make")
+        return number
