@@ -20,11 +20,12 @@ Paths are written as ``names.shown`` gives them (a name that is not UTF-8 has it
 ``\\xNN``); in failed.list as ``names.text_path`` (also TAB, CR and newline as ``\\t``, ``\\r``, ``\\n``), as every
 list of the toolkit writes them.
 
-Both JSONL files are streamed (``streaming.PartialJsonl``) and a killed run resumes after the videos it
+The JSONL files are streamed (``streaming.PartialJsonl``) and a killed run resumes after the videos it
 finished, except those changed since (each line records the size and mtime its video had before it was
 decoded; a video that changes while it is decoded fails, see ``CHANGED``). Videos are decoded in worker
-processes, one video at a time each, which send each window's frames (and last the whole video's) as
-soon as they are decoded: memory does not depend on the video's length. Under ``paddle.distributed.launch`` each process takes every world_size-th video.
+processes, one video at a time each, which send each window's and shot's frames (and last the whole
+video's) as soon as they are decoded: memory does not depend on the video's length. A frame in several
+samples goes through TSN once (``FeatureCache``). Under ``paddle.distributed.launch`` each process takes every world_size-th video.
 """
 import collections
 import logging

@@ -1,5 +1,6 @@
-"""Sampling a video as a whole and, optionally, window by window by time, in one sequential decoding pass
-(two where the container or the frame rate surprises the first).
+"""Sampling a video as a whole and, optionally, window by window by time and shot by shot (``shot_clips.py``:
+every decoded frame goes to the shot detector), in one sequential decoding pass (two where the container or
+the frame rate surprises the first, or a shot is too long for its sample to be kept in hand).
 
 Time: each frame's container timestamp (``CAP_PROP_POS_MSEC`` after its grab), made non-decreasing
 (``FrameClock``): the decoder delivers frames in display order, so a timestamp that goes backwards is
