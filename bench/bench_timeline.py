@@ -10,8 +10,8 @@ Weights are random, in the release format, of the real shapes (ResNet101 TSN, At
 classes): speed does not depend on their values. Each command runs as a user's would (a child started
 with the environment as it was before ``import paddle``); its wall time from start to exit and its peak
 RSS summed over its processes (polled every 0.1 s), and ``getrusage(RUSAGE_CHILDREN).ru_maxrss`` (the
-largest single process), are printed, with the number of frames each run sends through TSN (distinct
-frames of each sample) to explain the times.
+largest single process), are printed, with the number of frames each run sends through TSN (the
+distinct frames of its samples: a frame in several is computed once) to explain the times.
 """
 import argparse
 import json
@@ -75,18 +75,26 @@ def write_video(path, minutes, w, h, shot_seconds, seed=0):
     return len(lengths)
 
 
-def tsn_frames(save_dir, seg_num):
-    """Distinct frames per sample sent through TSN by a run: the video's, each window's, each shot's."""
+def tsn_frames(save_dir, seg_num, total):
+    """Frames a run sends through TSN: ``(video, windows, shots, distinct, number of shots)``: the
+    distinct frames of each level's samples, and of all of them together (a frame in several samples is
+    computed once). 30-second windows of FPS frames/s; ``total``: the video's frames."""
+    from video_tag.readers.video_reader import sample_indices
+
     def lines(name):
         path = os.path.join(save_dir, name)
         if not os.path.exists(path):
             return []
         with open(path, encoding="utf-8") as f:
             return [json.loads(line) for line in f]
-    video = seg_num
-    windows = seg_num * len(lines("segments.jsonl"))  # 30-s windows hold at least seg_num frames here
-    shots = sum(min(s["end_frame"] - s["start_frame"], seg_num) for s in lines("shots.jsonl"))
-    return video, windows, shots, len(lines("shots.jsonl"))
+
+    def frames(spans):
+        return {a + p for a, b in spans for p in sample_indices(b - a, seg_num, "infer")}
+
+    windows = [(k * 30 * FPS, min(total, (k + 1) * 30 * FPS)) for k in range(len(lines("segments.jsonl")))]
+    shots = [(s["start_frame"], s["end_frame"]) for s in lines("shots.jsonl")]
+    levels = [frames([(0, total)]), frames(windows), frames(shots)]
+    return tuple(len(level) for level in levels) + (len(set().union(*levels)), len(shots))
 
 
 def main():
@@ -129,6 +137,7 @@ def main():
     labels = os.path.join(work, "labels.txt")
     with open(labels, "w", encoding="utf-8") as f:
         f.write("".join(f"tag {i}\n" for i in range(classes)))
+    total = int(cv2.VideoCapture(video).get(cv2.CAP_PROP_FRAME_COUNT))
     print(f"machine: {os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f} at the start; video "
           f"{args.minutes:g} min {w}x{h} at {FPS} frames/s; seg_num {args.seg_num}; {classes} classes", flush=True)
     common = [video, f"--tsn_weights={tsn}", f"--tsn_config={tsn_config}", f"--lstm_weights={lstm}",
@@ -142,11 +151,12 @@ def main():
         save_dir = os.path.join(work, f"out{len(results)}")
         seconds, rss, _ = run_extractor(common + flags + [f"--save_dir={save_dir}"], script="videotag.py")
         largest = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-        video_frames, window_frames, shot_frames, shots = tsn_frames(save_dir, args.seg_num)
+        video_frames, window_frames, shot_frames, distinct, shots = tsn_frames(save_dir, args.seg_num, total)
         results[name] = seconds
         print(f"{name:30s}: {seconds:7.1f} s, peak RSS {rss / 2 ** 20:6.0f} MiB summed over its processes "
-              f"(largest process so far {largest / 2 ** 20:.0f} MiB); TSN frames: video {video_frames}, "
-              f"windows {window_frames}, shots {shot_frames} ({shots} shots)", flush=True)
+              f"(largest process so far {largest / 2 ** 20:.0f} MiB); distinct frames sampled: video "
+              f"{video_frames}, windows {window_frames}, shots {shot_frames} ({shots} shots), through TSN "
+              f"{distinct}", flush=True)
     base = results["videotag.py"]
     for name in list(results)[1:]:
         print(f"{name:30s}: {results[name] / base:5.2f}x videotag.py alone, "
