@@ -26,13 +26,13 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     p.add_argument("source", metavar="VIDEO_OR_DIR_OR_LIST", help="a video, a folder (recursive) or a list file")
     p.add_argument("--save_dir", default="./data/videotag_results",
-                   help="where predictions.jsonl, segments.jsonl, failed.list go")
-    p.add_argument("--topk", type=int, help="tags per video or segment (default: MODEL.topk, 20)")
+                   help="where predictions.jsonl, segments.jsonl, shots.jsonl, timelines/, failed.list go")
+    p.add_argument("--topk", type=int, help="tags per video, segment or shot (default: MODEL.topk, 20)")
     p.add_argument("--threshold", type=float, default=0.0,
                    help="keep only tags of at least this probability")
     p.add_argument("--segment_seconds", type=float, help="also tag each window of this many seconds")
     p.add_argument("--segment_stride_seconds", type=float, help="start a window every R seconds (default: S)")
-    p.add_argument("--segment_seg_num", type=int, help="frames sampled per window (default: INFER.seg_num)")
+    p.add_argument("--segment_seg_num", type=int, help="frames sampled per window and per shot (default: INFER.seg_num)")
     p.add_argument("--shots", action="store_true", help="detect shot changes and tag each shot (shots.jsonl)")
     p.add_argument("--min_confidence", type=float, default=0.5, help="tag ranges: shots or segments at least this probable")
     p.add_argument("--include", action="append", default=[], metavar="CLASSES",
