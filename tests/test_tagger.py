@@ -164,7 +164,7 @@ def test_find_videos(tmp_path):
 def test_a_crashing_decoder_fails_only_its_video(monkeypatch):
     from fussy_decoder import fussy_stream  # no Paddle: the spawned workers import it
     from video_tag import tagger
-    monkeypatch.setattr(tagger, "stream_video", fussy_stream)
+    monkeypatch.setattr(tagger, "stream_levels", fussy_stream)
     jobs = list(enumerate(["a", "crash1", "bb", "zero", "ccc", "crash2", "dddd"]))
     with tagger._Streams(jobs, None, num_workers=2) as streams:
         results = {path: [m if m[0] == "failed" else m[0] for m in messages] for _, path, messages in streams}

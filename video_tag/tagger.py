@@ -49,7 +49,7 @@ from .models.tsn import FEATURE_DIM
 from .predict import format_tags
 from .readers.lists import output_stem, read_label_file, read_lines
 from .readers.video_reader import crop_normalize
-from .readers.windows import stream_video
+from .readers.windows import stream_levels
 from .streaming import PartialJsonl, file_identity, list_digest
 
 log = logging.getLogger(__name__)
@@ -413,7 +413,7 @@ class _Streams:
 
     def __init__(self, jobs, decode, num_workers):
         self.jobs = jobs
-        self.pool = DecodePool([path for _, path in jobs], stream_video, (decode,), num_workers, buffered=2)
+        self.pool = DecodePool([path for _, path in jobs], stream_levels, (decode,), num_workers, buffered=2)
 
     def __iter__(self):
         for (index, path), (_, messages) in zip(self.jobs, self.pool):

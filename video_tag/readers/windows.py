@@ -343,13 +343,23 @@ def _resize_crop(short_size, target_size, frame):
 
 
 def stream_video(path, emit, decode):
-    """A decode worker's job (``decode_pool.DecodePool``, no Paddle here): ``emit`` each window and shot of
-    ``path`` and then the whole video (see ``decode_windows``); an exception fails the video.
+    """A decode worker's job (``decode_pool.DecodePool``, no Paddle here): ``emit`` each window of ``path``
+    and then the whole video (see ``decode_windows``); an exception fails the video.
 
-    decode: ``(seg_num, short_size, target_size, seconds, stride, window_seg_num, shots, thumbnails)``;
-    frames are resized and centre-cropped as the extractor's. Each message that carries frames gets one
-    more element, the frames' numbers (``Numbered``): a frame in several samples (a window's and a
-    shot's) has one number, so that the consumer computes its features once.
+    decode: ``(seg_num, short_size, target_size, seconds, stride, window_seg_num)``; frames are resized
+    and centre-cropped as the extractor's.
+    """
+    seg_num, short_size, target_size, seconds, stride, window_seg_num = decode
+    transform = functools.partial(_resize_crop, short_size, target_size)
+    decode_windows(path, seg_num, transform, emit, seconds, stride, window_seg_num)
+
+
+def stream_levels(path, emit, decode):
+    """The tagger's decode job: as ``stream_video``, with shots, and each message that carries frames
+    gets one more element, the frames' numbers (``Numbered``): a frame in several samples (a window's
+    and a shot's) has one number, so that the consumer computes its features once.
+
+    decode: ``stream_video``'s and ``(shots, thumbnails)`` (see ``decode_windows``).
     """
     seg_num, short_size, target_size, seconds, stride, window_seg_num, shots, thumbnails = decode
     numbered = Numbered(functools.partial(_resize_crop, short_size, target_size))
