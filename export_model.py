@@ -2,29 +2,13 @@ r"""Export a trained model for deployment: a Paddle Inference model and, with pa
 
     python export_model.py --model_name=AttentionLSTM --config=./configs/attention_lstm.yaml \
         --weights=./weights/attention_lstm --save_dir=./data/export
+
+Its main is video_tag.commands.export.main, also the console script videotag-export.
 """
 from video_tag import cli
 
 cli.setup_process()  # first: quiet output and CPU environment, before Paddle or OpenCV is imported
-
-ONNX = {"auto": None, "yes": True, "no": False}
-
-
-def main():
-    from video_tag.export import export_model
-
-    p = cli.parser(__doc__, run_flags=False)
-    p.add_argument("--weights", required=True, help="weights to export (.pdparams suffix optional)")
-    p.add_argument("--save_dir", default="./data/export",
-                   help="where <name>.json, <name>.pdiparams and <name>.onnx go (name: attention_lstm or tsn)")
-    p.add_argument("--onnx", choices=sorted(ONNX), default="auto",
-                   help="also write an ONNX model (auto: when paddle2onnx is installed)")
-    args = p.parse_args()
-    cfg = cli.load(args, None)
-    for path in export_model(args.model_name, cfg, args.weights, args.save_dir, onnx=ONNX[args.onnx]):
-        print(path)
-    return 0
-
+from video_tag.commands.export import main  # noqa: E402
 
 if __name__ == "__main__":
     cli.main(main)

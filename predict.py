@@ -21,11 +21,14 @@ def main():
                    help="start over instead of continuing after the videos a killed run predicted")
     p.add_argument("--engine", choices=["dygraph", "inference"], default="dygraph",
                    help="run the AttentionLSTM in dygraph, or exported, in Paddle Inference (see bench/README.md)")
+    p.add_argument("--thresholds", metavar="CSV",
+                   help="thresholds.csv of eval.py --calibrate: keep a tag only at or above its own threshold "
+                        "(after --topk)")
     args = p.parse_args()
     cfg = cli.load(args, "INFER")
     return predict(args.model_name, cfg, args.weights, cfg["INFER"]["filelist"], args.label_file,
                    args.save_dir or SAVE_DIRS[args.model_name], args.topk, args.use_gpu,
-                   overwrite=args.overwrite, engine=args.engine)
+                   overwrite=args.overwrite, engine=args.engine, thresholds=args.thresholds)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,15 @@ setup(
     description="Tag videos with Baidu's VideoTag models (TSN + AttentionLSTM) on PaddlePaddle",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["video_tag", "video_tag.*"]),
-    package_data={"video_tag": ["timeline.schema.json"]},  # the timeline files' JSON Schema
-    python_requires=">=3.8",
+    packages=find_packages(include=["video_tag", "video_tag.*"]) + ["video_tag.configs"],
+    # The shipped configs, found from any folder (video_tag.config.find_config): configs/ is installed as
+    # video_tag/configs (an editable install reads them in place).
+    package_dir={"video_tag.configs": "configs"},
+    package_data={"video_tag.configs": ["*.yaml"],
+                  "video_tag": ["timeline.schema.json"],  # the timeline files' JSON Schema
+                  "video_tag.service": ["static/*"]},  # the service's web page
+    # Paddle 3 has wheels for Python 3.9-3.13; the suite has run on 3.11 (README, "Versions tested").
+    python_requires=">=3.9",
     # Paddle is not required here: GPU users install paddlepaddle-gpu, CPU users paddlepaddle
     # (or the extras below), and pip must not replace one with the other.
     install_requires=["numpy", "opencv-python-headless", "Pillow", "pyyaml", "tqdm"],
@@ -18,7 +24,9 @@ setup(
         # its LoD, the RNG state a checkpoint saves for an exact resume, oneDNN flags of Paddle Inference).
         # Widen the range only after the suite has passed on the new release.
         "cpu": ["paddlepaddle>=3.3,<3.4"],
-        "gpu": ["paddlepaddle-gpu>=3.0"],
+        # No "gpu" extra: Paddle 3's GPU builds are not on PyPI (its newest paddlepaddle-gpu is 2.6.2), so an
+        # extra naming them cannot install; they come from Paddle's own index, one per CUDA version
+        # (README, "Install": pip install paddlepaddle-gpu -i https://www.paddlepaddle.org.cn/packages/stable/cu126/).
         # matplotlib: the curves.png tests run instead of skipping. paddle2onnx + onnxruntime: the ONNX
         # export tests (skipped without them); paddle2onnx has no wheel for Python 3.13 yet (its onnx pin
         # neither): there those tests skip instead of building it.
@@ -26,9 +34,24 @@ setup(
         # tests write variable-frame-rate and B-frame videos with known timestamps, which cv2.VideoWriter cannot.
         # scenedetect-headless: PySceneDetect's cuts, compared with the shot detector's (the plain scenedetect
         # wheel declares opencv-python, which would install beside opencv-python-headless).
-        "test": ["pytest", "matplotlib", "scikit-learn", "av", "scenedetect-headless==0.7.2", "jsonschema", "paddle2onnx>=2.1; python_version < '3.13'", "onnxruntime", "selenium"],
+        "test": ["pytest", "matplotlib", "scikit-learn", "av", "scenedetect-headless==0.7.2", "paddle2onnx>=2.1; python_version < '3.13'", "onnxruntime",
+                 "selenium",  # the report page and the service's page, tested in headless Chromium
+                 "fastapi", "uvicorn", "python-multipart", "httpx",  # the service's tests (a real server)
+                 "jsonschema"],  # the timeline files checked against their schema
+        "serve": ["fastapi", "uvicorn", "python-multipart"],  # serve.py
         "plot": ["matplotlib"],  # training curves (curves.png); without it, no PNG and a one-line note
         "visualdl": ["visualdl"],  # train.py --visualdl
         "onnx": ["paddle2onnx>=2.1; python_version < '3.13'", "onnxruntime"],  # export_model.py's ONNX model
     },
+    # The scripts of the project root, from any folder (video_tag/commands).
+    entry_points={"console_scripts": [
+        "videotag = video_tag.commands.scripts:videotag",
+        "videotag-extract = video_tag.commands.extract:run",
+        "videotag-train = video_tag.commands.scripts:train",
+        "videotag-eval = video_tag.commands.scripts:evaluate",
+        "videotag-predict = video_tag.commands.scripts:predict",
+        "videotag-export = video_tag.commands.export:run",
+        "videotag-frames = video_tag.commands.frames:run",
+        "videotag-make-lists = video_tag.commands.make_lists:run",
+    ]},
 )

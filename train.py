@@ -3,6 +3,12 @@ r"""Train a VideoTag model (AttentionLSTM on features; TSN on videos) on one dev
     python train.py --model_name=AttentionLSTM --config=./configs/attention_lstm-single.yaml \
         --pretrain=./weights/attention_lstm --save_dir=./data/checkpoints
     python -m paddle.distributed.launch --nproc_per_node 8 train.py --model_name=AttentionLSTM ...
+
+Your tags next to VideoTag's 3396 (the old tags kept by distillation; video_tag/extend.py):
+
+    python train.py --model_name=AttentionLSTM --config=./configs/attention_lstm-single.yaml \
+        -o TRAIN.extend_from=./weights/attention_lstm -o TRAIN.extend_from_labels=./label_3396.txt \
+        -o TRAIN.extend_to_labels=./my_labels.txt -o MODEL.num_classes=3401
 """
 from video_tag import cli
 
@@ -13,7 +19,8 @@ from video_tag import distributed, trainer  # noqa: E402
 def main():
     p = cli.parser(__doc__)
     p.add_argument("--pretrain", help="weights to start from (.pdparams suffix optional); "
-                                      "parameters of another shape, e.g. the classifier, are skipped")
+                                      "parameters of another shape, e.g. the classifier, are skipped (to add tags to a model "
+                                      "instead: TRAIN.extend_from)")
     p.add_argument("--save_dir", default="./data/checkpoints", help="where checkpoints go")
     p.add_argument("--epoch", type=int, help="total number of epochs (default: TRAIN.epoch)")
     p.add_argument("--learning_rate", type=float, help="initial learning rate (default: TRAIN.learning_rate)")

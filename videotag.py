@@ -10,9 +10,9 @@ from video_tag import cli
 
 cli.setup_process()  # first: quiet output and CPU environment, before Paddle or OpenCV is imported
 
-RELEASE = ("the VideoTag release (PaddleVideo, applications/VideoTag) ships tsn.pdparams, "
-           "attention_lstm.pdparams and label_3396.txt: put the weights in ./weights and the labels in "
-           "the project root, or pass --tsn_weights / --lstm_weights / --label_file")
+RELEASE = ("get the VideoTag release with ./run fetch (or python tools/fetch_release.py): it puts "
+           "tsn.pdparams and attention_lstm.pdparams in ./weights and label_3396.txt in the project root; "
+           "or pass --tsn_weights / --lstm_weights / --label_file")
 
 
 def main():
@@ -30,6 +30,9 @@ def main():
     p.add_argument("--topk", type=int, help="tags per video, segment or shot (default: MODEL.topk, 20)")
     p.add_argument("--threshold", type=float, default=0.0,
                    help="keep only tags of at least this probability")
+    p.add_argument("--thresholds", metavar="CSV",
+                   help="thresholds.csv of eval.py --calibrate: keep a tag only at or above its own threshold "
+                        "(and --threshold)")
     p.add_argument("--segment_seconds", type=float, help="also tag each window of this many seconds")
     p.add_argument("--segment_stride_seconds", type=float, help="start a window every R seconds (default: S)")
     p.add_argument("--segment_seg_num", type=int, help="frames sampled per window and per shot (default: INFER.seg_num)")
@@ -59,6 +62,7 @@ def main():
     p.add_argument("--overwrite", action="store_true", help="start over instead of resuming a killed run")
     cli.add_verbose_flag(p)
     args = p.parse_args()
+    args.label_file = cli.release_file(args.label_file)  # ./label_3396.txt, else where ./run fetch put it
     for name in ("topk", "frame_batch", "segment_seg_num"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise cli.UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
@@ -78,8 +82,14 @@ def main():
     tsn_cfg = load_config(args.tsn_config, args.tsn_override)
     cli.set_feature_dtype(tsn_cfg, args.feature_dtype)
     cli.set_shard_size(tsn_cfg, args.shard_size)
+    threshold = args.threshold
+    if args.thresholds:  # a list of one threshold per class, checked against the label file before any work
+        from video_tag.readers.lists import read_label_file
+        from video_tag.thresholds import combine, read_thresholds
+        names = read_label_file(args.label_file, int(lstm_cfg["MODEL"]["num_classes"]))
+        threshold = combine(args.threshold, read_thresholds(args.thresholds, names))
     return tag(args.source, args.save_dir, tsn_cfg, lstm_cfg, args.tsn_weights, args.lstm_weights,
-               args.label_file, args.topk, args.threshold, args.save_features, args.segment_seconds,
+               args.label_file, args.topk, threshold, args.save_features, args.segment_seconds,
                args.segment_stride_seconds, args.segment_seg_num, args.precision, args.use_gpu,
                args.frame_batch, args.num_workers, args.overwrite,
                TimelineOptions(args.shots, args.min_confidence, args.include, args.exclude, args.report))

@@ -13,6 +13,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Exported backbones (video_tag/cache.py) go to a folder of this test session, shared by its scripts.
 _CACHE = tempfile.TemporaryDirectory(prefix="videotag_test_cache_")
 os.environ["VIDEOTAG_CACHE_DIR"] = _CACHE.name
+# Release files are looked up in $VIDEOTAG_HOME too (video_tag/release.py): an empty one, not the user's.
+_HOME = tempfile.TemporaryDirectory(prefix="videotag_test_home_")
+os.environ["VIDEOTAG_HOME"] = _HOME.name
 FEATURE_DIM, NUM_CLASSES = 16, 5
 
 

@@ -298,3 +298,40 @@ def test_shard_size_defaults_to_0_and_is_checked_like_every_key(tmp_path):
     path.write_text("INFER:\n  shard_size: -2\n", encoding="utf-8")
     with pytest.raises(UserError, match=r"INFER.shard_size must be 0 \(one file per video\) or a number"):
         load_config(str(path))
+
+
+# Shipped configs from any folder (README: the commands work outside the project root).
+
+@pytest.mark.parametrize("given", ["configs/attention_lstm-single.yaml", "./configs/attention_lstm-single.yaml",
+                                   "attention_lstm-single.yaml"])
+def test_a_shipped_config_is_found_from_another_folder(given, tmp_path, monkeypatch, caplog):
+    from video_tag.config import find_config
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level("INFO", logger="video_tag.config"):
+        found = find_config(given)
+    assert os.path.samefile(found, SINGLE)
+    assert "shipped with videotag" in caplog.text
+    assert load_config(given)["TRAIN"]["batch_size"] == 128
+
+
+def test_shipped_config_dirs_include_the_installed_package_data():
+    from video_tag import config
+    package = os.path.dirname(os.path.abspath(config.__file__))
+    assert config.shipped_config_dirs() == [os.path.join(package, "configs"), os.path.join(ROOT, "configs")]
+    assert sorted(n for n in os.listdir(os.path.join(ROOT, "configs")) if n.endswith(".yaml")) == sorted(config.SHIPPED)
+
+
+def test_a_config_in_the_current_folder_wins(tmp_path, monkeypatch):
+    (tmp_path / "configs").mkdir()
+    with open(SINGLE, encoding="utf-8") as f:
+        (tmp_path / "configs" / "attention_lstm-single.yaml").write_text(
+            f.read().replace("batch_size: 128", "batch_size: 7", 1), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert load_config("configs/attention_lstm-single.yaml")["TRAIN"]["batch_size"] == 7
+
+
+@pytest.mark.parametrize("given", ["configs/mine.yaml", "other/attention_lstm.yaml", "attention_lstm"])
+def test_other_missing_configs_are_refused(given, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=f"cannot read config {given}: No such file"):
+        load_config(given)

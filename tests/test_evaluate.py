@@ -3,6 +3,8 @@ with one log line saying so (the figures themselves: tests/test_metrics.py, agai
 import csv
 import json
 
+import numpy as np
+
 from conftest import run_main
 from video_tag import weights
 from video_tag.config import load_config
@@ -87,3 +89,38 @@ def test_validation_sends_the_metric_states_to_rank_0_alone(tiny_config, tmp_pat
     assert len(other.sent) == 1 and len(other.sent[0]["hit"]) == 5
     FakeRanks(monkeypatch, rank=0, delivered=lambda obj: [obj, obj])
     assert validate("AttentionLSTM", model, reader, cfg)["num_videos"] == 10
+
+
+def test_calibrate_writes_the_thresholds_of_the_evaluated_scores(tiny_config, tmp_path, capfd):
+    from video_tag.evaluate import run_model
+    from video_tag.models import MODELS
+    from video_tag.thresholds import from_scores, read_thresholds
+    cfg, w = load_config(tiny_config), tiny_weights(tiny_config, tmp_path)
+    names = [f"tag {c}" for c in range(5)]
+    (tmp_path / "labels.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
+    common = ["--model_name=AttentionLSTM", "--use_gpu=False", f"--config={tiny_config}", f"--weights={w}"]
+    result = run_main("eval.py", *common, f"--save_dir={tmp_path}/e", "--calibrate", "--min_positives=3",
+                      "--threshold=0.25", f"--label_file={tmp_path}/labels.txt", capfd=capfd)
+    assert result.returncode == 0, result.stdout
+    assert not (tmp_path / "e" / "per_class.csv").exists()
+    reader = MODELS["AttentionLSTM"].reader(cfg["TEST"]["filelist"], "test", cfg)
+    model = build_model("AttentionLSTM", cfg)
+    weights.load_weights(model, w)
+    scores, truth = [], []
+    for batch, probabilities, _ in run_model("AttentionLSTM", model, reader, list(range(len(reader))), 4):
+        scores.append(probabilities)
+        truth.append(batch["labels"])
+    expected = from_scores(np.concatenate(scores), np.concatenate(truth) != 0, min_positives=3, default=0.25)
+    rows = per_class_rows(tmp_path / "e" / "thresholds.csv")
+    assert [(float(rows[c]["threshold"]), rows[c]["source"], int(rows[c]["positives"])) for c in range(5)] == [
+        (row[0], row[4], row[3]) for row in expected]
+    assert {row[4] for row in expected} == {"best_f1", "default_few_positives"}  # both kinds in the test
+    assert read_thresholds(str(tmp_path / "e" / "thresholds.csv"), names) == [row[0] for row in expected]
+    assert "4 class(es) calibrated, 1 with the default threshold 0.25" in result.stdout
+
+    for bad, message in ((["--calibrate", "--target_precision=1.5"], "--target_precision must be a number in [0, 1]"),
+                         (["--target_precision=0.9"], "--target_precision needs --calibrate"),
+                         (["--calibrate", f"--label_file={tmp_path}/none.txt"], "label file not found")):
+        result = run_main("eval.py", *common, f"--save_dir={tmp_path}/bad", *bad, capfd=capfd)
+        assert result.returncode == 2 and message in result.stdout, result.stdout
+        assert not (tmp_path / "bad").exists()

@@ -230,10 +230,9 @@ def test_export_script(tiny_config, tmp_path, capfd):
 
 
 def readme_snippets():
-    """The Python blocks of README's "Export and serving" section."""
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-        section = f.read().split("## Export and serving\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```python\n(.*?)```", section, re.S)
+    """The Python blocks of docs/deploy.md (README's deploy section links there)."""
+    with open(os.path.join(ROOT, "docs", "deploy.md"), encoding="utf-8") as f:
+        return re.findall(r"```python\n(.*?)```", f.read(), re.S)
 
 
 @pytest.mark.parametrize("runtime", ["paddle_inference", "onnxruntime"])
@@ -247,9 +246,104 @@ def test_readme_serving_snippets(lstm_export, tmp_path, monkeypatch, runtime):
     shutil.copytree(directory, tmp_path / "data" / "export")
     os.makedirs(tmp_path / "data" / "tsn_features")
     features = np.random.default_rng(4).standard_normal((6, FEATURE_DIM)).astype(np.float32)
-    np.save(tmp_path / "data" / "tsn_features" / "video.npy", features)
+    name = "data/tsn_features/cooking_1f3a9c2e5b07d4a6.npy"  # as the extractor names it, found via manifest.tsv
+    np.save(tmp_path / name, features)
+    (tmp_path / "data" / "tsn_features" / "manifest.tsv").write_text(
+        f"data/mp4/other.mp4\tdata/tsn_features/other_77d0b41593c1e8f2.npy\ndata/mp4/cooking.mp4\t{name}\n", encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     namespace = {}
     exec(snippets[runtime], namespace)
     expected = 1 / (1 + np.exp(-dygraph(model, [features[None], [6]])))
     np.testing.assert_allclose(namespace["probabilities"], expected, rtol=0, atol=TOLERANCE)
+
+
+# The feature model (export_model.py --features) and the exported pair run end to end (tools/run_exported.py).
+
+@pytest.fixture(scope="module")
+def pair_export(tmp_path_factory, tsn50_release):
+    """A folder with a small TSN (ResNet50, 4 classes, 32 px, 5 segments: tsn.yaml, tsn.pdparams), a small
+    AttentionLSTM (6 classes: lstm.yaml, lstm.pdparams), labels.txt, and both exported into export/:
+    tsn_features (``--features``; with ONNX where paddle2onnx is installed) and attention_lstm."""
+    import yaml
+    tmp = tmp_path_factory.mktemp("pair")
+    shutil.copy(tsn50_release[0], tmp / "tsn.pdparams")
+    with open(os.path.join(ROOT, "configs", "tsn.yaml"), encoding="utf-8") as f:
+        tsn = yaml.safe_load(f)
+    tsn["MODEL"].update(num_layers=50, num_classes=3)  # the weights' classifier has 4: not read by --features
+    tsn["INFER"].update(seg_num=5, short_size=40, target_size=32)
+    (tmp / "tsn.yaml").write_text(yaml.safe_dump(tsn), encoding="utf-8")
+    with open(os.path.join(ROOT, "configs", "attention_lstm.yaml"), encoding="utf-8") as f:
+        lstm = yaml.safe_load(f)
+    lstm["MODEL"].update(embedding_size=8, lstm_size=4, num_classes=6, fc_sizes=[16, 8], topk=6)
+    (tmp / "lstm.yaml").write_text(yaml.safe_dump(lstm), encoding="utf-8")
+    random_release_weights(build_model("AttentionLSTM", load_config(str(tmp / "lstm.yaml"))),
+                           str(tmp / "lstm.pdparams"), seed=2)
+    (tmp / "labels.txt").write_text("".join(f"标签 {i}\n" for i in range(6)), encoding="utf-8")
+    written = export.export_model("TSN", load_config(str(tmp / "tsn.yaml")), str(tmp / "tsn"), str(tmp / "export"),
+                                  onnx=HAS_ONNX, features=True)
+    export.export_model("AttentionLSTM", load_config(str(tmp / "lstm.yaml")), str(tmp / "lstm"),
+                        str(tmp / "export"), onnx=False)
+    return tmp, written
+
+
+def test_exported_tsn_features_match_the_extractors_features(pair_export):
+    """--features: frames [B, S, 3, H, W] -> TSN.features [B, S, 2048] in Paddle Inference and onnxruntime
+    (where installed), for other B and S than the export's sample; no classifier: a weight file whose fc_0
+    has another size than the config's exports all the same."""
+    tmp, written = pair_export
+    assert {os.path.basename(f) for f in written} == {"tsn_features.json", "tsn_features.pdiparams"} | (
+        {"tsn_features.onnx"} if HAS_ONNX else set())
+    model = build_model("TSN", load_config(str(tmp / "tsn.yaml")))
+    load_weights(model, str(tmp / "tsn"), skip=("fc_0.",))
+    model.eval()
+    rng = np.random.default_rng(5)
+    for batch, segments in ((2, 3), (1, 1)):
+        colour = rng.uniform(-2, 2, (batch, segments, 3, 1, 1))
+        frames = (colour + 0.5 * rng.standard_normal((batch, segments, 3, 32, 32))).astype(np.float32)
+        with paddle.no_grad():
+            expected = model.features(paddle.to_tensor(frames)).numpy()
+        for run in (paddle_inference, onnx_runtime) if HAS_ONNX else (paddle_inference,):
+            got = run(str(tmp / "export"), "tsn_features", [frames])
+            assert got.shape == (batch, segments, 2048)
+            np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE * max(1.0, np.abs(expected).max()))
+
+
+def test_features_are_tsn_only(tmp_path):
+    cfg = load_config(os.path.join(ROOT, "configs", "attention_lstm.yaml"))
+    with pytest.raises(UserError, match="--features exports TSN's feature model; AttentionLSTM has none"):
+        export.export_model("AttentionLSTM", cfg, "w", str(tmp_path / "out"), features=True)
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_exported_pair_tags_videos_as_videotag_does(pair_export, tmp_path, capfd):
+    """tools/run_exported.py with the two exports alone (TSN --features, AttentionLSTM) gives videotag.py's
+    tags: the same classes in the same order, probabilities within 1e-5; an unreadable video: exit 1."""
+    import json
+
+    import cv2
+    setup, _ = pair_export
+    videos = []
+    rng = np.random.default_rng(6)
+    for name in ("a.avi", "b c.avi"):
+        writer = cv2.VideoWriter(str(tmp_path / name), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+        for _ in range(23):
+            writer.write((rng.uniform(0, 1, (1, 1, 3)) * 255 * np.ones((48, 64, 3))).astype(np.uint8))
+        writer.release()
+        videos.append(str(tmp_path / name))
+    (tmp_path / "broken.avi").write_bytes(b"\x00" * 64)
+    done = run_main("tools/run_exported.py", *videos, str(tmp_path / "broken.avi"), f"--model_dir={setup}/export",
+                    f"--label_file={setup}/labels.txt", f"--tsn_config={setup}/tsn.yaml", "--topk=6", capfd=capfd)
+    assert done.returncode == 1 and f"cannot read {tmp_path / 'broken.avi'}" in done.stdout, done.stdout
+    exported = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    done = run_main("videotag.py", str(tmp_path), f"--tsn_weights={setup}/tsn.pdparams",
+                    f"--lstm_weights={setup}/lstm.pdparams", f"--label_file={setup}/labels.txt",
+                    f"--config={setup}/lstm.yaml", f"--tsn_config={setup}/tsn.yaml", "--num_workers=1",
+                    f"--save_dir={tmp_path}/out/tags", capfd=capfd)
+    assert done.returncode == 1, done.stdout  # the broken video
+    with open(tmp_path / "out" / "tags" / "predictions.jsonl", encoding="utf-8") as f:
+        tagged = {line["video"]: line["tags"] for line in map(json.loads, f)}
+    assert [line["video"] for line in exported] == videos and set(tagged) == set(videos)
+    for line in exported:
+        ours, theirs = line["tags"], tagged[line["video"]]
+        assert [(t["class_id"], t["class_name"]) for t in ours] == [(t["class_id"], t["class_name"]) for t in theirs]
+        np.testing.assert_allclose([t["probability"] for t in ours], [t["probability"] for t in theirs], rtol=0, atol=1e-5)

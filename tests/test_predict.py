@@ -272,3 +272,41 @@ def test_predict_and_eval_read_shard_members_as_files(setup, tmp_path):
     failed = (tmp_path / "s" / "failed.list").read_text(encoding="utf-8")
     assert failed.startswith(in_shards[5] + "\t") and "not in the index of shard" in failed
 
+
+
+def test_thresholds_keep_each_tag_at_or_above_its_own(setup, tiny_config, tmp_path, capfd):
+    from conftest import run_main
+    from video_tag.thresholds import write_thresholds
+    cfg, weights_path, listing, labels, _ = setup
+    assert run(setup, tmp_path / "all", topk=NUM_CLASSES) == 1  # the missing file
+    everything = [json.loads(line) for line in open(tmp_path / "all" / "predictions.jsonl", encoding="utf-8")]
+    probabilities = np.array([t["probability"] for r in everything for t in r["tags"]])
+    # per class: a threshold at one of its own probabilities (kept: "at or above"), 0 or 1
+    cut = [0.0, 1.0] + [float(np.sort([t["probability"] for r in everything for t in r["tags"]
+                                       if t["class_id"] == c])[5]) for c in range(2, NUM_CLASSES)]
+    names = [f"类别 {i}" for i in range(NUM_CLASSES)]
+    write_thresholds(str(tmp_path / "t.csv"), [(t, None, None, 0, "best_f1") for t in cut], names)
+    common = ["--model_name=AttentionLSTM", "--use_gpu=False", f"--config={tiny_config}", f"--weights={weights_path}",
+              f"--filelist={listing}", f"--label_file={labels}"]
+    result = run_main("predict.py", *common, f"--save_dir={tmp_path}/cut", f"--topk={NUM_CLASSES}",
+                      f"--thresholds={tmp_path}/t.csv", capfd=capfd)
+    assert result.returncode == 1, result.stdout
+    kept = [json.loads(line) for line in open(tmp_path / "cut" / "predictions.jsonl", encoding="utf-8")]
+    assert [r["tags"] for r in kept] == [[t for t in r["tags"] if t["probability"] >= cut[t["class_id"]]]
+                                         for r in everything]
+    assert 0 < sum(len(r["tags"]) for r in kept) < len(probabilities)
+    assert all(t["class_id"] != 1 for r in kept for t in r["tags"])
+    assert sum(t["class_id"] == 0 for r in kept for t in r["tags"]) == len(everything)
+    # with --topk 2, the top 2 first, then the thresholds
+    assert run(setup, tmp_path / "top2", topk=2, thresholds=str(tmp_path / "t.csv")) == 1
+    top2 = [json.loads(line) for line in open(tmp_path / "top2" / "predictions.jsonl", encoding="utf-8")]
+    assert [r["tags"] for r in top2] == [[t for t in r["tags"][:2] if t["probability"] >= cut[t["class_id"]]]
+                                         for r in everything]
+    # a thresholds file of another label set: one error line, exit 2, before anything is written
+    write_thresholds(str(tmp_path / "other.csv"), [(0.5, None, None, 0, "best_f1")] * 3, names[:3])
+    result = run_main("predict.py", *common, f"--save_dir={tmp_path}/refused", f"--thresholds={tmp_path}/other.csv",
+                      capfd=capfd)
+    assert result.returncode == 2
+    assert [line for line in result.stdout.splitlines() if "error" in line] == [
+        f"error: thresholds file {tmp_path}/other.csv has 3 classes, the label file {NUM_CLASSES}: it was made for another label set (run eval.py --calibrate again)"]
+    assert not (tmp_path / "refused").exists()

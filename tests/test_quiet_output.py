@@ -8,7 +8,8 @@ import pytest
 
 from conftest import NOISE, ROOT, assert_quiet, noise_in, run_script
 
-SCRIPTS = ["train.py", "eval.py", "predict.py", "tsn_extractor.py", "tools/video2frames.py", "export_model.py"]
+SCRIPTS = ["train.py", "eval.py", "predict.py", "tsn_extractor.py", "tools/video2frames.py", "export_model.py",
+           "tools/fetch_release.py"]
 
 
 def option_entries(help_text):

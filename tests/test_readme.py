@@ -1,10 +1,14 @@
-"""Every shell command of README.md runs, in README order, in a folder laid out as the commands expect.
+"""Every shell command of README.md and of the pages in docs/ runs, in order (README first, then
+``DOCS``), in a folder laid out as the commands expect, as a new user would run them from a fresh clone.
 
-The folder holds generated videos, feature files, lists and release-format weights of small models; each
-command runs as written, with ``-o`` (``-t`` for videotag.py's TSN) options appended that shrink the
-models and frame sizes. Commands that need GPUs, several machines or an installation are listed in
-``NOT_RUN`` with the reason; a README command that is neither run nor listed fails the test.
-(README's Python serving snippets run in tests/test_export.py.)
+The folder holds generated videos, lists and release-format weights of small models in the places README
+documents (where ``./run fetch`` puts the release files); each command runs as written, with ``-o``
+(``-t`` for videotag.py's TSN) options appended that shrink the models and frame sizes. Commands that need
+GPUs, several machines, the network or an installation are listed in ``NOT_RUN`` with the reason; a
+command that is neither run nor listed fails the test. The other tests check what a reader follows
+without running it: every flag a command or README's text names exists in that script's ``--help``,
+every link to docs/ and its anchor exists, README's length. (docs/deploy.md's Python snippets run in
+tests/test_export.py.)
 """
 import json
 import os
@@ -16,6 +20,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
+from conftest import run_main
 
 from video_tag.config import load_config
 from video_tag.models import build_model
@@ -25,14 +30,21 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMAND = re.compile(r"^(\./run|python|pip|tar|CUDA_VISIBLE_DEVICES=\S+ python)\b")
 
 # What a command starts with -> why it is not run here.
+DOCS = ["extraction.md", "training.md", "deploy.md", "reference.md", "troubleshooting.md", "performance.md",
+        "internals.md"]  # the pages of docs/ whose commands run after README's, in this order
 NOT_RUN = {
     "./run demo": "the demo itself (README states its measured figures; ./run demo runs it)",
     "./run test": "runs this suite (.ci/run calls it on a clean clone)",
+    "./run fetch": "downloads the release; generated release-format files stand in its documented places",
     "pip install": "installation: ./run installs the same packages from setup.py on a clean clone",
+    "python -m pip install": "installation of Paddle's GPU build from Paddle's index (no GPU here)",
+    "python bench/": "a benchmark: minutes each, run by hand; docs/performance.md has its figures",
     "CUDA_VISIBLE_DEVICES=": "needs GPUs; the CPU launch of train.py below runs instead",
     "python -m paddle.distributed.launch --gpus": "needs GPUs; train.py runs under the launcher on CPU below, "
                                                   "the extractor in tests/test_extractor.py",
     "python -m paddle.distributed.launch --nnodes": "needs two machines",
+    "python train.py --model_name=AttentionLSTM --config=./configs/attention_lstm-single.yaml -o TRAIN.extend_from":
+        "needs a label file of the 3396 release names then new ones; tests/test_extend.py runs train.py so",
 }
 
 SMALL_LSTM = ["MODEL.embedding_size=8", "MODEL.lstm_size=4", "MODEL.fc_sizes=[16,8]", "TRAIN.batch_size=4",
@@ -42,11 +54,21 @@ SMALL_TSN = ["MODEL.num_layers=50", "TRAIN.epoch=1", "TRAIN.batch_size=2", "VALI
     f"{s}.{k}={v}" for s in ("TRAIN", "VALID", "TEST", "INFER") for k, v in (("short_size", 40), ("target_size", 32))]
 
 
-def readme_commands():
-    """The shell commands of README's code blocks (4-space indented or fenced, not ```python), in
-    order, continuation lines joined and trailing comments dropped."""
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-        text = re.sub(r"```python\n.*?```", "", f.read(), flags=re.S)
+def readme_commands(pages=None):
+    """The shell commands of the code blocks (4-space indented or fenced, not ```python) of README.md, then
+    of ``DOCS`` (or of ``pages``, paths from the project root), in order, continuation lines joined and
+    trailing comments dropped."""
+    pages = pages or ["README.md"] + [os.path.join("docs", name) for name in DOCS]
+    commands = []
+    for page in pages:
+        with open(os.path.join(ROOT, page), encoding="utf-8") as f:
+            commands += page_commands(f.read())
+    return commands
+
+
+def page_commands(text):
+    """The shell commands of one Markdown page's code blocks (see ``readme_commands``)."""
+    text = re.sub(r"```python\n.*?```", "", text, flags=re.S)
     commands, pending = [], None
     for line in text.splitlines():
         code = line[4:] if line.startswith("    ") else line
@@ -69,6 +91,8 @@ def shrink(command):
     no later command reads that run's checkpoints)."""
     if "videotag.py" in command:
         return command + "".join(f" -o {o}" for o in SMALL_LSTM) + "".join(f" -t {o}" for o in SMALL_TSN)
+    if "run_exported.py" in command:  # the frames of the small TSN the export was made with
+        return command + "".join(f" -t {o}" for o in SMALL_TSN)
     model = re.search(r"--model_name=(\w+)", command)
     if not model:
         return command
@@ -118,7 +142,7 @@ def workspace(root):
     release_weights("AttentionLSTM", "attention_lstm.yaml", SMALL_LSTM, os.path.join(root, "weights", "attention_lstm.pdparams"), 0)
     release_weights("TSN", "tsn.yaml", SMALL_TSN, os.path.join(root, "weights", "tsn.pdparams"), 1)
     write_lines(os.path.join(root, "label_3396.txt"), [f"标签 {i}" for i in range(3396)])
-    write_lines(os.path.join(root, "my_labels.txt"), [f"class {i}" for i in range(400)])
+    write_lines(os.path.join(root, "my_tsn_labels.txt"), [f"tsn class {i}" for i in range(400)])
 
     rng = np.random.default_rng(2)
     video = lambda name, seconds=2.0: write_video(os.path.join(root, name), seconds, 4, rng)  # noqa: E731
@@ -126,20 +150,16 @@ def workspace(root):
     video("my_videos/b.mp4")
     video("my_videos/a/海边 日落.mp4")
     video("long_video.mp4", seconds=70)
+    # README's fine-tune: a folder per class, 12 classes of 4 videos: tools/make_lists.py splits them into
+    # 24 training videos (its --batch_size=16), 12 validation, 12 test.
+    for k in range(12):
+        for i in range(4):
+            video(f"my_dataset/class {k:02d}/clip {i}.mp4", seconds=1.0)
     clips = [video(f"data/mp4/clip {i}.mp4") for i in range(8)]
-    write_lines(os.path.join(root, "data", "train_videos.list"), [f"{c} {i % 3} {3000 + i}" for i, c in enumerate(clips)])
     write_lines(os.path.join(root, "data", "TsnExtractor.list"), clips[:3])
-    write_lines(os.path.join(root, "data", "dataset", "tsn", "train.list"), [f"{c} {i % 4}" for i, c in enumerate(clips)])
+    write_lines(os.path.join(root, "data", "dataset", "tsn", "train.list"), [f"{c} {i % 4}" for i, c in enumerate(clips[:8])])
     for name in ("val", "test", "infer"):
         write_lines(os.path.join(root, "data", "dataset", "tsn", f"{name}.list"), [f"{c} {i % 4}" for i, c in enumerate(clips[:4])])
-    features = []
-    for i in range(6):
-        path = os.path.join(root, "data", "features", f"v{i}.npy")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        np.save(path, rng.standard_normal((int(rng.integers(3, 6)), 2048)).astype(np.float32))
-        features.append(f"{path} {i % 3} 3395")
-    for name in ("val", "test", "infer"):
-        write_lines(os.path.join(root, "data", "dataset", "attention_lstm", f"{name}.list"), features)
 
 
 def test_readme_commands_run(tmp_path):
@@ -230,12 +250,13 @@ def promised_training_list(root):
     videos = read_rows(os.path.join(root, "data", "train_videos.list"), " ")
     manifest = dict(read_rows(os.path.join(out, "manifest.tsv")))
     features = [row[0] for row in read_rows(os.path.join(out, "features.list"))]
-    assert sorted(features) == sorted(manifest.values()) and len(features) == len(videos) == 8
+    assert sorted(features) == sorted(manifest.values()) and len(features) == len(videos) == 24
     train = read_rows(os.path.join(root, "data", "dataset", "attention_lstm", "train.list"), " ")
     assert len(train) == len(videos)
     for video, line in zip(videos, train):
-        path = " ".join(video[:-2])  # "data/mp4/clip 0.mp4 0 3000": two labels
-        assert line[-2:] == video[-2:] and " ".join(line[:-2]) == manifest[path]
+        path = " ".join(video[:-1])  # "my_dataset/class 03/clip 0.mp4 3": the class's id
+        assert line[-1:] == video[-1:] and " ".join(line[:-1]) == manifest[path]
+        assert video[-1] == str(int(path.split("/")[1].split()[1]))  # class NN: id NN (names sorted)
         feature = np.load(os.path.join(root, manifest[path]))
         assert feature.shape == (4, 2048) and feature.dtype == np.float32  # INFER.seg_num=4 here
         with open(os.path.join(root, os.path.splitext(manifest[path])[0] + ".json"), encoding="utf-8") as f:
@@ -243,6 +264,15 @@ def promised_training_list(root):
         assert record["video"] == path and record["size"] == os.path.getsize(os.path.join(root, path))
         assert {"real_path", "mtime_ns", "weights_sha256", "precision", "seg_num", "short_size", "target_size",
                 "videotag"} <= set(record)
+
+
+def promised_lists(root):
+    """``make_lists.py --folders my_dataset/``: my_labels.txt names the 12 class folders in sorted order;
+    each class has 2 training, 1 validation and 1 test video (80/10/10, at least one each)."""
+    assert label_names(root, "my_labels.txt") == [f"class {k:02d}" for k in range(12)]
+    for name, per_class in (("train", 2), ("val", 1), ("test", 1)):
+        rows = read_rows(os.path.join(root, "data", f"{name}_videos.list"), " ")
+        assert sorted(int(row[-1]) for row in rows) == sorted(list(range(12)) * per_class), name
 
 
 def promised_frames(root):
@@ -260,14 +290,34 @@ def promised_frames(root):
 
 
 def promised_predictions(root):
-    """``predict.py`` (AttentionLSTM): one line per video of INFER.filelist, in list order, its path as
-    listed, 20 tags."""
-    listed = read_rows(os.path.join(root, "data", "dataset", "attention_lstm", "infer.list"), " ")
+    """``predict.py`` (AttentionLSTM, 12 classes of one's own): one line per video of the test list the
+    extractor wrote, in list order, its path as listed, every one of the 12 classes (topk 20) named from
+    my_labels.txt."""
+    listed = read_rows(os.path.join(root, "data", "dataset", "attention_lstm", "test.list"), " ")
     lines = read_jsonl(os.path.join(root, "data", "predict_results", "attention_lstm", "predictions.jsonl"))
-    assert [line["video"] for line in lines] == [row[0] for row in listed]
+    assert len(lines) == 12 and [line["video"] for line in lines] == [" ".join(row[:-1]) for row in listed]
     for line in lines:
-        assert set(line) == {"video", "tags"} and len(line["tags"]) == 20
-        check_tags(line["tags"], 20, names=label_names(root))
+        assert set(line) == {"video", "tags"} and len(line["tags"]) == 12
+        check_tags(line["tags"], 20, names=label_names(root, "my_labels.txt"))
+
+
+def promised_best_checkpoint(root):
+    """README's fine-tune: a validation list, so ``_best`` is written, with the final weights and epochs."""
+    out = os.path.join(root, "data", "checkpoints")
+    for name in ("AttentionLSTM_best.pdparams", "AttentionLSTM.pdparams", "AttentionLSTM_epoch9.pdparams", "metrics.csv"):
+        assert os.path.isfile(os.path.join(out, name)), name
+    with open(os.path.join(out, "metrics.csv"), encoding="utf-8") as f:
+        rows = f.read().splitlines()
+    assert len(rows) == 11 and rows[1].split(",")[-1] == "12"  # 10 epochs, each validated on the 12 videos
+
+
+def promised_own_tags(root):
+    """``videotag.py my_videos/`` with the fine-tuned model: its 12 classes, named from my_labels.txt."""
+    lines = read_jsonl(os.path.join(root, "data", "my_tags", "predictions.jsonl"))
+    assert len(lines) == 2
+    for line in lines:
+        assert len(line["tags"]) == 12
+        check_tags(line["tags"], 20, names=label_names(root, "my_labels.txt"))
 
 
 def promised_shards(root):
@@ -290,12 +340,16 @@ def promised_export(root):
 
 
 PROMISES = {
-    "python videotag.py my_videos/": promised_tags_of_a_folder,
+    "python tools/make_lists.py --folders my_dataset/": promised_lists,
+    "python videotag.py my_videos/ --topk 5": promised_tags_of_a_folder,
     "python videotag.py long_video.mp4 --segment_seconds": promised_segments,
     "python tsn_extractor.py --model_name=TSN --config=./configs/tsn.yaml --weights=./weights/tsn.pdparams "
     "--filelist=./data/train_videos.list": promised_training_list,
     "python tools/video2frames.py": promised_frames,
+    "python train.py --model_name=AttentionLSTM --config=./configs/attention_lstm-single.yaml "
+    "--pretrain=./weights/attention_lstm --save_dir=./data/checkpoints": promised_best_checkpoint,
     "python predict.py --model_name=AttentionLSTM": promised_predictions,
+    "python videotag.py my_videos/ --lstm_weights": promised_own_tags,
     "python tsn_extractor.py --model_name=TSN --config=./configs/tsn.yaml --weights=./weights/tsn.pdparams "
     "--filelist=./data/TsnExtractor.list --save_dir=./data/tsn_shards": promised_shards,
     "python export_model.py --model_name=AttentionLSTM": promised_export,
@@ -324,3 +378,111 @@ def test_shrink_launched_training_to_two_epochs():
     launched = "python -m paddle.distributed.launch --nproc_per_node 2 train.py --model_name=AttentionLSTM"
     assert shrink(launched).endswith(" -o TRAIN.num_workers=1 -o TRAIN.epoch=2")
     assert "TRAIN.epoch" not in shrink("python train.py --model_name=AttentionLSTM --save_dir=./data/checkpoints")
+
+
+# What a reader follows without running it.
+
+SCRIPTS = {"videotag.py", "tsn_extractor.py", "train.py", "eval.py", "predict.py", "export_model.py",
+           "tools/video2frames.py", "tools/make_lists.py", "tools/run_exported.py", "tools/fetch_release.py",
+           "serve.py"}
+
+
+def script_flags(script, capfd):
+    """The flags ``script --help`` lists (``--name`` and ``-x`` forms)."""
+    done = run_main(script, "--help", capfd=capfd)
+    assert done.returncode == 0, done.stdout
+    return set(re.findall(r"(?<![\w-])(--?[a-z][a-z0-9_]*)", done.stdout))
+
+
+def command_flags(command):
+    """(script, flags) of a documented command of ours, or None: the flags after the script's name (a
+    launcher's own flags come before it), ``--name=value`` as ``--name``."""
+    words = shlex.split(command)
+    for i, word in enumerate(words):
+        if word in SCRIPTS:
+            return word, {w.split("=", 1)[0] for w in words[i + 1:] if re.match(r"--?[a-z]", w)}
+    return None
+
+
+@pytest.fixture(scope="module")
+def flags_of():
+    return {}
+
+
+def test_documented_commands_use_existing_flags(capfd, flags_of):
+    """Every command of README and docs/ that runs one of our scripts (also those not run here: GPU and
+    cluster forms) names only flags that script's --help lists."""
+    checked = 0
+    for command in readme_commands():
+        found = command_flags(command)
+        if found is None:
+            continue
+        script, flags = found
+        if script not in flags_of:
+            flags_of[script] = script_flags(script, capfd)
+        unknown = flags - flags_of[script]
+        assert not unknown, f"{command}: {script} has no {sorted(unknown)}"
+        checked += 1
+    assert checked >= 20
+
+
+def test_readme_text_names_existing_flags(capfd, flags_of):
+    """Every ``--flag`` README's text names (in code spans and commands) is a flag of one of our scripts,
+    except pip's and Paddle's launcher's own."""
+    for script in SCRIPTS - set(flags_of):
+        flags_of[script] = script_flags(script, capfd)
+    known = set().union(*flags_of.values()) | {"--gpus", "--nnodes", "--master", "--nproc_per_node"}
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        named = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9_]*)", f.read()))
+    assert not named - known, sorted(named - known)
+
+
+def test_command_flags():
+    assert command_flags("python -m paddle.distributed.launch --gpus 0,1 train.py --model_name=TSN -o A.b=1") == (
+        "train.py", {"--model_name", "-o"})
+    assert command_flags("tar -tf x.tar") is None
+
+
+def heading_anchors(text):
+    """GitHub's anchors of a Markdown page's headings: lower case, punctuation dropped, spaces as '-'."""
+    text = re.sub(r"```.*?```", "", text, flags=re.S)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+            for h in re.findall(r"^#+ (.+)$", text, flags=re.M)}
+
+
+def test_heading_anchors():
+    assert heading_anchors("## Mixed precision (`--amp`)\n### The LSTM's gradients\n") == {
+        "mixed-precision---amp", "the-lstms-gradients"}
+
+
+def test_links_between_pages_exist():
+    """Every relative link of README.md, CHANGELOG.md, bench/README.md and docs/*.md names a file of the
+    repository, and its #anchor a heading of that page."""
+    pages = ["README.md", "CHANGELOG.md", "bench/README.md"] + [os.path.join("docs", n) for n in sorted(os.listdir(os.path.join(ROOT, "docs")))
+                                                                 if n.endswith(".md")]
+    assert set(DOCS) <= set(os.listdir(os.path.join(ROOT, "docs")))
+    links = 0
+    for page in pages:
+        with open(os.path.join(ROOT, page), encoding="utf-8") as f:
+            text = f.read()
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+://", target):
+                continue
+            path, _, anchor = target.partition("#")
+            file = os.path.normpath(os.path.join(ROOT, os.path.dirname(page), path)) if path else os.path.join(ROOT, page)
+            assert os.path.exists(file), f"{page}: link to {target}: no {file}"
+            if anchor:
+                with open(file, encoding="utf-8") as f:
+                    assert anchor in heading_anchors(f.read()), f"{page}: link to {target}: no such heading"
+            links += 1
+    assert links >= 30
+
+
+def test_readme_length():
+    """A newcomer's README: about 200-250 lines; the rest lives in docs/."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    assert 150 <= len(lines) <= 260, len(lines)
+    text = "\n".join(lines)
+    for page in ["docs/" + n for n in DOCS] + ["CHANGELOG.md", "LICENSE", "NOTICE"]:
+        assert f"]({page})" in text, f"README does not link {page}"

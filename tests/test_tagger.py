@@ -809,3 +809,30 @@ def test_report_shows_every_shot_thumbnail_and_the_tag_names(setup, capfd):
     assert sorted(Page.images) == [s["thumbnail"] for s in timeline["shots"]]
     text = " ".join(Page.text)
     assert all(t["class_name"] in text for t in timeline["tags"]) and "broken" not in text
+
+
+def test_thresholds_per_tag_keep_each_tag_at_or_above_its_own(tmp_path, capfd):
+    import paddle
+    from video_tag import tagger
+    from video_tag.thresholds import write_thresholds
+    logits = paddle.to_tensor([[2.0, -2.0, 0.0, 1.0]])  # probabilities 0.88, 0.12, 0.5, 0.73
+    model = lambda features, lengths: logits  # noqa: E731
+    levels = tagger.Levels(list("abcd"), 3, [0.9, 0.0, 0.5, 0.7], None, 0.5)
+    top = [t["class_name"] for t in levels.tags(tagger._probabilities(model, np.zeros((3, 8), np.float32)))]
+    assert top == ["d", "c"]  # a below 0.9; b not in the top 3
+
+    # videotag.py: a thresholds file of another label set is refused before any work, in one line
+    for name in ("tsn", "lstm"):
+        (tmp_path / f"{name}.pdparams").write_bytes(b"")
+    (tmp_path / "labels.txt").write_text("".join(f"tag {c}\n" for c in range(3396)), encoding="utf-8")
+    write_thresholds(str(tmp_path / "t.csv"), [(0.5, None, None, 0, "best_f1")] * 3, ["x", "y", "z"])
+    video = tmp_path / "a.mp4"
+    video.write_bytes(b"\0" * 16)
+    result = run_main("videotag.py", video, f"--tsn_weights={tmp_path}/tsn.pdparams",
+                      f"--lstm_weights={tmp_path}/lstm.pdparams", f"--label_file={tmp_path}/labels.txt",
+                      f"--thresholds={tmp_path}/t.csv", f"--save_dir={tmp_path}/out", "--use_gpu=False", capfd=capfd)
+    assert result.returncode == 2
+    assert [line for line in result.stdout.splitlines() if "error" in line] == [
+        f"error: thresholds file {tmp_path}/t.csv has 3 classes, the label file 3396: it was made for another "
+        f"label set (run eval.py --calibrate again)"]
+    assert not (tmp_path / "out").exists()

@@ -558,7 +558,7 @@ def test_a_nan_loss_stops_the_run_before_the_next_checkpoint(tiny_config, tmp_pa
 def refusal(name, tmp_path):
     """(train.py arguments refused for reason ``name``, a word of the error), given a finished run in ck."""
     if name == "batch larger than the list":
-        return ["-o", "TRAIN.batch_size=25"], "fewer than TRAIN.batch_size=25"
+        return ["-o", "TRAIN.batch_size=25"], "fewer than TRAIN.batch_size=25: pass --batch_size=24 or less"
     if name == "pretrain of no matching parameter":
         weights.write_state({"unrelated.w_0": np.zeros(3, np.float32)}, str(tmp_path / "other.pdparams"))
         return [f"--pretrain={tmp_path / 'other'}"], "no parameter matching"

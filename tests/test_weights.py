@@ -246,6 +246,15 @@ def test_missing_file_names_the_path(tmp_path):
         assert path in str(e.value)
 
 
+@pytest.mark.parametrize("name, hint", [("tsn", True), ("attention_lstm.pdparams", True),
+                                        ("AttentionLSTM_epoch9", False)])
+def test_a_missing_release_file_names_run_fetch(tmp_path, name, hint):
+    """The release's weights (tsn, attention_lstm) missing: the message says where they come from."""
+    with pytest.raises(UserError) as e:
+        weights.resolve(str(tmp_path / "weights" / name))
+    assert ("./run fetch" in str(e.value)) == hint, str(e.value)
+
+
 def test_directory_is_not_a_weight_file(tmp_path):
     (tmp_path / "w.pdparams").mkdir()
     with pytest.raises(UserError, match="not found"):

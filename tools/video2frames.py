@@ -4,8 +4,9 @@ r"""Decode the videos of a TSN list into img_00001.jpg frame folders and write t
     # then train in frames mode:
     python train.py --model_name=TSN --config=./configs/tsn-single.yaml -o MODEL.format=frames \
         --filelist data/frames/train/frames.list
+
+Its main is video_tag.commands.frames.main, also the console script videotag-frames.
 """
-import argparse
 import os
 import sys
 
@@ -13,18 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from video_tag import cli  # noqa: E402
 
 cli.setup_process()  # first: quiet output and CPU environment, before Paddle or OpenCV is imported
-from video_tag.frames import video_to_frames  # noqa: E402
-
-
-def main():
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
-    p.add_argument("--filelist", required=True, help="TSN video list: 'path label' per line")
-    p.add_argument("--out_dir", required=True, help="where the frame folders and frames.list go")
-    p.add_argument("--num_workers", type=int, default=4, help="videos decoded in parallel")
-    cli.add_verbose_flag(p)
-    args = p.parse_args()
-    return video_to_frames(args.filelist, args.out_dir, args.num_workers)
-
+from video_tag.commands.frames import main  # noqa: E402
 
 if __name__ == "__main__":
     cli.main(main)

@@ -134,13 +134,24 @@ def set_shard_size(cfg, size):
     cfg["INFER"]["shard_size"] = size
 
 
+def release_file(path):
+    """``path``, or the release file it names where ``video_tag.release`` finds it (``--label_file``'s
+    default ``./label_3396.txt`` outside the project root); None stays None."""
+    from .release import find
+    return path if path is None else find(path)
+
+
 def load(args, section):
     """The config of ``args.config`` with ``-o`` overrides, then the explicit flags of ``section``.
+    Also points ``args.label_file`` (where the script has it) at the release file it names
+    (``release_file``).
 
     section None: the config and overrides alone (a script that reads no list, e.g. ``export_model.py``).
     """
     from .models import model_arguments
     check_flags(args)
+    if getattr(args, "label_file", None) is not None:
+        args.label_file = release_file(args.label_file)
     path = args.config or DEFAULT_CONFIGS[args.model_name]
     cfg = load_config(path, args.override)
     model_arguments(args.model_name, cfg["MODEL"], f"config {path}")

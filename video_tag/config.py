@@ -11,6 +11,7 @@ toolkit still load); an override must name a key that exists after that merge.
 """
 import logging
 import math
+import os
 import re
 
 import yaml
@@ -28,15 +29,46 @@ DEFAULTS = {
     "MODEL": {"topk": 20, "fc_sizes": [8192, 4096], "max_frames": 4096},
     "TRAIN": {"num_workers": 2, "log_interval": 10, "num_gpus": 1, "use_gpu": True, "keep_checkpoints": 3,
               "save_interval_steps": 0, "seed": None, "amp": False, "pretrain_base": None, "num_samples": None,
-              "decay_epochs": [], "decay_gamma": 0.1, "max_bad_fraction": 0.1},
+              "decay_epochs": [], "decay_gamma": 0.1, "max_bad_fraction": 0.1,
+              # extend.py: fine-tune a model to its tags plus new ones (None: not extending)
+              "extend_from": None, "extend_from_labels": None, "extend_to_labels": None, "distill_weight": 1.0},
     "VALID": {"batch_size": 128, "filelist": None, "num_workers": 2},
     "TEST": {"batch_size": 128, "filelist": None, "num_workers": 2},
     "INFER": {"batch_size": 1, "filelist": None, "num_workers": 2, "feature_dtype": "float32", "shard_size": 0},
 }
 
 
+SHIPPED = ("attention_lstm.yaml", "attention_lstm-single.yaml", "tsn.yaml", "tsn-single.yaml")
+
+
+def shipped_config_dirs():
+    """Where the configs shipped with videotag are: ``video_tag/configs`` of an installed wheel
+    (setup.py's package data), then ``configs/`` of the project root (a clone, ``pip install -e``)."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    return [os.path.join(package, "configs"), os.path.join(os.path.dirname(package), "configs")]
+
+
+def find_config(path):
+    """``path`` when it exists; else, when it names a shipped config (``configs/tsn.yaml``,
+    ``./configs/attention_lstm-single.yaml``, ``tsn.yaml``), that config where videotag is installed, so
+    the scripts' defaults and README's commands work from any folder; else ``path`` unchanged."""
+    if os.path.exists(path) or os.path.isabs(path):
+        return path
+    parts = os.path.normpath(path).replace(os.sep, "/").split("/")
+    if parts[-1] not in SHIPPED or parts[:-1] not in ([], ["configs"]):
+        return path
+    for folder in shipped_config_dirs():
+        candidate = os.path.join(folder, parts[-1])
+        if os.path.isfile(candidate):
+            log.info("config %s is not in this folder: using %s, shipped with videotag", path, candidate)
+            return candidate
+    return path
+
+
 def load_config(path, overrides=()):
-    """Read the YAML file at ``path`` and apply ``overrides`` (strings ``SECTION.key=value``)."""
+    """Read the YAML file at ``path`` and apply ``overrides`` (strings ``SECTION.key=value``). A ``path``
+    that does not exist but names a shipped config reads that one (``find_config``)."""
+    path = find_config(path)
     try:
         with open(path, encoding="utf-8-sig") as f:
             raw = yaml.safe_load(f)
@@ -90,13 +122,16 @@ RULES = {
     "learning_rate": (lambda v: _number(v) and v > 0, "a number > 0"),
     "drop_rate": (lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)"),
     "max_bad_fraction": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+    **{key: (lambda v: isinstance(v, str) and v.strip() != "", "a file path")
+       for key in ("extend_from", "extend_from_labels", "extend_to_labels")},
     "decay_epochs": (lambda v: isinstance(v, list) and all(_number(x) and x >= 0 for x in v),
                      "a list of numbers >= 0"),
     **{key: (lambda v: _number(v) and v >= 0, "a number >= 0")
-       for key in ("decay_gamma", "learning_rate_decay", "weight_decay", "l2_weight_decay", "momentum")},
+       for key in ("decay_gamma", "learning_rate_decay", "weight_decay", "l2_weight_decay", "momentum",
+                   "distill_weight")},
 }
-# Keys whose null means "the default" (the TSN reader's sizes; a seed drawn at random).
-NULLABLE = {"seg_num", "short_size", "target_size", "seed"}
+# Keys whose null means "the default" (the TSN reader's sizes; a seed drawn at random; not extending).
+NULLABLE = {"seg_num", "short_size", "target_size", "seed", "extend_from", "extend_from_labels", "extend_to_labels"}
 
 
 def check_values(cfg, path):

@@ -145,8 +145,8 @@ def main():
     else:
         print("NOTE: the release weights are not in weights/: the TSN backbone is RANDOM and the "
               "AttentionLSTM starts from scratch.\n      That is enough to tell these synthetic classes "
-              "apart, not for real videos: put tsn.pdparams and attention_lstm.pdparams\n      (PaddleVideo, "
-              "applications/VideoTag) in weights/ and label_3396.txt in the project root.")
+              "apart, not for real videos: get the release (weights/tsn.pdparams,\n      "
+              "weights/attention_lstm.pdparams, label_3396.txt) with ./run fetch, then run the demo again.")
         tsn_weights = os.path.join(out, "random_tsn.pdparams")
 
     rng = np.random.default_rng(0)

@@ -7,6 +7,7 @@
     failed.list    path<TAB>reason for every file that could not be read (rewritten each run)
     per_class.csv  with ``--per_class``: class_id,class_name,positives,ap per class, worst AP first, the
                    classes without positives (ap empty) last; see ``metrics.PerClassAP``
+    thresholds.csv with ``--calibrate``: a threshold per class (``thresholds`` module)
 """
 import csv
 import io
@@ -18,7 +19,7 @@ import paddle
 from tqdm import tqdm
 
 from . import distributed as dist
-from . import files, weights
+from . import files, thresholds, weights
 from .cpu import default_cpu_threads, reuse_freed_memory
 from .errors import UserError
 from .metrics import PerClassAP, worst_first
@@ -85,7 +86,7 @@ def validate(model_name, model, reader, cfg, section="VALID"):
 
 
 def evaluate(model_name, cfg, weights_path, filelist, save_dir, use_gpu=False, batch_size=None,
-             per_class=False, label_file=None, engine="dygraph", per_class_memory_mb=512):
+             per_class=False, label_file=None, engine="dygraph", per_class_memory_mb=512, calibrate=None):
     """``eval.py``: metrics of ``weights_path`` over every video of ``filelist``. Returns the exit code.
 
     Under ``paddle.distributed.launch`` each process reads every world_size-th video of the list (each
@@ -93,7 +94,9 @@ def evaluate(model_name, cfg, weights_path, filelist, save_dir, use_gpu=False, b
     writes them. ``per_class`` also writes per_class.csv, with class names from ``label_file`` (None:
     names left empty): each class's exact AP while every score fits ``per_class_memory_mb`` (all the
     processes together), else the binned AP, with a log line saying so (``metrics.PerClassAP``).
-    ``engine``: "dygraph", or "inference" (Paddle Inference, see ``build_runner``).
+    ``engine``: "dygraph", or "inference" (Paddle Inference, see ``build_runner``). ``calibrate``: also
+    write thresholds.csv, with these keyword arguments of ``thresholds.choose`` (target_precision,
+    min_positives, default), from the same scores (exact or binned as per_class.csv).
     """
     check_engine(model_name, engine)
     dist.init(use_gpu)
@@ -110,7 +113,8 @@ def evaluate(model_name, cfg, weights_path, filelist, save_dir, use_gpu=False, b
     log.info("evaluating %s on %d video(s) of %s", weights_path, len(reader), filelist)
     metrics = MODELS[model_name].metrics(cfg)
     # Each process keeps its share of the budget: rank 0 receives them all.
-    class_ap = PerClassAP(num_classes, memory_mb=per_class_memory_mb / world) if per_class else None
+    collect = per_class or calibrate is not None
+    class_ap = PerClassAP(num_classes, memory_mb=per_class_memory_mb / world) if collect else None
     mine = list(range(len(reader)))[rank::world]
     with tqdm(total=len(mine), desc="eval", unit="video", dynamic_ncols=True,
               disable=not dist.is_main()) as progress:
@@ -143,7 +147,10 @@ def evaluate(model_name, cfg, weights_path, filelist, save_dir, use_gpu=False, b
                 log.info("per-class AP from score bins (logit steps of 1/64, ties ranked pessimistically), not "
                          "exact: the scores of %d videos x %d classes need more than --per_class_memory_mb %g",
                          total_ap.num_videos(), num_classes, per_class_memory_mb)
-            write_per_class(os.path.join(save_dir, "per_class.csv"), total_ap.compute(), names)
+            if per_class:
+                write_per_class(os.path.join(save_dir, "per_class.csv"), total_ap.compute(), names)
+            if calibrate is not None:
+                write_calibration(os.path.join(save_dir, "thresholds.csv"), total_ap, names, calibrate)
     dist.barrier()  # the other ranks end after rank 0 has written everything; rank 0 carries the exit code
     return 1 if failed and dist.is_main() else 0
 
@@ -165,6 +172,15 @@ def write_per_class(path, per_class, names):
                  len(scored), ", ".join(f"{' '.join(filter(None, (str(c), names[c])))} ({ap[c]:.3f})"
                                         for c in scored[:5]))
     log.info("wrote %s", path)
+
+
+def write_calibration(path, class_ap, names, options):
+    """``thresholds.csv`` from the scores of a ``PerClassAP``; logs how many classes kept the default."""
+    rows = thresholds.from_per_class_ap(class_ap, **options)
+    thresholds.write_thresholds(path, rows, names)
+    fallback = sum(row[4].startswith("default") for row in rows)
+    log.info("wrote %s: %d class(es) calibrated, %d with the default threshold %g (marked in its source "
+             "column)", path, len(rows) - fallback, fallback, options.get("default", 0.5))
 
 
 ENGINES = ("dygraph", "inference")

@@ -14,6 +14,8 @@ Inputs and output (B, T and S vary from call to call):
                    lengths int64 [B] (1 <= length <= T)            -> logits float32 [B, num_classes]
     TSN:           frames float32 [B, S, 3, H, W] (normalised RGB, H = W = INFER.target_size)
                                                                    -> logits float32 [B, num_classes]
+    TSN, features=True (file name tsn_features): the same frames   -> features float32 [B, S, 2048],
+                   the extractor's per-frame features, the AttentionLSTM's input (no classifier)
 
 Probabilities are ``sigmoid(logits)`` for the AttentionLSTM (multi-label), ``softmax(logits)`` for TSN.
 Before anything is written, the exported models are run on a sample input and compared with the
@@ -80,6 +82,18 @@ class AttentionLSTMGraph(nn.Layer):
         return m.output(hidden)                                                          # [B, C]
 
 
+class TSNFeatures(nn.Layer):
+    """TSN's backbone as the extractor runs it: ``forward(frames [B, S, 3, H, W])`` -> features
+    [B, S, 2048] (``TSN.features``; the classifier is not part of it)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames):
+        return self.model.features(frames)
+
+
 def graph_and_inputs(model_name, model, cfg):
     """The layer to trace, its ``InputSpec`` list, and a small sample input (numpy arrays) to check it on."""
     rng = np.random.default_rng(0)
@@ -96,13 +110,17 @@ def graph_and_inputs(model_name, model, cfg):
     raise ValueError(f"no export for model {model_name}")
 
 
-def export_model(model_name, cfg, weights, save_dir, onnx=None):
+def export_model(model_name, cfg, weights, save_dir, onnx=None, features=False):
     """Export ``model_name`` with ``weights`` (release format) into ``save_dir``; returns the files written.
 
     onnx: None writes the ONNX model when paddle2onnx is installed; True requires it; False skips it.
+    features (TSN only): export the feature model ``tsn_features`` (frames -> [B, S, 2048]) instead of
+    the classifier; the weights' classifier ``fc_0`` is not read.
     A model that fails its check, or a failed conversion, raises ``RunError`` and writes nothing.
     """
-    name = FILE_NAMES[model_name]
+    if features and model_name != "TSN":
+        raise UserError(f"--features exports TSN's feature model; {model_name} has none: use --model_name=TSN")
+    name = "tsn_features" if features else FILE_NAMES[model_name]
     if onnx is None:
         onnx = importlib.util.find_spec("paddle2onnx") is not None
         if not onnx:
@@ -110,11 +128,13 @@ def export_model(model_name, cfg, weights, save_dir, onnx=None):
     elif onnx and importlib.util.find_spec("paddle2onnx") is None:
         raise UserError("--onnx=yes needs paddle2onnx: pip install paddle2onnx onnxruntime")
     model = build_model(model_name, cfg)
-    load_weights(model, weights)
+    load_weights(model, weights, skip=("fc_0.",) if features else ())
     model.eval()
     graph, specs, sample = graph_and_inputs(model_name, model, cfg)
-    with paddle.no_grad():
-        expected = model(*[paddle.to_tensor(a) for a in sample]).numpy()
+    if features:
+        graph = TSNFeatures(model)
+    with paddle.no_grad():  # the dygraph model's output is what the export must give
+        expected = (graph if features else model)(*[paddle.to_tensor(a) for a in sample]).numpy()
     try:
         os.makedirs(save_dir, exist_ok=True)
         work = tempfile.mkdtemp(prefix=".export_", dir=save_dir)  # same file system: renames are atomic

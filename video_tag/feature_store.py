@@ -61,6 +61,7 @@ log = logging.getLogger(__name__)
 
 LAYOUT = "layout (one file per video / shards)"
 Plan = collections.namedtuple("Plan", "todo done failed stale provenance")
+Stat = collections.namedtuple("Stat", "st_size st_mtime_ns")  # what a run keeps of a video's stat
 
 
 def video_provenance(video, settings, real_path=None, st=None):
@@ -129,19 +130,20 @@ def compare(expected, settings, entry, stored_settings):
 
 
 class Names:
-    """The names of videos: their real paths (one ``lstat`` per video), stems and one spelling per real path."""
+    """The names of videos: their real paths (one ``lstat`` per video), stems and one spelling per real path.
+    What a video's look found is kept for the run (``look``): the verdict at its end compares the records with
+    the video as it was when the run decided to extract it."""
 
     def __init__(self, suffix):
         self.suffix = suffix
-        self.stems, self.dirs, self.probed = {}, {}, {}
+        self.known, self.dirs = {}, {}  # video -> (real path, Stat or None, stem); folder -> its real path + "/"
 
     def probe(self, video):
         """``(real path, os.stat_result or None)`` of ``video``: one ``lstat`` when it is not a link (the real
-        paths of folders are cached; ``assign`` keeps what it found for the next look)."""
-        hit = self.probed.pop(video, None)
-        if hit is not None:
-            return hit
-        head, tail = os.path.split(video)  # "/clip.mp4": head "/", not "" (which would be the working folder)
+        paths of folders are cached)."""
+        head, sep, tail = video.rpartition(os.sep)
+        if sep and not head:
+            head = sep  # "/clip.mp4": the root, not "" (which would be the working folder)
         try:
             st = os.lstat(video)
         except OSError:
@@ -157,13 +159,19 @@ class Names:
             folder = self.dirs[head] = os.path.join(os.path.realpath(head or "."), "")
         return folder + tail, st
 
-    def stem(self, video, real_path=None):
-        """``video``'s name (``lists.output_stem``), once per video."""
-        stem = self.stems.get(video)
-        if stem is None:
-            real = real_path or self.probe(video)[0]
-            stem = self.stems[video] = output_stem(video, path_digest(real))
-        return stem
+    def look(self, video):
+        """``(real path, Stat(st_size, st_mtime_ns) or None when it cannot be stat'ed, stem)`` of ``video``,
+        looked at once per run."""
+        hit = self.known.get(video)
+        if hit is None:
+            real, st = self.probe(video)
+            hit = self.known[video] = (real, None if st is None else Stat(st.st_size, st.st_mtime_ns),
+                                       output_stem(video, path_digest(real)))
+        return hit
+
+    def stem(self, video):
+        """``video``'s name (``lists.output_stem``)."""
+        return self.look(video)[2]
 
     @files.collector_paused()
     def assign(self, videos):
@@ -172,17 +180,20 @@ class Names:
         hash collision), or its path is written in the lists (``names.text_path``) as another's (a TAB in
         one, the characters ``\\t`` in the other); {other spelling: the first}."""
         held, texts, unique, failed, same = {}, {}, [], {}, {}
+        look = self.look
         for v in videos:
-            real, st = self.probed[v] = self.probe(v)
-            stem = self.stem(v, real)
-            first = held.setdefault(stem, (real, v))
-            text = text_path(v)
-            if first[1] != v:
-                if first[0] == real:
-                    same[v] = first[1]
+            real, _, stem = look(v)
+            first = held.setdefault(stem, v)
+            if first != v:
+                holder = self.known[first][0]
+                if holder == real:
+                    same[v] = first
                 else:
-                    failed[v] = collision(stem, text_path(first[0]))
-            elif texts.setdefault(text, v) != v:
+                    failed[v] = collision(stem, text_path(holder))
+                continue
+            text = text_path(v)
+            # Two paths are written alike only with a backslash in both (one escaped, one verbatim).
+            if "\\" in text and texts.setdefault(text, v) != v:
                 failed[v] = (f"its path is written as {text} in the lists, as that of another video of the list "
                              f"(a TAB, newline or bytes that are not UTF-8 in one path): rename one")
                 del held[stem]
@@ -259,7 +270,7 @@ class Verdict:
 
     def find_legacy(self, video):
         """Remember where ``video``'s features named as before 16-digit hashes are, if they are its own."""
-        real = self.names.probe(video)[0]
+        real = self.names.look(video)[0]
         old = legacy_stem(video, real)
         entry = self.records.get(old) or self.inspect(old)
         if entry is not None and entry.real_path == text_path(real):
@@ -274,7 +285,7 @@ class Verdict:
         key = settings_text(settings)[1]
         todo, done, failed, stale, provenance = [], set(), {}, collections.Counter(), {}
         for v in videos:
-            real, st = self.names.probe(v)
+            real, st, _ = self.names.look(v)
             if st is None:
                 todo.append(v)
                 provenance[v] = None  # decoding will say what is wrong
@@ -466,13 +477,17 @@ class FeatureStore:
         self.names = Names(self.layout.suffix)
         self.verdict = Verdict(self.layout, self.records, self.names, set(), feature_dim)
         self.writer = Writer(self.layout, self.records, self.names, self.verdict, self.locked)
+        self.listing = None  # the shard files of the first look at the folder, until remove_orphans
         with self.locked():
-            self.scan()
+            self.scan(first=True)
 
-    def scan(self):
+    def scan(self, first=False):
         """Take the shards the index does not know yet (written by an older videotag, or placed by a run
         killed before it wrote its lines) into the index; forget the shards that are gone (lock held)."""
-        found = {os.path.basename(s): s for s in shards.shards_in(self.save_dir)}
+        listing = shards.shard_files(self.save_dir)
+        if first:
+            self.listing = listing
+        found = {os.path.basename(s): s for s in shards.shards_in(self.save_dir, listing)}
         live = self.verdict.live
         live.clear()
         live.update(found)
@@ -520,7 +535,8 @@ class FeatureStore:
         the shards read anew: other processes may have added to them)."""
         with self.locked():
             self.records.refresh()
-            self.scan()
+            if self.shard_size:  # one file per video: the index says all (a listing of the folder is slow)
+                self.scan()
         return self.plan(videos, settings, seg_num, feature_dim).done
 
     def location(self, video):
@@ -545,7 +561,8 @@ class FeatureStore:
 
     def remove_orphans(self):
         """Delete the unfinished shards of killed runs (one process should, before any writes)."""
-        for part in shards.remove_orphans(self.save_dir):
+        listing, self.listing = self.listing, None
+        for part in shards.remove_orphans(self.save_dir, listing):
             log.warning("removed %s: an unfinished shard of a killed run (its videos are extracted again)", part)
 
     @contextlib.contextmanager

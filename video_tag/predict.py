@@ -27,6 +27,7 @@ from .cpu import reuse_freed_memory
 from .evaluate import build_runner, check_engine, failure_recorder, run_model, write_failed_list
 from .models import MODELS, build_model
 from .readers.lists import read_label_file
+from .thresholds import keep_tags, read_thresholds
 from .streaming import PartialJsonl, file_identity
 
 log = logging.getLogger(__name__)
@@ -39,12 +40,14 @@ def top_tags(probabilities, names, k):
 
 
 def predict(model_name, cfg, weights_path, filelist, label_file, save_dir, topk=None, use_gpu=False,
-            batch_size=None, overwrite=False, engine="dygraph"):
+            batch_size=None, overwrite=False, engine="dygraph", thresholds=None):
     """Predict every video of ``filelist``; print and save the top-``topk`` tags. Returns the exit code.
 
     Under ``paddle.distributed.launch`` each process takes every world_size-th video of the list; rank 0
     writes the outputs once all are done, and alone prints tags and progress. ``engine``: "dygraph", or
-    "inference" (Paddle Inference, see ``evaluate.build_runner``).
+    "inference" (Paddle Inference, see ``evaluate.build_runner``). ``thresholds``: a ``thresholds.csv``
+    (``eval.py --calibrate``) for these classes: of the top-``topk`` tags, those at or above their own
+    threshold are kept.
     """
     check_engine(model_name, engine)
     dist.init(use_gpu)
@@ -52,6 +55,7 @@ def predict(model_name, cfg, weights_path, filelist, label_file, save_dir, topk=
     world, rank = dist.world_size(), dist.rank()
     num_classes = int(cfg["MODEL"]["num_classes"])
     names = read_label_file(label_file, num_classes)
+    per_class = read_thresholds(thresholds, names) if thresholds else None
     topk = int(topk or cfg["MODEL"]["topk"])
     reader = MODELS[model_name].reader(filelist, "infer", cfg, check_files=False)
     model = build_model(model_name, cfg)
@@ -59,6 +63,8 @@ def predict(model_name, cfg, weights_path, filelist, label_file, save_dir, topk=
     os.makedirs(save_dir, exist_ok=True)
     batch_size = int(batch_size or cfg["INFER"]["batch_size"])
     inputs = _inputs(model_name, cfg, weights_path, filelist, label_file, topk)
+    if per_class is not None:  # other thresholds give other lines: a resumed run must not mix them
+        inputs["thresholds"] = per_class
     if engine != "dygraph":  # its probabilities differ in the last bits: a resumed run must not mix them
         inputs["engine"] = engine
 
@@ -99,6 +105,8 @@ def predict(model_name, cfg, weights_path, filelist, label_file, save_dir, topk=
                     continue
                 video = reader.entries[index].path
                 tags = top_tags(row, names, topk)
+                if per_class is not None:
+                    tags = keep_tags(tags, per_class)
                 if dist.is_main():
                     progress.write(format_tags(video, tags), end="")
                 output.append([int(index)], {"source": sources[int(index)], "video": video, "tags": tags})

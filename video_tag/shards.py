@@ -81,9 +81,10 @@ def shard_files(save_dir):
         return []
 
 
-def shards_in(save_dir):
-    """The finished shards of ``save_dir`` (those with an index), in number order."""
-    names = set(shard_files(save_dir))
+def shards_in(save_dir, names=None):
+    """The finished shards of ``save_dir`` (those with an index), in number order. ``names``: its
+    ``shard_files`` when the caller has them."""
+    names = set(shard_files(save_dir) if names is None else names)
     found = [n for n in names if SHARD_RE.fullmatch(n) and n[:-len(".tar")] + ".index.tsv" in names]
     return [os.path.join(save_dir, n) for n in sorted(found, key=lambda n: int(SHARD_RE.fullmatch(n).group(1)))]
 
@@ -301,12 +302,14 @@ def _lock_nowait(f):
 ORPHAN_AGE = 10  # seconds: a .part this young may be one whose writer has not locked it yet
 
 
-def remove_orphans(save_dir):
+def remove_orphans(save_dir, names=None):
     """Delete the unfinished shards (``.part``) of killed runs in ``save_dir``: those no live writer holds
     locked (and older than ``ORPHAN_AGE`` seconds: a writer creates its file, then locks it), and the
     indexes without their tar (a writer killed between writing the index and renaming its tar). Returns
-    their paths."""
-    removed, names = [], shard_files(save_dir)
+    their paths. ``names``: its ``shard_files`` when the caller has them (a listing of a million files
+    costs a second)."""
+    removed = []
+    names = shard_files(save_dir) if names is None else names
     for part in [os.path.join(save_dir, n) for n in names if n.endswith(".tar.part")]:
         try:
             with open(part, "rb") as f:

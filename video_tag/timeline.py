@@ -27,6 +27,7 @@ import numpy as np
 
 from . import files
 from .errors import UserError
+from .thresholds import keep_tags
 
 SCHEMA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "timeline.schema.json")
 
@@ -102,12 +103,13 @@ def allowed_classes(names, include=(), exclude=()):
 
 
 def top_tags(probabilities, names, k, threshold=0.0, allowed=None):
-    """The ``k`` most probable of the ``allowed`` classes (all when None) with probability >= ``threshold``:
-    ``[{"class_id", "class_name", "probability"}]``, descending (ties: lower id first), as predict.py's."""
+    """The ``k`` most probable of the ``allowed`` classes (all when None) with probability >= ``threshold``
+    (one for every class, or one per class: ``thresholds.keep_tags``): ``[{"class_id", "class_name",
+    "probability"}]``, descending (ties: lower id first), as predict.py's."""
     ids = np.arange(len(probabilities)) if allowed is None else allowed
     order = ids[np.argsort(-probabilities[ids], kind="stable")][:k]
-    return [{"class_id": int(c), "class_name": names[c], "probability": float(probabilities[c])}
-            for c in order if probabilities[c] >= threshold]
+    return keep_tags([{"class_id": int(c), "class_name": names[c], "probability": float(probabilities[c])}
+                      for c in order], threshold)
 
 
 def tag_ranges(levels, names, min_confidence, level, allowed=None):

@@ -32,7 +32,7 @@ import paddle
 from tqdm import tqdm
 
 from . import distributed as dist
-from . import amp, curves, files, weights
+from . import amp, curves, extend, files, weights
 from .cli import setup_logging
 from .cpu import reuse_freed_memory
 from .errors import RunError, UserError
@@ -53,6 +53,7 @@ def train_worker(*args):
 def check_inputs(model_name, cfg, save_dir, pretrain=None, resume=None, overwrite=False):
     """The up-front checks of ``train`` (lists, files, labels, weights, save_dir), for a parent about to spawn."""
     check_start(model_name, save_dir, pretrain, resume, overwrite)
+    extend.check(cfg, model_name, pretrain)
     MODELS[model_name].reader(cfg["TRAIN"]["filelist"], "train", cfg)
     for path in (pretrain, resume):
         if path:
@@ -131,6 +132,7 @@ class Run:
     shape: dict
     saver: "CheckpointSaver" = None
     history: object = None
+    distiller: object = None  # extend.Distiller of a run that extends a model's tags (TRAIN.extend_from)
 
     @property
     def epoch_samples(self):
@@ -162,6 +164,7 @@ def train(model_name, cfg, save_dir, epochs=None, pretrain=None, resume=None, va
     with the weights of an unbroken run. ``visualdl``: also log the per-epoch figures to VisualDL.
     """
     check_start(model_name, save_dir, pretrain, resume, overwrite)
+    extend.check(cfg, model_name, pretrain)  # the label files of a run that extends a model's tags
     dist.init(use_gpu)
     reuse_freed_memory()
     epochs = int(cfg["TRAIN"]["epoch"] if epochs is None else epochs)
@@ -224,7 +227,7 @@ def _build_run(model_name, cfg, pretrain, resume, fix_random_seed):
     reader = spec.reader(train_cfg["filelist"], "train", cfg)
     if len(reader) < total_batch:
         raise UserError(f"{train_cfg['filelist']} has {len(reader)} samples, fewer than "
-                        f"TRAIN.batch_size={total_batch}")
+                        f"TRAIN.batch_size={total_batch}: pass --batch_size={len(reader)} or less (README, Small data)")
     valid_reader = _valid_reader(model_name, cfg)
     saved = _read_checkpoint(resume) if resume else None
     seed = _run_seed(train_cfg, fix_random_seed, saved)
@@ -232,12 +235,13 @@ def _build_run(model_name, cfg, pretrain, resume, fix_random_seed):
     shape = {"steps_per_epoch": len(sampler), "num_samples": len(reader), "total_batch": total_batch}
     paddle.seed(seed)  # the same initial weights on every rank
     model = build_model(model_name, cfg)
+    distiller = extend.setup(model, cfg, model_name, pretrain)  # None unless TRAIN.extend_from
     if pretrain:
         weights.load_pretrain(model, pretrain)
     optimizer, schedule = spec.optimizer(model.parameters(), train_cfg, len(sampler), len(reader))
     precision = amp.for_training(bool(train_cfg.get("amp")))
     run = Run(model_name, cfg, spec, model, model, optimizer, schedule, precision, amp.loss_scaler(precision),
-              reader, sampler, seed, shape)
+              reader, sampler, seed, shape, distiller=distiller)
     return run, saved, valid_reader
 
 
@@ -296,10 +300,15 @@ def train_one_epoch(run, state):
         for step, batch in enumerate(batches, state.step):
             state.ran += 1
             check_finite_inputs(batch, run.reader, state.epoch, step)
+            inputs = to_tensors(batch)
             with amp.autocast(run.precision):
-                logits = run.net(*to_tensors(batch))
+                logits = run.net(*inputs)
             logits = logits.astype("float32") if logits.dtype in amp.LOW_PRECISION else logits
-            loss, per_video = run.spec.loss(logits, paddle.to_tensor(batch["labels"]), run.sampler.world)
+            labels = paddle.to_tensor(batch["labels"])
+            if run.distiller is None:
+                loss, per_video = run.spec.loss(logits, labels, run.sampler.world)
+            else:  # the old tags' targets from the frozen starting model, on this process's batch
+                loss, per_video = run.distiller.loss(logits, labels, inputs, run.sampler.world)
             # Checked at each log line and before each checkpoint, not here: fetching it would wait
             # for the device every step. The weights may turn NaN in between; they are never saved.
             state.unchecked.append((step, loss.detach(), batch["index"]))

@@ -12,6 +12,7 @@ import pickle
 
 import numpy as np
 
+from . import release
 from .errors import UserError
 from .files import atomic_write
 
@@ -195,12 +196,20 @@ def _check_nesting(obj):
         stack.extend((child, depth + 1) for child in children)
 
 
+RELEASE_HINT = "the release weights come with ./run fetch (or python tools/fetch_release.py), into ./weights"
+
+
 def resolve(path):
-    """Return the existing file for ``path``, given with or without the ``.pdparams`` suffix."""
-    for candidate in (path, path + SUFFIX):
+    """Return the existing file for ``path``, given with or without the ``.pdparams`` suffix; a release
+    weight path (``./weights/tsn.pdparams``) missing here is looked up as ``release.find`` says."""
+    found = release.find(path)
+    for candidate in (found, found + SUFFIX):
         if os.path.isfile(candidate):
             return candidate
-    raise UserError(f"weight file not found: {path} (nor {path + SUFFIX})")
+    where = f", nor in {release.home()} or {release.project_root()}" if release.release_name(path) else ""
+    name = os.path.basename(path)
+    hint = f": {RELEASE_HINT}" if name in ("tsn", "attention_lstm", "tsn" + SUFFIX, "attention_lstm" + SUFFIX) else ""
+    raise UserError(f"weight file not found: {path} (nor {path + SUFFIX}{where}){hint}")
 
 
 def read_pickle(file):

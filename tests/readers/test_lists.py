@@ -147,6 +147,7 @@ def test_missing_label_file_says_where_the_release_one_comes_from(tmp_path):
         read_label_file(path, 3396)
     message = str(e.value)
     assert path in message and "label_3396.txt" in message and "PaddleVideo" in message
+    assert "comes with ./run fetch" in message
 
 
 def test_label_file_invalid_utf8(tmp_path):

@@ -87,8 +87,8 @@ def read_list(list_path, num_classes=None, need_labels=True, check_files=True, e
     return entries
 
 
-RELEASE_LABELS_HINT = ("the release label file label_3396.txt ships with the VideoTag model in "
-                       "PaddleVideo's applications/VideoTag/ folder; put it in the project root or pass "
+RELEASE_LABELS_HINT = ("the release label file label_3396.txt (PaddleVideo, applications/VideoTag) comes "
+                       "with ./run fetch (or python tools/fetch_release.py), into the project root; or pass "
                        "--label_file")
 
 
@@ -128,7 +128,11 @@ def output_stem(path, digest=None):
     (TAB, newline) become ``_``, and a stem longer than ``STEM_BYTES`` bytes in UTF-8 is cut on a character
     boundary, so that ``<stem>_<hash>.json.tmp<pid>`` stays below the 255 bytes of a name on every common file
     system. ``digest``: the hex sha1 of the real path when the caller has it (``path_digest``)."""
-    stem = _UNSAFE_IN_STEM.sub("_", os.path.splitext(os.path.basename(path))[0])
+    name = path[path.rfind(os.sep) + 1:]  # os.path.basename
+    dot = name.rfind(".")
+    stem = name[:dot] if dot > 0 and name[0] != "." else os.path.splitext(name)[0]  # splitext, fast
+    if not stem.isprintable():  # every character _UNSAFE_IN_STEM matches is unprintable
+        stem = _UNSAFE_IN_STEM.sub("_", stem)
     if len(stem) * 4 > STEM_BYTES and len(stem.encode("utf-8")) > STEM_BYTES:
         stem = stem.encode("utf-8")[:STEM_BYTES].decode("utf-8", "ignore")
     return f"{stem}_{(digest or path_digest(os.path.realpath(path)))[:HASH_DIGITS]}"

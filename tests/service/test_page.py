@@ -1,0 +1,76 @@
+"""The web page in headless Chromium (Selenium) against a real server: upload a generated video, wait for
+the result, the page shows videotag.py's tags and segments, and clicking a segment seeks the video."""
+import os
+import shutil
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from service_setup import ROOT, Server, make_models, videotag_results
+
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+from service_screenshot import CHROMEDRIVER, browser, tag_on_page  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not shutil.which("chromium") and not os.path.exists(CHROMEDRIVER),
+                                reason="needs Debian's chromium and chromium-driver")
+
+
+def write_webm(path, seconds=4, fps=10, size=(64, 48)):
+    """A VP8 WebM (Chromium plays it): a new plain colour every half second."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"VP80"), fps, size)
+    rng = np.random.default_rng(7)
+    for i in range(seconds * fps):
+        if i % 5 == 0:
+            frame = np.empty((size[1], size[0], 3), np.uint8)
+            frame[:] = rng.integers(0, 256, 3)
+        writer.write(frame)
+    writer.release()
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory, tsn50_release):
+    from selenium.webdriver.common.by import By
+    root = tmp_path_factory.mktemp("page")
+    (root / "models").mkdir()
+    flags = make_models(root / "models", tsn50_release)
+    video = write_webm(root / "colours.webm")
+    reference = videotag_results(root / "models", [video], root / "ref", segment_seconds=1.0)[video]
+    server = Server(root / "data", flags)
+    driver = browser()
+    try:
+        yield server, driver, video, reference, By
+    finally:
+        driver.quit()
+        server.stop()
+
+
+def test_upload_then_tags_segments_and_seeking(page):
+    server, driver, video, reference, By = page
+    assert tag_on_page(driver, server.url, video, segment_seconds=1) == "done"
+    shown = [li.text for li in driver.find_elements(By.CSS_SELECTOR, "#tags li")]
+    assert shown == [f"{t['class_name']} {100 * t['probability']:.1f}%" for t in reference["tags"][:5]]  # topk 5
+    segments = driver.find_elements(By.CSS_SELECTOR, "#segments li")
+    assert [float(li.get_attribute("data-start")) for li in segments] == [s["start"] for s in reference["segments"]]
+    assert segments[2].text.startswith("2.0 s – 3.0 s " + reference["segments"][2]["tags"][0]["class_name"])
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#timeline .range")) == len(reference["segments"])
+    player = driver.find_element(By.ID, "player")
+    driver.execute_script("arguments[0].muted = true;", player)
+    segments[2].click()
+    from selenium.webdriver.support.ui import WebDriverWait
+    WebDriverWait(driver, 10).until(lambda d: d.execute_script("return arguments[0].currentTime", player) >= 2.0)
+    assert driver.execute_script("return arguments[0].currentTime", player) < 3.5
+    ranges = driver.find_elements(By.CSS_SELECTOR, "#timeline .range")
+    ranges[0].click()
+    WebDriverWait(driver, 10).until(lambda d: d.execute_script("return arguments[0].currentTime", player) < 1.5)
+
+
+def test_a_bad_file_shows_its_reason(page, tmp_path):
+    server, driver, video, reference, By = page
+    bad = tmp_path / "bad.webm"
+    bad.write_bytes(b"\x1aE\xdf\xa3" + os.urandom(3000))
+    assert tag_on_page(driver, server.url, str(bad)) == "failed"
+    assert driver.find_element(By.ID, "error").text  # the reason, as the API gives it
+    assert not driver.find_element(By.ID, "result").is_displayed()
