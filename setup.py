@@ -11,6 +11,7 @@ setup(
     # video_tag/configs (an editable install reads them in place).
     package_dir={"video_tag.configs": "configs"},
     package_data={"video_tag.configs": ["*.yaml"],
+                  "video_tag": ["timeline.schema.json"],  # the timeline files' JSON Schema
                   "video_tag.service": ["static/*"]},  # the service's web page
     # Paddle 3 has wheels for Python 3.9-3.13; the suite has run on 3.11 (README, "Versions tested").
     python_requires=">=3.9",
@@ -35,7 +36,8 @@ setup(
         # wheel declares opencv-python, which would install beside opencv-python-headless).
         "test": ["pytest", "matplotlib", "scikit-learn", "av", "scenedetect-headless==0.7.2", "paddle2onnx>=2.1; python_version < '3.13'", "onnxruntime",
                  "selenium",  # the report page and the service's page, tested in headless Chromium
-                 "fastapi", "uvicorn", "python-multipart", "httpx"],  # the service's tests (a real server)
+                 "fastapi", "uvicorn", "python-multipart", "httpx",  # the service's tests (a real server)
+                 "jsonschema"],  # the timeline files checked against their schema
         "serve": ["fastapi", "uvicorn", "python-multipart"],  # serve.py
         "plot": ["matplotlib"],  # training curves (curves.png); without it, no PNG and a one-line note
         "visualdl": ["visualdl"],  # train.py --visualdl

@@ -2,6 +2,7 @@ r"""Tag videos in one command: TSN features and AttentionLSTM tags in one pass, 
 
     python videotag.py my_video.mp4                      # or a folder of videos, or a list file
     python videotag.py long_video.mp4 --segment_seconds 30 --topk 5
+    python videotag.py videos/ --shots --segment_seconds 30 --report   # timelines, shots, report.html
 """
 import argparse
 
@@ -19,13 +20,14 @@ def main():
     from video_tag.inference import PRECISIONS
     from video_tag.models import model_arguments
     from video_tag.tagger import tag
+    from video_tag.timeline import TimelineOptions
     from video_tag import weights
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     p.add_argument("source", metavar="VIDEO_OR_DIR_OR_LIST", help="a video, a folder (recursive) or a list file")
     p.add_argument("--save_dir", default="./data/videotag_results",
-                   help="where predictions.jsonl, segments.jsonl, failed.list go")
-    p.add_argument("--topk", type=int, help="tags per video or segment (default: MODEL.topk, 20)")
+                   help="where predictions.jsonl, segments.jsonl, shots.jsonl, timelines/, failed.list go")
+    p.add_argument("--topk", type=int, help="tags per video, segment or shot (default: MODEL.topk, 20)")
     p.add_argument("--threshold", type=float, default=0.0,
                    help="keep only tags of at least this probability")
     p.add_argument("--thresholds", metavar="CSV",
@@ -33,7 +35,14 @@ def main():
                         "(and --threshold)")
     p.add_argument("--segment_seconds", type=float, help="also tag each window of this many seconds")
     p.add_argument("--segment_stride_seconds", type=float, help="start a window every R seconds (default: S)")
-    p.add_argument("--segment_seg_num", type=int, help="frames sampled per window (default: INFER.seg_num)")
+    p.add_argument("--segment_seg_num", type=int, help="frames sampled per window and per shot (default: INFER.seg_num)")
+    p.add_argument("--shots", action="store_true", help="detect shot changes and tag each shot (shots.jsonl)")
+    p.add_argument("--min_confidence", type=float, default=0.5, help="tag ranges: shots or segments at least this probable")
+    p.add_argument("--include", action="append", default=[], metavar="CLASSES",
+                   help="list only these classes (ids or names, comma-separated; repeatable)")
+    p.add_argument("--exclude", action="append", default=[], metavar="CLASSES",
+                   help="never list these classes (ids or names, comma-separated; repeatable)")
+    p.add_argument("--report", action="store_true", help="also write report.html with a thumbnail per shot")
     p.add_argument("--save_features", metavar="DIR", help="also save each video's TSN features, as the extractor")
     p.add_argument("--feature_dtype", help="with --save_features, " + cli.FEATURE_DTYPE_HELP)
     p.add_argument("--shard_size", type=int, metavar="N", help="with --save_features, " + cli.SHARD_SIZE_HELP)
@@ -82,7 +91,8 @@ def main():
     return tag(args.source, args.save_dir, tsn_cfg, lstm_cfg, args.tsn_weights, args.lstm_weights,
                args.label_file, args.topk, threshold, args.save_features, args.segment_seconds,
                args.segment_stride_seconds, args.segment_seg_num, args.precision, args.use_gpu,
-               args.frame_batch, args.num_workers, args.overwrite)
+               args.frame_batch, args.num_workers, args.overwrite,
+               TimelineOptions(args.shots, args.min_confidence, args.include, args.exclude, args.report))
 
 
 if __name__ == "__main__":

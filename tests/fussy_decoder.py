@@ -19,7 +19,7 @@ def fussy_decode(path):
 
 
 def fussy_stream(path, emit, decode):
-    """A decode job for the tagger's test (as ``readers.windows.stream_video``): two "window" messages and
+    """A decode job for the tagger's test (as ``readers.windows.stream_levels``): two "window" messages and
     a "video" one, except that "crash*" kills the process after its first window and "zero*" raises."""
     name = os.path.basename(path)
     emit(("window", 0, 0.0, 1.0, np.full((1,), len(name))))

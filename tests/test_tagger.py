@@ -12,6 +12,7 @@ from conftest import ROOT, run_main
 from video_tag import weights
 from video_tag.config import load_config
 from video_tag.models import build_model
+from video_tag.readers.lists import output_stem
 
 SEG, SHORT, TARGET, FPS = 5, 40, 32, 10
 COLOURS = {"red": (0, 0, 255), "blue": (255, 0, 0), "green": (0, 255, 0)}
@@ -163,7 +164,7 @@ def test_find_videos(tmp_path):
 def test_a_crashing_decoder_fails_only_its_video(monkeypatch):
     from fussy_decoder import fussy_stream  # no Paddle: the spawned workers import it
     from video_tag import tagger
-    monkeypatch.setattr(tagger, "stream_video", fussy_stream)
+    monkeypatch.setattr(tagger, "stream_levels", fussy_stream)
     jobs = list(enumerate(["a", "crash1", "bb", "zero", "ccc", "crash2", "dddd"]))
     with tagger._Streams(jobs, None, num_workers=2) as streams:
         results = {path: [m if m[0] == "failed" else m[0] for m in messages] for _, path, messages in streams}
@@ -458,8 +459,9 @@ def test_threshold_keeps_the_tags_at_or_above_it():
     from video_tag import tagger
     logits = paddle.to_tensor([[2.0, -2.0, 0.0, 1.0]])  # probabilities 0.88, 0.12, 0.5, 0.73
     model = lambda features, lengths: logits  # noqa: E731
+    levels = lambda k, threshold: tagger.Levels(list("abcd"), k, threshold, None, 0.5)  # noqa: E731
     top = lambda k, threshold: [t["class_name"] for t in  # noqa: E731
-                                tagger._top(model, np.zeros((3, 8), np.float32), list("abcd"), k, threshold)]
+                                levels(k, threshold).tags(tagger._probabilities(model, np.zeros((3, 8), np.float32)))]
     assert top(3, 0.0) == ["a", "d", "c"]
     assert top(3, 0.5) == ["a", "d", "c"]
     assert top(4, 0.6) == ["a", "d"]
@@ -533,14 +535,292 @@ def test_save_features_two_spellings_of_one_video_and_a_name_held_by_another(set
         np.testing.assert_array_equal(np.load(manifest[0][1]), feature)
 
 
+SHOT_LENGTHS = (30, 12, 7, 21)  # frames per shot at 25 frames/s: hard cuts at 30, 42, 49
+
+
+def write_shot_video(path, lengths=SHOT_LENGTHS, seed=0):
+    """An H.264 video (160x96, 25 frames/s) of textured scenes with moving objects, hard cuts between."""
+    from shot_videos import Scene, encode_decode, shot_frames
+    frames, cuts = shot_frames([(Scene(seed + k), n) for k, n in enumerate(lengths)], ["cut"] * (len(lengths) - 1))
+    encode_decode(frames, path)
+    return str(path), cuts
+
+
+def write_lossless(path, frames):
+    """RGB frames into an FFV1 .avi (lossless: OpenCV decodes them back bit for bit), 25 frames/s."""
+    import av
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "bgr0"
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return str(path)
+
+
+def validate_timeline(path):
+    import jsonschema
+    with open(os.path.join(ROOT, "video_tag", "timeline.schema.json"), encoding="utf-8") as f:
+        schema = json.load(f)
+    with open(path, encoding="utf-8") as f:
+        timeline = json.load(f)
+    jsonschema.validate(timeline, schema)
+    return timeline
+
+
+def probabilities(tags):
+    return {t["class_id"]: t["probability"] for t in tags}
+
+
+def count_network_frames(monkeypatch):
+    """Count the frames that go through the TSN engine of the next runs: returns a one-item list."""
+    from video_tag import extractor
+    real, count = extractor.build_engine, [0]
+
+    def build(*args, **kwargs):
+        engine = real(*args, **kwargs)
+        run = engine.run
+        engine.run = lambda x: (count.__setitem__(0, count[0] + len(np.unique(x.reshape(len(x), -1), axis=0))),
+                                run(x))[1]  # distinct crops: a last batch is filled up with copies
+        return engine
+
+    monkeypatch.setattr(extractor, "build_engine", build)
+    return count
+
+
+def test_each_shot_is_tagged_as_a_video_of_its_own_frames(setup, monkeypatch):
+    from video_tag.readers.video_reader import decoded_frames, sample_indices, with_video
+    from video_tag.timeline import TimelineOptions
+    tmp = setup
+    video, cuts = write_shot_video(tmp / "v" / "cuts.mp4")
+    computed = count_network_frames(monkeypatch)
+    assert run_tag(tmp, video, tmp / "out", segment_seconds=1.0, timeline=TimelineOptions(shots=True)) == 0
+    shots = read_jsonl(tmp / "out" / "shots.jsonl")
+    # a frame in several samples (the video's, a window's, a shot's) went through the network once
+    samples = [(0, 70), (0, 25), (25, 50), (50, 70)] + [(s["start_frame"], s["end_frame"]) for s in shots]
+    assert computed == [len({a + p for a, b in samples for p in sample_indices(b - a, SEG, "infer")})]
+    assert [(s["start_frame"], s["end_frame"]) for s in shots] == list(zip([0] + cuts, cuts + [sum(SHOT_LENGTHS)]))
+    assert [(s["shot"], s["start"], s["end"]) for s in shots] == [
+        (k, a / 25, b / 25) for k, (a, b) in enumerate(zip([0] + cuts, cuts + [sum(SHOT_LENGTHS)]))]
+    assert {s["video"] for s in shots} == {video}
+    # each shot's frames, decoded here, written losslessly as a video of their own, tagged as a whole video
+    decoded = with_video(video, lambda cap: [f for _, f in decoded_frames(cap, lambda i: True)])
+    (tmp / "ref").mkdir()
+    refs = [write_lossless(tmp / "ref" / f"shot{s['shot']}.avi", decoded[s["start_frame"]:s["end_frame"]])
+            for s in shots]
+    late = write_lossless(tmp / "ref" / "late.avi", decoded[1:cuts[0] + 1])  # the first shot, one frame late
+    (tmp / "refs.list").write_text("".join(f"{r}\n" for r in refs + [late]), encoding="utf-8")
+    assert run_tag(tmp, tmp / "refs.list", tmp / "refs") == 0
+    *expected, shifted = [probabilities(r["tags"]) for r in read_jsonl(tmp / "refs" / "predictions.jsonl")]
+    assert max(abs(expected[0][c] - shifted[c]) for c in shifted) > 1e-4  # a sample one frame off: told apart
+    for shot, reference in zip(shots, expected):
+        got = probabilities(shot["tags"])
+        assert got.keys() == reference.keys() and max(abs(got[c] - reference[c]) for c in got) < 1e-5, shot
+    # the timeline holds every level as the JSONL files have them, valid against the schema
+    from video_tag.readers.lists import output_stem
+    timeline = validate_timeline(tmp / "out" / "timelines" / f"{output_stem(video)}.json")
+    segments = read_jsonl(tmp / "out" / "segments.jsonl")
+    assert timeline["video"] == video and timeline["name"] == output_stem(video)
+    assert timeline["metadata"] == {"duration": sum(SHOT_LENGTHS) / 25, "fps": 25.0, "frames": sum(SHOT_LENGTHS),
+                                    "width": 160, "height": 96, "codec": "h264"}
+    assert timeline["tags"] == read_jsonl(tmp / "out" / "predictions.jsonl")[0]["tags"]
+    assert timeline["shots"] == [{k: v for k, v in s.items() if k != "video"} for s in shots]
+    assert timeline["segments"] == [{"segment": k, "start": s["start"], "end": s["end"], "tags": s["tags"]}
+                                    for k, s in enumerate(segments)]
+    assert len(segments) == 3 and segments[-1]["end"] == 2.8
+    expected = expected_ranges(shots, "shot", 0.5) + expected_ranges(segments, "segment", 0.5)
+    assert timeline["ranges"] == sorted(expected, key=lambda r: (r["start"], r["class_id"], r["level"]))
+    assert {r["level"] for r in timeline["ranges"]} == {"shot", "segment"}
+    assert any(r["end"] - r["start"] > shots[0]["end"] for r in timeline["ranges"] if r["level"] == "shot")
+
+
+def expected_ranges(items, level, min_confidence):
+    """Tag ranges written out: per class, runs of consecutive items (all classes listed) at or above."""
+    found = []
+    for c in range(6):
+        run = []
+        for item in items + [None]:
+            p = None if item is None else probabilities(item["tags"])[c]
+            if p is not None and p >= min_confidence:
+                run.append((item, p))
+            elif run:
+                found.append({"class_id": c, "class_name": f"标签 {c}", "start": run[0][0]["start"],
+                              "end": run[-1][0]["end"], "confidence": max(p for _, p in run), "level": level})
+                run = []
+    return found
+
+
+def videotag_args(tmp):
+    return [f"--tsn_weights={tmp}/tsn.pdparams", f"--tsn_config={tmp}/tsn.yaml", f"--lstm_weights={tmp}/lstm.pdparams",
+            f"--config={tmp}/lstm.yaml", f"--label_file={tmp}/labels.txt", "--use_gpu=False", "--num_workers=1",
+            "--frame_batch=4"]
+
+
+def all_tag_lists(save_dir):
+    """Every tags list (and range) of every output of ``save_dir``: ``[(where, [class ids])]``."""
+    found = [(name, [t["class_id"] for t in r["tags"]]) for name in ("predictions.jsonl", "segments.jsonl", "shots.jsonl")
+             for r in read_jsonl(os.path.join(save_dir, name))]
+    for name in os.listdir(os.path.join(save_dir, "timelines")):
+        timeline = validate_timeline(os.path.join(save_dir, "timelines", name))
+        found += [("timeline", [t["class_id"] for t in timeline["tags"]])]
+        found += [("timeline", [t["class_id"] for t in row["tags"]]) for row in timeline["shots"] + timeline["segments"]]
+        found += [("ranges", [r["class_id"] for r in timeline["ranges"]])]
+    return found
+
+
+def test_include_and_exclude_filter_every_level(setup, capfd):
+    tmp = setup
+    video, _ = write_shot_video(tmp / "v" / "cuts.mp4")
+    result = run_main("videotag.py", video, *videotag_args(tmp), "--shots", "--segment_seconds=1", "--min_confidence=0",
+                      f"--save_dir={tmp}/out", "--include=标签 1,4", "--include", "标签 5", "--include=0",
+                      "--exclude=0", "--topk=2", capfd=capfd)
+    assert result.returncode == 0, result.stdout
+    lists = all_tag_lists(tmp / "out")
+    assert len(lists) == 1 + 3 + 4 + 1 + 7 + 1  # video, segments, shots; in the timeline: video, both, ranges
+    assert all(len(ids) == 2 and set(ids) <= {1, 4, 5} for where, ids in lists if where != "ranges"), lists
+    # min_confidence 0: per level, one range per class over the whole video
+    assert sorted(ids for where, ids in lists if where == "ranges") == [[1, 1, 4, 4, 5, 5]]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--min_confidence=1.5"], "--min_confidence must be between 0 and 1, got 1.5"),
+    (["--min_confidence=-0.1"], "--min_confidence must be between 0 and 1, got -0.1"),
+    (["--include=标签 1,cat"], "--include: no class named or numbered 'cat' in the label file"),
+    (["--exclude=6"], "--exclude: no class named or numbered '6'"),
+    (["--report", "--save_dir=/proc/videotag_report"], "cannot write the report into /proc/videotag_report"),
+])
+def test_bad_timeline_flags_are_refused_before_any_work(setup, capfd, flags, message):
+    tmp = setup
+    video = write_video(tmp / "v" / "red.avi", ["red"], 0.5)
+    save_dir = [f"--save_dir={tmp}/out"] if not any(f.startswith("--save_dir") for f in flags) else []
+    result = run_main("videotag.py", video, *videotag_args(tmp), "--shots", *save_dir, *flags, capfd=capfd)
+    assert result.returncode == 2, result.stdout
+    errors = [line for line in result.stdout.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], result.stdout
+    assert "Traceback" not in result.stdout and not (tmp / "out").exists()
+
+
+def test_a_video_without_frames_fails_and_one_frame_is_one_shot(setup):
+    from video_tag.timeline import TimelineOptions
+    tmp = setup
+    one, _ = write_shot_video(tmp / "v" / "one.mp4", lengths=(1,))
+    (tmp / "v" / "empty.mp4").write_bytes(b"")
+    header_only = write_video(tmp / "v" / "none.avi", [], 0)  # a container, no frame
+    options = TimelineOptions(shots=True, report=False)
+    assert run_tag(tmp, tmp / "v", tmp / "out", segment_seconds=1.0, timeline=options) == 1
+    failed = dict(line.split("\t") for line in (tmp / "out" / "failed.list").read_text(encoding="utf-8").splitlines())
+    assert sorted(failed) == sorted([str(tmp / "v" / "empty.mp4"), header_only])
+    shots = read_jsonl(tmp / "out" / "shots.jsonl")
+    assert [(s["video"], s["start_frame"], s["end_frame"], s["start"], s["end"]) for s in shots] == [(one, 0, 1, 0.0, 0.04)]
+    assert os.listdir(tmp / "out" / "timelines") == [f"{output_stem(one)}.json"]
+
+
+def test_a_killed_run_with_shots_resumes(setup, monkeypatch):
+    from video_tag.timeline import TimelineOptions
+    tmp = setup
+    for seed, name in enumerate(("a", "b")):
+        write_shot_video(tmp / "v" / f"{name}.mp4", lengths=(12, 9), seed=seed)
+    options = TimelineOptions(shots=True)
+    assert run_tag(tmp, tmp / "v", tmp / "full", timeline=options) == 0
+    names = ("predictions.jsonl", "shots.jsonl")
+    full = {name: (tmp / "full" / name).read_bytes() for name in names}
+    assert len(read_jsonl(tmp / "full" / "shots.jsonl")) == 4
+    counting = kill_at_append(monkeypatch, 4)  # a's 2 shots and its video line, b's first shot
+    with pytest.raises(KeyboardInterrupt):
+        run_tag(tmp, tmp / "v", tmp / "cut", timeline=options)
+    assert not (tmp / "cut" / "shots.jsonl").exists()
+    assert len(os.listdir(tmp / "cut" / "timelines")) == 2  # b's was written before its lines
+    calls = counting()
+    assert run_tag(tmp, tmp / "v", tmp / "cut", timeline=options) == 0
+    assert sorted({key[0] for key in calls}) == [1]
+    for name, data in full.items():
+        assert (tmp / "cut" / name).read_bytes() == data, name
+    for name in os.listdir(tmp / "full" / "timelines"):
+        assert (tmp / "cut" / "timelines" / name).read_bytes() == (tmp / "full" / "timelines" / name).read_bytes()
+    # killed without --shots, resumed with it: the video done before has no shots, it is tagged again
+    counting = kill_at_append(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        run_tag(tmp, tmp / "v", tmp / "again")
+    calls = counting()
+    assert run_tag(tmp, tmp / "v", tmp / "again", timeline=options) == 0
+    assert sorted({key[0] for key in calls}) == [0, 1]
+    assert (tmp / "again" / "shots.jsonl").read_bytes() == full["shots.jsonl"]
+
+
+def test_a_frame_sampled_twice_goes_through_the_network_once():
+    from video_tag import tagger
+
+    class Engine:  # the mean of each crop, as the network's "feature"; counts the distinct crops run
+        batch_size, frames = 3, 0
+
+        def run(self, x):
+            assert len(x) == self.batch_size  # one input shape: the last batch filled up
+            Engine.frames += len(np.unique(x.reshape(len(x), -1), axis=0))
+            return x.mean(axis=(2, 3))
+
+    rng = np.random.default_rng(0)
+    distinct = [rng.integers(0, 256, (40, 40, 3), dtype=np.uint8) for _ in range(4)]
+    sample = [distinct[i % 4] for i in range(10)]  # a 4-frame shot sampled with seg_num 10
+    features = tagger._features(Engine(), sample, 32)
+    assert Engine.frames == 4
+    Engine.frames = 0
+    copies = [f.copy() for f in sample]  # equal values, distinct frames: each computed
+    np.testing.assert_array_equal(features, tagger._features(Engine(), copies, 32))
+    assert Engine.frames == 10 and features.shape == (10, 3)
+    # by number, with a cache: a frame of an earlier sample (another level's) is not computed again
+    cache = tagger.FeatureCache(size=3)
+    Engine.frames = 0
+    np.testing.assert_array_equal(tagger._features(Engine(), copies, 32, [i % 4 for i in range(10)], cache), features)
+    assert Engine.frames == 4 and sorted(cache.features) == [1, 2, 3]  # the last 3 kept
+    Engine.frames = 0
+    again = tagger._features(Engine(), [distinct[3], distinct[0], distinct[2]], 32, [3, 0, 2], cache)
+    np.testing.assert_array_equal(again, features[[3, 0, 2]])
+    assert Engine.frames == 1 and list(cache.features) == [3, 2, 0]  # 0 computed again, 1 the oldest dropped
+
+
+def test_report_shows_every_shot_thumbnail_and_the_tag_names(setup, capfd):
+    import html.parser
+    from urllib.parse import unquote
+    tmp = setup
+    video, cuts = write_shot_video(tmp / "v" / "a b#1.mp4")
+    (tmp / "v" / "broken.mp4").write_bytes(b"\x00" * 64)
+    result = run_main("videotag.py", tmp / "v", *videotag_args(tmp), "--shots", "--report", f"--save_dir={tmp}/out",
+                      capfd=capfd)
+    assert result.returncode == 1, result.stdout  # broken.mp4 failed; the others are in the report
+    name = output_stem(video)
+    timeline = validate_timeline(tmp / "out" / "timelines" / f"{name}.json")
+    assert [s["thumbnail"] for s in timeline["shots"]] == [f"thumbs/{name}/shot_{k:04d}.jpg" for k in range(4)]
+    for shot in timeline["shots"]:
+        image = cv2.imread(str(tmp / "out" / shot["thumbnail"]))
+        assert image.shape == (96, 160, 3)  # a JPEG of the frame, as large as the video (under 192 wide)
+    assert "thumbnail" not in read_jsonl(tmp / "out" / "shots.jsonl")[0]
+
+    class Page(html.parser.HTMLParser):
+        images, text = [], []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                Page.images.append(unquote(dict(attrs)["src"]))
+
+        def handle_data(self, data):
+            Page.text.append(data)
+
+    Page().feed((tmp / "out" / "report.html").read_text(encoding="utf-8"))
+    assert sorted(Page.images) == [s["thumbnail"] for s in timeline["shots"]]
+    text = " ".join(Page.text)
+    assert all(t["class_name"] in text for t in timeline["tags"]) and "broken" not in text
+
+
 def test_thresholds_per_tag_keep_each_tag_at_or_above_its_own(tmp_path, capfd):
     import paddle
     from video_tag import tagger
     from video_tag.thresholds import write_thresholds
     logits = paddle.to_tensor([[2.0, -2.0, 0.0, 1.0]])  # probabilities 0.88, 0.12, 0.5, 0.73
     model = lambda features, lengths: logits  # noqa: E731
-    top = [t["class_name"] for t in tagger._top(model, np.zeros((3, 8), np.float32), list("abcd"), 3,
-                                                 [0.9, 0.0, 0.5, 0.7])]
+    levels = tagger.Levels(list("abcd"), 3, [0.9, 0.0, 0.5, 0.7], None, 0.5)
+    top = [t["class_name"] for t in levels.tags(tagger._probabilities(model, np.zeros((3, 8), np.float32)))]
     assert top == ["d", "c"]  # a below 0.9; b not in the top 3
 
     # videotag.py: a thresholds file of another label set is refused before any work, in one line

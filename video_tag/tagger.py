@@ -7,18 +7,27 @@ Writes to ``save_dir``::
                        {"video": "<path>", "tags": [{"class_id", "class_name", "probability"}, ...]}
     segments.jsonl     with ``segment_seconds``: one line per window, in input and time order:
                        {"video": "<path>", "start": 0.0, "end": 30.0, "tags": [...]}
+    shots.jsonl        with ``timeline.shots``: one line per shot, in input and time order:
+                       {"video": "<path>", "shot": 0, "start": 0.0, "end": 4.2, "start_frame": 0,
+                        "end_frame": 105, "tags": [...]}   (seconds and decoded frame numbers, end exclusive)
+    timelines/<name>.json  with shots, windows or a report: every level of one video and its tag ranges
+                       (``timeline.py``; ``<name>``: ``lists.output_stem``), written atomically when the
+                       video is done, before its lines
+    thumbs/<name>/shot_NNNN.jpg, report.html   with ``timeline.report``
     failed.list        path<TAB>reason for every video that could not be read
 
 Paths are written as ``names.shown`` gives them (a name that is not UTF-8 has its undecodable bytes as
 ``\\xNN``); in failed.list as ``names.text_path`` (also TAB, CR and newline as ``\\t``, ``\\r``, ``\\n``), as every
 list of the toolkit writes them.
 
-Both JSONL files are streamed (``streaming.PartialJsonl``) and a killed run resumes after the videos it
+The JSONL files are streamed (``streaming.PartialJsonl``) and a killed run resumes after the videos it
 finished, except those changed since (each line records the size and mtime its video had before it was
 decoded; a video that changes while it is decoded fails, see ``CHANGED``). Videos are decoded in worker
-processes, one video at a time each, which send each window's frames (and last the whole video's) as
-soon as they are decoded: memory does not depend on the video's length. Under ``paddle.distributed.launch`` each process takes every world_size-th video.
+processes, one video at a time each, which send each window's and shot's frames (and last the whole
+video's) as soon as they are decoded: memory does not depend on the video's length. A frame in several
+samples goes through TSN once (``FeatureCache``). Under ``paddle.distributed.launch`` each process takes every world_size-th video.
 """
+import collections
 import logging
 import os
 
@@ -28,7 +37,7 @@ from tqdm import tqdm
 
 from . import __version__
 from . import distributed as dist
-from . import extractor, files, weights
+from . import extractor, files, timeline as tl, weights
 from .cpu import reuse_freed_memory
 from .decode_pool import DecodePool
 from .errors import UserError
@@ -37,12 +46,11 @@ from .feature_store import FeatureStore, video_provenance
 from .models import MODELS, build_model
 from .names import shown
 from .models.tsn import FEATURE_DIM
-from .predict import format_tags, top_tags
-from .readers.lists import read_label_file, read_lines
+from .predict import format_tags
+from .readers.lists import output_stem, read_label_file, read_lines
 from .readers.video_reader import crop_normalize
-from .readers.windows import stream_video
+from .readers.windows import stream_levels
 from .streaming import PartialJsonl, file_identity, list_digest
-from .thresholds import keep_tags
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +93,11 @@ def _is_text(path):
 
 def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_file, topk=None, threshold=0.0,
         save_features=None, segment_seconds=None, segment_stride=None, window_seg_num=None, precision="fp32",
-        use_gpu=False, frame_batch=8, num_workers=2, overwrite=False):
-    """Tag every video of ``source``. Returns the exit code (1 if any video failed)."""
+        use_gpu=False, frame_batch=8, num_workers=2, overwrite=False, timeline=None):
+    """Tag every video of ``source``. Returns the exit code (1 if any video failed). ``timeline``: a
+    ``timeline.TimelineOptions`` (shots, tag ranges, class filter, report)."""
+    timeline = timeline or tl.TimelineOptions()
+    tl.check_options(timeline, save_dir)
     use_gpu = dist.init(use_gpu)
     reuse_freed_memory()
     world, rank = dist.world_size(), dist.rank()
@@ -94,6 +105,8 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
     num_classes = int(lstm_cfg["MODEL"]["num_classes"])
     names = read_label_file(label_file, num_classes)
     topk = int(topk or lstm_cfg["MODEL"]["topk"])
+    allowed = tl.allowed_classes(names, timeline.include, timeline.exclude)
+    levels = Levels(names, topk, threshold, allowed, timeline.min_confidence)
     seg_num = int(tsn_cfg["INFER"]["seg_num"])
     short_size, target = int(tsn_cfg["INFER"]["short_size"]), int(tsn_cfg["INFER"]["target_size"])
     if segment_stride and not segment_seconds:
@@ -108,10 +121,14 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
               "lstm_sha256": files.sha256(weights.resolve(lstm_weights)),
               "labels_sha256": files.sha256(label_file),
               "topk": topk, "threshold": threshold, "model": lstm_cfg["MODEL"], "segment_seconds": segment_seconds,
-              "segment_stride": segment_stride, "window_seg_num": window_seg_num, "videotag": __version__}
+              "segment_stride": segment_stride, "window_seg_num": window_seg_num, "videotag": __version__,
+              "shots": timeline.shots, "min_confidence": timeline.min_confidence, "report": timeline.report,
+              "classes": None if allowed is None else allowed.tolist()}
     predictions = PartialJsonl(save_dir, "predictions.jsonl", inputs)
     segments = PartialJsonl(save_dir, "segments.jsonl", inputs) if segment_seconds else None
-    outputs = [o for o in (predictions, segments) if o is not None]
+    shots = PartialJsonl(save_dir, "shots.jsonl", inputs) if timeline.shots else None
+    outputs = [o for o in (predictions, segments, shots) if o is not None]
+    lines = _Lines(save_dir, predictions, segments, shots, bool(timeline.shots or segment_seconds or timeline.report))
     if overwrite and dist.is_main():
         for output in outputs:
             output.remove_partials()
@@ -164,7 +181,8 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
                 failed.append((i, videos[i], "file not found"))
     todo = [i for i in todo if identity[i] is not None and (store is None or i in provenance)]
     if todo:
-        decode = (seg_num, short_size, target, segment_seconds, segment_stride, window_seg_num)
+        decode = (seg_num, short_size, target, segment_seconds, segment_stride, window_seg_num, timeline.shots,
+                  timeline.report)
         with _Streams([(i, videos[i]) for i in todo], decode, num_workers) as stream:
             engine = extractor.build_engine(tsn_cfg, tsn_weights, precision, use_gpu, frame_batch,
                                             paddle.distributed.ParallelEnv().device_id if use_gpu else 0,
@@ -175,30 +193,26 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
                 with tqdm(total=len(todo), desc="videotag", unit="video", dynamic_ncols=True,
                           disable=not dist.is_main()) as progress:
                     for index, path, messages in stream:
-                        result = _tag_video(engine, model, names, topk, threshold, target, messages)
+                        result = _tag_video(engine, model, target, messages)
                         if not isinstance(result, str) and file_identity(path) != identity[index]:
                             result = CHANGED
                         if isinstance(result, str):
                             log.warning("cannot read %s: %s", shown(path), result)
                             failed.append((index, path, result))
                         else:
-                            tags, features, windows = result
                             # the features first: a video whose features cannot be stored fails as a whole
                             # (no lines), so that the next run does it again
                             reason = (None if store is None or path in spelling_of  # stored as its first spelling
-                                      else store.save(path, features, provenance[index]))
+                                      else store.save(path, result.features, provenance[index]))
                             if reason is not None:  # its own write error: this video fails, not the run
                                 log.warning("cannot store the features of %s: %s", shown(path), reason)
                                 failed.append((index, path, reason))
                                 progress.update(1)
                                 continue
-                            for k, start, end, window_tags in windows:
-                                segments.append([index, k], {"source": identity[index], "video": shown(path),
-                                                             "start": start, "end": end, "tags": window_tags})
-                            predictions.append([index], {"source": identity[index], "video": shown(path),
-                                                         "tags": tags})
+                            record = levels.record(path, result, timeline.report)
+                            lines.write(index, identity[index], record, result.thumbnails)
                             if dist.is_main():
-                                progress.write(format_tags(shown(path), tags), end="")
+                                progress.write(format_tags(shown(path), record["tags"]), end="")
                         progress.update(1)
                 if store is not None:
                     store.close()
@@ -218,43 +232,187 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
             count = output.assemble(output.final(lambda key: key[0] in done))
             log.info("wrote %s: %d line(s)", output.path, count)
         write_failed_list(save_dir, failed)
+        if timeline.report:
+            _write_report(save_dir, videos, {i for i, _, _ in failed})
         if store is not None:
             store.write_lists(videos, {p: r for _, p, r in failed}, store.done(videos, settings, seg_num, FEATURE_DIM))
     dist.barrier()  # the other ranks end after rank 0 has written everything; rank 0 carries the exit code
     return 1 if failed and dist.is_main() else 0
 
 
-def _tag_video(engine, model, names, topk, threshold, target, messages):
-    """Consume one video's messages: ``(tags, features [seg_num, 2048], [(k, start, end, tags)])``, or the
-    reason (a string) it could not be read."""
-    windows = []
+class Tagged:
+    """One video's model outputs: ``probabilities`` [C] of the whole video, its ``features`` [seg_num, 2048],
+    ``windows`` ``[(k, start, end, probabilities)]``, ``shots`` ``[(k, start_frame, end_frame, start, end,
+    probabilities)]``, ``thumbnails`` ``{k: JPEG bytes}``, ``metadata`` (``windows._FirstPass.metadata``)."""
+
+    def __init__(self, probabilities, features, windows, shots, thumbnails, metadata):
+        self.probabilities, self.features, self.windows = probabilities, features, windows
+        self.shots, self.thumbnails, self.metadata = shots, thumbnails, metadata
+
+
+def _tag_video(engine, model, target, messages):
+    """Consume one video's messages (``windows.decode_windows``): a ``Tagged``, or the reason (a string)
+    it could not be read."""
+    windows, shot_probabilities, thumbnails, bounds = [], {}, {}, []
+    cache = FeatureCache()
     for message in messages:
-        if message[0] == "failed":
+        kind = message[0]
+        if kind == "failed":
             return message[1]
-        if message[0] == "window":
-            _, k, start, end, frames = message
-            windows.append((k, start, end, _top(model, _features(engine, frames, target), names, topk, threshold)))
-        elif message[0] == "video":
-            features = _features(engine, message[1], target)
-            return _top(model, features, names, topk, threshold), features, windows
+        if kind == "window":
+            _, k, start, end, frames, numbers = message
+            windows.append((k, start, end, _probabilities(model, _features(engine, frames, target, numbers, cache))))
+        elif kind == "shot":
+            _, k, frames, numbers = message
+            shot_probabilities[k] = _probabilities(model, _features(engine, frames, target, numbers, cache))
+        elif kind == "thumbnail":
+            thumbnails[message[1]] = message[2]
+        elif kind == "shots":
+            bounds = message[1]
+        elif kind == "video":
+            features = _features(engine, message[1], target, message[4], cache)
+            if sorted(shot_probabilities) != list(range(len(bounds))):  # a bug, not a bad video
+                raise RuntimeError(f"{len(bounds)} shots, {len(shot_probabilities)} sampled")
+            shots = [(k, *bound, shot_probabilities[k]) for k, bound in enumerate(bounds)]
+            return Tagged(_probabilities(model, features), features, sorted(windows, key=lambda w: w[0]), shots,
+                          thumbnails, message[3])
     return "the decoder stopped before the end of this video"
 
 
-def _features(engine, frames, target):
-    """TSN features [len(frames), 2048] of cropped uint8 frames, in batches of the engine's size."""
-    out = []
-    for i in range(0, len(frames), engine.batch_size):
-        out.append(engine.run(crop_normalize(frames[i:i + engine.batch_size], "infer", target)))
+class FeatureCache:
+    """The TSN features of the last ``size`` frames computed for one video, by frame number
+    (``windows.Numbered``): a frame in a window's sample and in a shot's goes through the network once.
+    Samples come in time order (a shot's as its cut is found, a window's at its end), so the frames they
+    share are recent. ``size`` frames of 2048 floats: 16 MiB at 2048."""
+
+    def __init__(self, size=2048):
+        self.size, self.features = size, collections.OrderedDict()
+
+    def get(self, number):
+        found = self.features.get(number)
+        if found is not None:
+            self.features.move_to_end(number)
+        return found
+
+    def put(self, number, features):
+        self.features[number] = features
+        if len(self.features) > self.size:
+            self.features.popitem(last=False)
+
+
+def _features(engine, frames, target, numbers=None, cache=None):
+    """TSN features [len(frames), 2048] of cropped uint8 frames, in batches of the engine's size. A frame
+    sampled more than once (a window or shot shorter than its sample: one number, or without numbers one
+    object, which stays one through the pipe) goes through the network once, and one in ``cache`` (by
+    its number) not at all."""
+    keys = numbers if numbers is not None else [id(f) for f in frames]
+    known = {k: cache.get(k) for k in dict.fromkeys(keys)} if cache is not None and numbers is not None else {}
+    position, unique = {}, []
+    for key, frame in zip(keys, frames):
+        if key not in position and known.get(key) is None:
+            position[key] = len(unique)
+            unique.append(frame)
+    computed = _run_network(engine, unique, target) if unique else None
+    if not known and len(unique) == len(frames):
+        features = computed
+    else:
+        features = np.stack([known[k] if known.get(k) is not None else computed[position[k]] for k in keys])
+    if cache is not None and numbers is not None:
+        for key, at in position.items():
+            cache.put(key, computed[at].copy())  # not a view: it would hold the whole batch
+    return features
+
+
+def _run_network(engine, frames, target):
+    """TSN features of ``frames`` in batches of exactly the engine's size, the last one filled up with
+    copies of its last frame (their outputs dropped): Paddle Inference keeps buffers for each input shape
+    it meets (about 180 MB each for ResNet101 at 224 px, measured), and the samples' sizes, once frames
+    are shared between them, would bring every size from 1 to the batch size."""
+    out, size = [], engine.batch_size
+    for i in range(0, len(frames), size):
+        batch = frames[i:i + size]
+        out.append(engine.run(crop_normalize(batch + [batch[-1]] * (size - len(batch)), "infer", target))[:len(batch)])
     return np.concatenate(out)
 
 
-def _top(model, features, names, topk, threshold):
-    """The AttentionLSTM's top-``topk`` tags (probability >= ``threshold``: one for all classes, or a list
-    of one per class, ``thresholds.keep_tags``) for one video's features."""
+def _probabilities(model, features):
+    """The AttentionLSTM's class probabilities [C] for one video's (window's, shot's) features."""
     with paddle.no_grad():
         logits = model(paddle.to_tensor(features[None]), paddle.to_tensor(np.array([len(features)], np.int64)))
-        probabilities = MODELS["AttentionLSTM"].probabilities(logits).numpy()[0]
-    return keep_tags(top_tags(probabilities, names, topk), threshold)
+        return MODELS["AttentionLSTM"].probabilities(logits).numpy()[0]
+
+
+class Levels:
+    """Turns a ``Tagged`` into the video's record (the timeline dict, ``timeline.py``): its top tags at
+    every level (``topk`` of the ``allowed`` classes with probability >= ``threshold``) and the tag ranges
+    of its shots and windows (``min_confidence``)."""
+
+    def __init__(self, names, topk, threshold, allowed, min_confidence):
+        self.names, self.topk, self.threshold = names, topk, threshold
+        self.allowed, self.min_confidence = allowed, min_confidence
+
+    def tags(self, probabilities):
+        return tl.top_tags(probabilities, self.names, self.topk, self.threshold, self.allowed)
+
+    def record(self, path, tagged, thumbnails=False):
+        name = output_stem(path)
+        shots = []
+        for k, start_frame, end_frame, start, end, probabilities in tagged.shots:
+            row = {"shot": k, "start": start, "end": end, "start_frame": start_frame, "end_frame": end_frame,
+                   "tags": self.tags(probabilities)}
+            if thumbnails and k in tagged.thumbnails:
+                row["thumbnail"] = thumbnail_path(name, k)
+            shots.append(row)
+        segments = [{"segment": k, "start": start, "end": end, "tags": self.tags(p)}
+                    for k, start, end, p in tagged.windows]
+        ranges = (tl.tag_ranges([s[3:] for s in tagged.shots], self.names, self.min_confidence, "shot", self.allowed)
+                  + tl.tag_ranges([w[1:] for w in tagged.windows], self.names, self.min_confidence, "segment",
+                                  self.allowed))
+        return {"video": shown(path), "name": name, "metadata": tagged.metadata,
+                "tags": self.tags(tagged.probabilities), "shots": shots, "segments": segments,
+                "ranges": tl.sort_ranges(ranges)}
+
+
+def thumbnail_path(name, k):
+    """Shot k's thumbnail, relative to save_dir."""
+    return f"thumbs/{name}/shot_{k:04d}.jpg"
+
+
+class _Lines:
+    """Where a tagged video's record goes: its thumbnails and timeline (``timelines``), then its lines in
+    the JSONL outputs (``segments`` and ``shots`` may be None)."""
+
+    def __init__(self, save_dir, predictions, segments, shots, timelines):
+        self.save_dir, self.timelines = save_dir, timelines
+        self.predictions, self.segments, self.shots = predictions, segments, shots
+
+    def write(self, index, source, record, thumbnails):
+        """Video ``index`` (``source``: its ``file_identity``). The timeline first, each file atomically: a
+        video with lines has its timeline, and a killed run leaves none half-written."""
+        if self.timelines:
+            for row in record["shots"]:
+                if "thumbnail" in row:
+                    data = thumbnails[row["shot"]]
+                    files.atomic_write(os.path.join(self.save_dir, row["thumbnail"]), lambda f: f.write(data))
+            tl.write_timeline(os.path.join(self.save_dir, "timelines", record["name"] + ".json"), record)
+        head = {"source": source, "video": record["video"]}
+        for row in record["segments"]:
+            self.segments.append([index, row["segment"]], {**head, "start": row["start"], "end": row["end"],
+                                                          "tags": row["tags"]})
+        for row in record["shots"]:
+            self.shots.append([index, row["shot"]], {**head, **{k: v for k, v in row.items() if k != "thumbnail"}})
+        self.predictions.append([index], {**head, "tags": record["tags"]})
+
+
+def _write_report(save_dir, videos, failed):
+    """report.html over the timelines of the videos tagged, in this run or an earlier one."""
+    from .report import write_report
+    timelines = []
+    for i, path in enumerate(videos):
+        location = os.path.join(save_dir, "timelines", output_stem(path) + ".json")
+        if i not in failed and os.path.isfile(location):
+            timelines.append((tl.read_timeline(location), path))
+    log.info("wrote %s", write_report(save_dir, timelines))
 
 
 class _Streams:
@@ -265,7 +423,7 @@ class _Streams:
 
     def __init__(self, jobs, decode, num_workers):
         self.jobs = jobs
-        self.pool = DecodePool([path for _, path in jobs], stream_video, (decode,), num_workers, buffered=2)
+        self.pool = DecodePool([path for _, path in jobs], stream_levels, (decode,), num_workers, buffered=2)
 
     def __iter__(self):
         for (index, path), (_, messages) in zip(self.jobs, self.pool):

@@ -1,5 +1,6 @@
-"""Sampling a video as a whole and, optionally, window by window by time, in one sequential decoding pass
-(two where the container or the frame rate surprises the first).
+"""Sampling a video as a whole and, optionally, window by window by time and shot by shot (``shot_clips.py``:
+every decoded frame goes to the shot detector), in one sequential decoding pass (two where the container or
+the frame rate surprises the first, or a shot is too long for its sample to be kept in hand).
 
 Time: each frame's container timestamp (``CAP_PROP_POS_MSEC`` after its grab), made non-decreasing
 (``FrameClock``): the decoder delivers frames in display order, so a timestamp that goes backwards is
@@ -34,9 +35,11 @@ pass also keeps two integers per window it could not sample (for the second); ne
 import collections
 import functools
 import math
+import weakref
 
 import cv2
 
+from .shot_clips import ShotClips
 from .video_reader import (centre_crop, container_frame_count, decoded_frames, resize_frame, sample_indices,
                            with_video)
 
@@ -104,8 +107,8 @@ class _FirstPass:
     """Every frame grabbed once, in order; windows opened, filled and closed on the frames' times; a
     closed window whose real sample is at hand is emitted, the others are left for the second pass."""
 
-    def __init__(self, cap, seg_num, window_seg_num, seconds, stride, transform, emit):
-        self.cap, self.transform, self.emit = cap, transform, emit
+    def __init__(self, cap, seg_num, window_seg_num, seconds, stride, transform, emit, shots=None):
+        self.cap, self.transform, self.emit, self.shots = cap, transform, emit, shots
         self.window_seg_num = window_seg_num
         self.size = round(seconds * US) if seconds else None
         self.step = round(stride * US) if seconds else None
@@ -118,7 +121,7 @@ class _FirstPass:
         self.t0 = None         # the first frame's time
         self.gap = None        # the last positive gap between two frames' times
         self.last_index = -1
-        self.redo = []         # (k, start, end, first index, count) of the windows the second pass samples
+        self.redo = []         # (("window", k, start, end), first index, count): what the second pass samples
 
     def start_of(self, k):
         return self.t0 + k * self.step
@@ -142,7 +145,7 @@ class _FirstPass:
     def wanted(self, index):
         """Is frame ``index`` (just grabbed) sampled by the video or by a window it falls in? Changes nothing:
         a frame whose retrieve fails is skipped and the next one asked again under the same index."""
-        if index in self.video_indices:
+        if index in self.video_indices or self.shots is not None:  # the shot detector sees every frame
             return True
         if not self.size:
             return False
@@ -156,15 +159,17 @@ class _FirstPass:
 
     def add(self, index, frame):
         """Frame ``index`` decoded (``frame``: RGB, or None where not retrieved)."""
-        frame = None if frame is None else self.transform(frame)
+        time = self.clock.time(self.cap.get(cv2.CAP_PROP_POS_MSEC))
+        small = None if frame is None else self.transform(frame)
         if index in self.video_indices:
-            self.video[index] = frame
+            self.video[index] = small
         if self.size:
-            time = self.clock.time(self.cap.get(cv2.CAP_PROP_POS_MSEC))
-            self._place(index, time, frame)
-            if self.clock.last is not None and time > self.clock.last:
-                self.gap = time - self.clock.last
-            self.clock.tick(time)
+            self._place(index, time, small)
+        if self.shots is not None:
+            self.shots.add(index, time / US, frame, small)
+        if self.clock.last is not None and time > self.clock.last:
+            self.gap = time - self.clock.last
+        self.clock.tick(time)
         self.last_index = index
 
     def _place(self, index, time, frame):
@@ -174,7 +179,7 @@ class _FirstPass:
             self.open.remove(window)
             self._close(window, window.end)
         for k in range(self.next_k, k_full):  # no frame of its own: the frame on screen, the last before it
-            self.redo.append((k, self.start_of(k), self.start_of(k) + self.size, self.last_index, 1))
+            self.redo.append((window_head(k, self.start_of(k), self.start_of(k) + self.size), self.last_index, 1))
         gap = self._gap(time)
         for k in range(k_full, k_end):
             end = self.start_of(k) + self.size
@@ -189,59 +194,88 @@ class _FirstPass:
     def _close(self, window, end):
         positions = sample_indices(window.count, self.window_seg_num, "infer")
         if all(p in window.kept for p in positions):
-            self.emit(("window", window.k, to_seconds(window.start), to_seconds(end),
-                       [window.kept[p] for p in positions]))
+            self.emit(window_head(window.k, window.start, end) + ([window.kept[p] for p in positions],))
         else:
-            self.redo.append((window.k, window.start, end, window.first, window.count))
+            self.redo.append((window_head(window.k, window.start, end), window.first, window.count))
 
     def finish(self):
         """The end of the stream: close the open windows up to the first that holds the last frame; the
         last one ends with the video (the last frame's time plus the gap before it)."""
-        if not self.size or self.last_index < 0:
+        if self.last_index < 0:
             return
-        video_end = self.clock.last + (self.gap or self.clock.frame_us)
+        video_end = self.video_end()
+        if self.shots is not None:
+            self.shots.finish(video_end / US)
+        if not self.size:
+            return
         for window in self.open:
             if window.k == 0 or self.start_of(window.k - 1) + self.size <= self.clock.last:
                 self._close(window, min(window.end, video_end))
             # else: the window before it holds the last frame already
         self.open = []
 
+    def video_end(self):
+        """The end of the last frame (us): its time plus the gap before it."""
+        return self.clock.last + (self.gap or self.clock.frame_us)
+
+    def metadata(self):
+        """``{"duration", "fps", "frames", "width", "height", "codec"}``: seconds to the end of the last
+        decoded frame, the container's frame rate (``nominal_fps``), the frames decoded, the frame size
+        and the codec's FourCC as the container gives them (``None`` where it gives none)."""
+        fourcc = int(self.cap.get(cv2.CAP_PROP_FOURCC) or 0)
+        codec = "".join(chr((fourcc >> (8 * i)) & 0xFF) for i in range(4)).strip("\0 ") if fourcc > 0 else ""
+        return {"duration": to_seconds(self.video_end()), "fps": round(nominal_fps(self.cap), 3),
+                "frames": self.last_index + 1, "width": int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                "height": int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+                "codec": codec if codec.isprintable() and codec else None}
+
+
+def window_head(k, start, end):
+    """The message of window k, times in us, but its frames: ``("window", k, start_seconds, end_seconds)``."""
+    return ("window", k, to_seconds(start), to_seconds(end))
+
 
 def to_seconds(us):
     return round(us / US, 3)
 
 
-def decode_windows(path, seg_num, transform, emit, seconds=None, stride=None, window_seg_num=None):
-    """Decode ``path``; call ``emit`` for each window (by time, see the module docstring), then for the
-    whole video.
+def decode_windows(path, seg_num, transform, emit, seconds=None, stride=None, window_seg_num=None, shots=False,
+                   thumbnails=False):
+    """Decode ``path``; call ``emit`` for each window (by time, see the module docstring), for each shot
+    (with ``shots``, see ``shot_clips``), then for the whole video.
 
     emit(("window", k, start_seconds, end_seconds, frames)) once for each window (only with ``seconds``),
     in order of k except that the windows left to the second pass come after the first pass's;
-    emit(("video", frames, num_frames)) last. ``frames``: lists of ``transform(RGB uint8 frame)``,
-    ``window_seg_num`` (default ``seg_num``) per window, ``seg_num`` for the video, as ``sample_indices``
-    picks them (infer mode) from the window's (video's) frames. Raises ``ValueError``.
+    with ``shots``: emit(("shot", k, frames)) once for each shot, emit(("thumbnail", k, jpeg bytes)) for
+    each shot with ``thumbnails``, and emit(("shots", [(start_frame, end_frame, start_seconds,
+    end_seconds)])) once the first pass is over; emit(("video", frames, num_frames, metadata)) last
+    (``_FirstPass.metadata``). ``frames``: lists of ``transform(RGB uint8 frame)``, ``window_seg_num``
+    (default ``seg_num``) per window and per shot, ``seg_num`` for the video, as ``sample_indices`` picks
+    them (infer mode) from the window's (shot's, video's) frames. Raises ``ValueError``.
     """
     window_seg_num = window_seg_num or seg_num
     stride = stride or seconds
 
     def first_pass(cap):
-        state = _FirstPass(cap, seg_num, window_seg_num, seconds, stride, transform, emit)
+        clips = ShotClips(window_seg_num, nominal_fps(cap), emit, thumbnails) if shots else None
+        state = _FirstPass(cap, seg_num, window_seg_num, seconds, stride, transform, emit, clips)
         for index, frame in decoded_frames(cap, state.wanted, state.claimed):
             state.add(index, frame)
         state.finish()
-        return state
+        return state, state.metadata() if state.last_index >= 0 else None
 
-    state = with_video(path, first_pass)
+    state, metadata = with_video(path, first_pass)
     total = state.last_index + 1
     if total == 0:
         raise ValueError("no frames decoded")
+    redo = state.redo + (state.shots.redo if shots else [])
     video = sample_indices(total, seg_num, "infer")
-    if total == state.claimed and not state.redo:  # everything is at hand
-        emit(("video", [state.video[i] for i in video], total))
+    if total == state.claimed and not redo:  # everything is at hand
+        emit(("video", [state.video[i] for i in video], total, metadata))
         return
-    # The second pass: the windows whose sample the first could not retrieve, and the whole video where
-    # the container lied about its length.
-    second = _SecondPass(state.redo, window_seg_num, video, state.video if total == state.claimed else {},
+    # The second pass: the windows and shots whose sample the first could not retrieve, and the whole
+    # video where the container lied about its length.
+    second = _SecondPass(redo, window_seg_num, video, state.video if total == state.claimed else {},
                          transform, emit)
 
     def second_pass(cap):
@@ -252,34 +286,35 @@ def decode_windows(path, seg_num, transform, emit, seconds=None, stride=None, wi
 
     with_video(path, second_pass)
     if not second.finished():
-        missing = min([i for i in video if i not in second.kept] + [w[3] for w in second.pending] +
-                      [min(w[3]) for w in second.active])
+        missing = min([i for i in video if i not in second.kept] + [w[1] for w in second.pending] +
+                      [min(w[1]) for w in second.active])
         raise ValueError(f"frame {missing} of {total} not decoded on the second pass")
-    emit(("video", [second.kept[i] for i in video], total))
+    emit(("video", [second.kept[i] for i in video], total, metadata))
 
 
 class _SecondPass:
-    """The windows the first pass could not sample (``redo``: ``(k, start, end, first index, count)``)
-    and the whole video's sample where ``kept`` lacks it, retrieved in one pass up to the last frame
-    they need. A window is emitted as soon as its last sampled frame is decoded; ``kept`` holds the
-    sampled frames of the windows open at the current frame and the video's (index -> frame)."""
+    """The windows and shots the first pass could not sample (``redo``: ``(head, first index, count)``,
+    ``head`` the message without its frames, e.g. ``("window", k, start, end)``) and the whole video's
+    sample where ``kept`` lacks it, retrieved in one pass up to the last frame they need. A window (shot)
+    is emitted as soon as its last sampled frame is decoded; ``kept`` holds the sampled frames of the
+    windows open at the current frame and the video's (index -> frame)."""
 
     def __init__(self, redo, window_seg_num, video, kept, transform, emit):
         self.window_seg_num, self.transform, self.emit = window_seg_num, transform, emit
-        self.pending = collections.deque(sorted(redo, key=lambda w: (w[3], w[0])))  # by first frame
-        self.active = []  # (k, start, end, sample indices as a set)
+        self.pending = collections.deque(sorted(redo, key=lambda w: (w[1], w[0][0], w[0][1])))  # by first frame
+        self.active = []  # (head, sample indices, as a set)
         self.video, self.kept = set(video), kept
         self.video_missing = len(self.video.difference(kept))
 
     def _activate(self, index):
-        while self.pending and self.pending[0][3] <= index:
-            k, start, end, first, count = self.pending.popleft()
+        while self.pending and self.pending[0][1] <= index:
+            head, first, count = self.pending.popleft()
             indices = [first + p for p in sample_indices(count, self.window_seg_num, "infer")]
-            self.active.append((k, start, end, indices, set(indices)))
+            self.active.append((head, indices, set(indices)))
 
     def wanted(self, index):
         self._activate(index)
-        return (index in self.video and index not in self.kept) or any(index in w[4] for w in self.active)
+        return (index in self.video and index not in self.kept) or any(index in w[2] for w in self.active)
 
     def add(self, index, frame):
         self._activate(index)
@@ -287,16 +322,16 @@ class _SecondPass:
             if index in self.video and index not in self.kept:
                 self.video_missing -= 1
             self.kept[index] = self.transform(frame)
-        complete = [w for w in self.active if max(w[3]) <= index]
+        complete = [w for w in self.active if max(w[1]) <= index]
         for window in complete:
             self.active.remove(window)
-            k, start, end, indices, _ = window
+            head, indices, _ = window
             if any(i not in self.kept for i in indices):
                 raise ValueError(f"frame {min(i for i in indices if i not in self.kept)} not decoded on the "
                                  f"second pass")
-            self.emit(("window", k, to_seconds(start), to_seconds(end), [self.kept[i] for i in indices]))
+            self.emit(head + ([self.kept[i] for i in indices],))
         if complete:
-            for i in [i for i in self.kept if i not in self.video and not any(i in w[4] for w in self.active)]:
+            for i in [i for i in self.kept if i not in self.video and not any(i in w[2] for w in self.active)]:
                 del self.kept[i]
 
     def finished(self):
@@ -317,3 +352,45 @@ def stream_video(path, emit, decode):
     seg_num, short_size, target_size, seconds, stride, window_seg_num = decode
     transform = functools.partial(_resize_crop, short_size, target_size)
     decode_windows(path, seg_num, transform, emit, seconds, stride, window_seg_num)
+
+
+def stream_levels(path, emit, decode):
+    """The tagger's decode job: as ``stream_video``, with shots, and each message that carries frames
+    gets one more element, the frames' numbers (``Numbered``): a frame in several samples (a window's
+    and a shot's) has one number, so that the consumer computes its features once.
+
+    decode: ``stream_video``'s and ``(shots, thumbnails)`` (see ``decode_windows``).
+    """
+    seg_num, short_size, target_size, seconds, stride, window_seg_num, shots, thumbnails = decode
+    numbered = Numbered(functools.partial(_resize_crop, short_size, target_size))
+
+    def emit_numbered(message):
+        frames = message[FRAMES_AT[message[0]]] if message[0] in FRAMES_AT else None
+        emit(message if frames is None else message + ([numbered.number(f) for f in frames],))
+
+    decode_windows(path, seg_num, numbered, emit_numbered, seconds, stride, window_seg_num, shots, thumbnails)
+
+
+FRAMES_AT = {"window": 4, "shot": 2, "video": 1}  # where each message of decode_windows holds its frames
+
+
+class Numbered:
+    """A transform that numbers what it makes, in order: ``number(out)`` is the number of a frame it made
+    (alive). A frame made again (on the second pass) gets a new number. Holds no frame: an entry goes
+    when its frame does."""
+
+    def __init__(self, transform):
+        self.transform, self.count, self.numbers = transform, 0, {}
+
+    def __call__(self, frame):
+        out = self.transform(frame)
+        key = id(out)
+        self.numbers[key] = (weakref.ref(out, lambda _: self.numbers.pop(key, None)), self.count)
+        self.count += 1
+        return out
+
+    def number(self, out):
+        ref, number = self.numbers.get(id(out), (None, None))
+        if ref is None or ref() is not out:
+            raise RuntimeError("a frame this transform did not make")
+        return number
