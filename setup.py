@@ -25,7 +25,7 @@ setup(
         # tests write variable-frame-rate and B-frame videos with known timestamps, which cv2.VideoWriter cannot.
         # scenedetect-headless: PySceneDetect's cuts, compared with the shot detector's (the plain scenedetect
         # wheel declares opencv-python, which would install beside opencv-python-headless).
-        "test": ["pytest", "matplotlib", "scikit-learn", "av", "scenedetect-headless==0.7.2", "paddle2onnx>=2.1; python_version < '3.13'", "onnxruntime", "selenium"],
+        "test": ["pytest", "pytest-xdist>=3.2", "matplotlib", "scikit-learn", "av", "scenedetect-headless==0.7.2", "paddle2onnx>=2.1; python_version < '3.13'", "onnxruntime", "selenium"],
         "plot": ["matplotlib"],  # training curves (curves.png); without it, no PNG and a one-line note
         "visualdl": ["visualdl"],  # train.py --visualdl
         "onnx": ["paddle2onnx>=2.1; python_version < '3.13'", "onnxruntime"],  # export_model.py's ONNX model
