@@ -34,7 +34,7 @@ setup(
         # tests write variable-frame-rate and B-frame videos with known timestamps, which cv2.VideoWriter cannot.
         # scenedetect-headless: PySceneDetect's cuts, compared with the shot detector's (the plain scenedetect
         # wheel declares opencv-python, which would install beside opencv-python-headless).
-        "test": ["pytest", "matplotlib", "scikit-learn", "av", "scenedetect-headless==0.7.2", "paddle2onnx>=2.1; python_version < '3.13'", "onnxruntime",
+        "test": ["pytest", "pytest-xdist>=3.2", "matplotlib", "scikit-learn", "av", "scenedetect-headless==0.7.2", "paddle2onnx>=2.1; python_version < '3.13'", "onnxruntime",
                  "selenium",  # the report page and the service's page, tested in headless Chromium
                  "fastapi", "uvicorn", "python-multipart", "httpx",  # the service's tests (a real server)
                  "jsonschema"],  # the timeline files checked against their schema
