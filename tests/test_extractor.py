@@ -301,20 +301,11 @@ def test_same_stem_in_two_runs_and_lists_of_both(setup):
         assert np.abs(np.load(feature) - ref).max() <= 1e-4 * np.abs(ref).max()
 
 
-def _write_lists_many_times(save_dir, tag, rounds):
-    from video_tag.feature_store import FeatureStore
-    store = FeatureStore(save_dir, "float32", feature_dim=4)
-    for i in range(rounds):
-        video = f"{tag}{i}.mp4"
-        record = {"video": video, "real_path": os.path.realpath(video), "size": 0, "mtime_ns": 0, "seg_num": 2}
-        assert store.save(video, np.zeros((2, 4), np.float32), record) is None
-        store.write_lists([video], {}, {video})
-
-
 def test_concurrent_extractors_keep_each_others_list_entries(tmp_path):
     import multiprocessing
+    from concurrent_lists import write_lists_many_times
     ctx = multiprocessing.get_context("spawn")
-    workers = [ctx.Process(target=_write_lists_many_times, args=(str(tmp_path), tag, 25)) for tag in "ab"]
+    workers = [ctx.Process(target=write_lists_many_times, args=(str(tmp_path), tag, 25)) for tag in "ab"]
     for w in workers:
         w.start()
     for w in workers:
