@@ -180,9 +180,9 @@ class Names:
         hash collision), or its path is written in the lists (``names.text_path``) as another's (a TAB in
         one, the characters ``\\t`` in the other); {other spelling: the first}."""
         held, texts, unique, failed, same = {}, {}, [], {}, {}
-        look = self.look
+        known, look = self.known, self.look
         for v in videos:
-            real, _, stem = look(v)
+            real, _, stem = known.get(v) or look(v)
             first = held.setdefault(stem, v)
             if first != v:
                 holder = self.known[first][0]
@@ -268,19 +268,28 @@ class Verdict:
             differ = [] if ours else [LAYOUT]
         return (False if differ else self.layout.prefix + entry.where), differ, None
 
-    def matches(self, stem, expected, key):
-        """``judge``'s answer for the common case, from the index line as it is: the path of ``stem``'s
-        features when its line names a plain file of this layout that is as the line says, with
-        ``expected`` (text real path, size, mtime_ns) and ``key``; else False (``judge`` then decides)."""
-        line = self.records.entries.get(stem)
-        where = stem + self.layout.suffix
-        if (line.__class__ is not str or self.layout.shard_size or not line.startswith(where + "\t")
-                or line.count("\t") != 6):
-            return False
-        if not line.endswith(f"\t{expected[0]}\t{expected[1]}\t{expected[2]}\t{key}"):
-            return False
-        path = self.layout.prefix + where
-        return path if line[len(where) + 1:line.index("\t", len(where) + 1)] == stamp(path) else False
+    def matcher(self, key):
+        """``matches(stem, expected)``: ``judge``'s answer for the common case, from the index line as it is:
+        the path of ``stem``'s features when its line names a plain file of this layout that is as the line
+        says, with ``expected`` (text real path, size, mtime_ns) and the settings ``key``; else False
+        (``judge`` then decides). A closure: it runs once per video of a list of millions."""
+        entries, suffix, prefix, tail = self.records.entries, self.layout.suffix, self.layout.prefix, "\t" + key
+        if self.layout.shard_size:
+            return lambda stem, expected: False
+
+        def matches(stem, expected):
+            line = entries.get(stem)
+            if line.__class__ is not str:
+                return False
+            where = stem + suffix
+            n = len(where)
+            if (not line.startswith(where) or line[n:n + 1] != "\t" or line.count("\t") != 6
+                    or not line.endswith(f"\t{expected[0]}\t{expected[1]}\t{expected[2]}{tail}")):
+                return False
+            path = prefix + where
+            return path if line[n + 1:line.index("\t", n + 1)] == stamp(path) else False
+
+        return matches
 
     def find_legacy(self, video):
         """Remember where ``video``'s features named as before 16-digit hashes are, if they are its own."""
@@ -298,15 +307,15 @@ class Verdict:
         settings = split_record(settings)[1]
         key = settings_text(settings)[1]
         todo, done, failed, stale, provenance = [], set(), {}, collections.Counter(), {}
-        look, matches = self.names.look, self.matches
+        known, look, matches = self.names.known, self.names.look, self.matcher(key)
         for v in videos:
-            real, st, stem = look(v)
+            real, st, stem = known.get(v) or look(v)
             if st is None:
                 todo.append(v)
                 provenance[v] = None  # decoding will say what is wrong
                 continue
             expected = (text_path(real), st.st_size, st.st_mtime_ns)
-            fresh = not overwrite and matches(stem, expected, key)
+            fresh = not overwrite and matches(stem, expected)
             if fresh:
                 done.add(v)
                 self.found[v] = fresh
@@ -505,7 +514,12 @@ class FeatureStore:
     def scan(self, first=False):
         """Take the shards the index does not know yet (written by an older videotag, or placed by a run
         killed before it wrote its lines) into the index; forget the shards that are gone (lock held)."""
-        listing = shards.shard_files(self.save_dir)
+        if first and not self.shard_size and self.records.stamp is not None and not self.records.shards:
+            # One file per video and an index that knows no shard: nothing to take in (a listing of a folder
+            # of a million files costs a second). A sharded run lists it and removes killed runs' orphans.
+            listing = []
+        else:
+            listing = shards.shard_files(self.save_dir)
         if first:
             self.listing = listing
         found = {os.path.basename(s): s for s in shards.shards_in(self.save_dir, listing)}
@@ -623,8 +637,8 @@ class FeatureStore:
             def write(name, lines):
                 files.write_text(os.path.join(self.save_dir, name), "".join(lines))
 
-            write("features.list", (f + "\n" for f in manifest.values()))
-            write("manifest.tsv", (f"{v}\t{f}\n" for v, f in manifest.items()))
+            write("features.list", ("\n".join(manifest.values()), "\n" if manifest else ""))
+            write("manifest.tsv", ("\n".join(map("\t".join, manifest.items())), "\n" if manifest else ""))
             write("failed.list", (f"{v}\t{r}\n" for v, r in failures.items()))
         outputs = {v: f for v, f in outputs.items() if f is not None}
         others = len(manifest) - sum(1 for t in texts if t in manifest)
