@@ -53,7 +53,9 @@ def test_a_killed_server_finishes_every_job_once_after_a_restart(setup):
                for i in range(5)]
         # killed while the first job runs, part-way (its windows are being tagged)
         wait_for(lambda: client.get(f"/v1/jobs/{ids[0]}").json()["progress"] > 0)
-        assert client.get(f"/v1/jobs/{ids[-1]}").json()["state"] == "queued"
+        # not ended yet: queued, or claimed already (a worker claims up to 8 jobs and the next claim's pool
+        # opens while the last video of a claim is tagged: which of the two depends on timing)
+        assert client.get(f"/v1/jobs/{ids[-1]}").json()["state"] in ("queued", "running")
     pgid = server.process.pid
     server.kill()
     assert wait_for(lambda: not group_alive(pgid), 10)  # the workers (and their decoders) died with it
