@@ -428,10 +428,11 @@ def test_documented_commands_use_existing_flags(capfd, flags_of):
 
 def test_readme_text_names_existing_flags(capfd, flags_of):
     """Every ``--flag`` README's text names (in code spans and commands) is a flag of one of our scripts,
-    except pip's and Paddle's launcher's own."""
+    except pip's, Paddle's launcher's and pytest's own."""
     for script in SCRIPTS - set(flags_of):
         flags_of[script] = script_flags(script, capfd)
-    known = set().union(*flags_of.values()) | {"--gpus", "--nnodes", "--master", "--nproc_per_node"}
+    known = set().union(*flags_of.values()) | {"--gpus", "--nnodes", "--master", "--nproc_per_node",
+                                               "--dist"}  # pytest-xdist's, in the test command
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
         named = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9_]*)", f.read()))
     assert not named - known, sorted(named - known)
