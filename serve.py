@@ -31,18 +31,7 @@ def main():
     p.add_argument("--max_upload_mb", type=float, default=2048, help="largest upload")
     p.add_argument("--keep_free_mb", type=float, default=256, help="refuse an upload (507) that would leave less free disk")
     p.add_argument("--sync_max_seconds", type=float, default=60, help="longest video POST /v1/tag takes")
-    p.add_argument("--tsn_weights", default="./weights/tsn.pdparams", help="weights of this stage")
-    p.add_argument("--lstm_weights", default="./weights/attention_lstm.pdparams", help="weights of this stage")
-    p.add_argument("--label_file", default="./label_3396.txt", help="class names, one per line")
-    p.add_argument("--config", default="configs/attention_lstm.yaml", help="AttentionLSTM config")
-    p.add_argument("--tsn_config", default="configs/tsn.yaml", help="TSN config")
-    p.add_argument("-o", "--override", action="append", default=[], metavar="SECTION.key=value",
-                   help="override a value of the AttentionLSTM config (repeatable)")
-    p.add_argument("-t", "--tsn_override", action="append", default=[], metavar="SECTION.key=value",
-                   help="override a value of the TSN config (repeatable)")
-    p.add_argument("--precision", default="fp32", help="TSN precision: fp32, bf16 or fp16 (GPU)")
-    p.add_argument("--frame_batch", type=int, default=8, help="frames per TSN batch")
-    p.add_argument("--use_gpu", type=cli.str2bool, default=True, help="run on GPU if Paddle has CUDA")
+    cli.add_model_flags(p)  # --precision checked below, after the token (Paddle not yet imported)
     cli.add_verbose_flag(p)
     args = p.parse_args()
     if not args.token and not server.loopback(args.host):  # first: before the models are looked at

@@ -67,6 +67,24 @@ def add_verbose_flag(p):
                    help="also show Paddle's, oneDNN's and FFmpeg's own messages, and debug logs")
 
 
+def add_model_flags(p, precisions=None):
+    """The flags of the two models that ``videotag.py`` and ``serve.py`` share: weights, label file, configs
+    and their overrides, precision, frame batch, device. ``precisions``: the choices of ``--precision``
+    (None: the caller checks it, e.g. before Paddle may be imported)."""
+    p.add_argument("--tsn_weights", default="./weights/tsn.pdparams", help="weights of this stage")
+    p.add_argument("--lstm_weights", default="./weights/attention_lstm.pdparams", help="weights of this stage")
+    p.add_argument("--label_file", default="./label_3396.txt", help="class names, one per line")
+    p.add_argument("--config", default="configs/attention_lstm.yaml", help="AttentionLSTM config")
+    p.add_argument("--tsn_config", default="configs/tsn.yaml", help="TSN config")
+    p.add_argument("-o", "--override", action="append", default=[], metavar="SECTION.key=value",
+                   help="override a value of the AttentionLSTM config (repeatable)")
+    p.add_argument("-t", "--tsn_override", action="append", default=[], metavar="SECTION.key=value",
+                   help="override a value of the TSN config, e.g. -t INFER.seg_num=100 (repeatable)")
+    p.add_argument("--precision", choices=precisions, default="fp32", help="TSN precision: fp32, bf16 or fp16 (GPU)")
+    p.add_argument("--frame_batch", type=int, default=8, help="frames per TSN batch")
+    p.add_argument("--use_gpu", type=str2bool, default=True, help="run on GPU if Paddle has CUDA")
+
+
 def parser(description, run_flags=True):
     """An ArgumentParser with the flags every script has.
 
