@@ -614,7 +614,9 @@ def test_each_shot_is_tagged_as_a_video_of_its_own_frames(setup, monkeypatch):
     (tmp / "refs.list").write_text("".join(f"{r}\n" for r in refs + [late]), encoding="utf-8")
     assert run_tag(tmp, tmp / "refs.list", tmp / "refs") == 0
     *expected, shifted = [probabilities(r["tags"]) for r in read_jsonl(tmp / "refs" / "predictions.jsonl")]
-    assert max(abs(expected[0][c] - shifted[c]) for c in shifted) > 1e-4  # a sample one frame off: told apart
+    # a sample one frame off is told apart by the 1e-5 check below (the gap varies with the random model and
+    # Paddle's threads: 4e-5 to 1e-3 seen)
+    assert max(abs(expected[0][c] - shifted[c]) for c in shifted) > 1e-5
     for shot, reference in zip(shots, expected):
         got = probabilities(shot["tags"])
         assert got.keys() == reference.keys() and max(abs(got[c] - reference[c]) for c in got) < 1e-5, shot

@@ -45,6 +45,7 @@ import json
 import logging
 import os
 import stat
+from operator import itemgetter, methodcaller
 
 try:
     import fcntl
@@ -53,7 +54,7 @@ except ImportError:  # Windows: no advisory locks; concurrent extractors into on
 
 from . import feature_files, files, shards
 from .errors import RunError, UserError
-from .names import text_path
+from .names import UNSAFE, text_path
 from .readers.lists import output_stem, path_digest
 from .record_index import RecordIndex, settings_text, split_record
 
@@ -61,21 +62,22 @@ log = logging.getLogger(__name__)
 
 LAYOUT = "layout (one file per video / shards)"
 Plan = collections.namedtuple("Plan", "todo done failed stale provenance")
-Stat = collections.namedtuple("Stat", "st_size st_mtime_ns")  # what a run keeps of a video's stat
 
 
-def video_provenance(video, settings, real_path=None, st=None):
+def video_provenance(video, settings, real_path=None, size_mtime=None):
     """The provenance record of ``video``'s features: path as listed, real path, size, mtime, ``settings``
     (what every feature of the run depends on: weights, precision, dtype, sizes, version). Paths are in
-    ``names.text_path`` form. None when the video cannot be stat'ed (decoding will report it)."""
-    if st is None:
+    ``names.text_path`` form. None when the video cannot be stat'ed (decoding will report it).
+    ``real_path``, ``size_mtime`` (size, mtime_ns): what the caller already knows of the video."""
+    if size_mtime is None:
         try:
             st = os.stat(video)
         except OSError:
             return None
+        size_mtime = (st.st_size, st.st_mtime_ns)
     real = real_path or os.path.realpath(video)
-    return {"video": text_path(video), "real_path": text_path(real), "size": st.st_size,
-            "mtime_ns": st.st_mtime_ns, **settings}
+    return {"video": text_path(video), "real_path": text_path(real), "size": size_mtime[0],
+            "mtime_ns": size_mtime[1], **settings}
 
 
 def legacy_stem(video, real_path):
@@ -136,7 +138,7 @@ class Names:
 
     def __init__(self, suffix):
         self.suffix = suffix
-        self.known, self.dirs = {}, {}  # video -> (real path, Stat or None, stem); folder -> its real path + "/"
+        self.known, self.dirs = {}, {}  # video -> what ``look`` found; folder -> its real path + "/"
 
     def probe(self, video):
         """``(real path, os.stat_result or None)`` of ``video``: one ``lstat`` when it is not a link (the real
@@ -160,18 +162,19 @@ class Names:
         return folder + tail, st
 
     def look(self, video):
-        """``(real path, Stat(st_size, st_mtime_ns) or None when it cannot be stat'ed, stem)`` of ``video``,
-        looked at once per run."""
+        """``(real path, size, mtime_ns, stem)`` of ``video``, looked at once per run (size and mtime_ns None
+        when it cannot be stat'ed)."""
         hit = self.known.get(video)
         if hit is None:
             real, st = self.probe(video)
-            hit = self.known[video] = (real, None if st is None else Stat(st.st_size, st.st_mtime_ns),
-                                       output_stem(video, path_digest(real)))
+            stem = output_stem(video, path_digest(real))
+            hit = self.known[video] = ((real, None, None, stem) if st is None else
+                                       (real, st.st_size, st.st_mtime_ns, stem))
         return hit
 
     def stem(self, video):
         """``video``'s name (``lists.output_stem``)."""
-        return self.look(video)[2]
+        return self.look(video)[3]
 
     @files.collector_paused()
     def assign(self, videos):
@@ -180,9 +183,9 @@ class Names:
         hash collision), or its path is written in the lists (``names.text_path``) as another's (a TAB in
         one, the characters ``\\t`` in the other); {other spelling: the first}."""
         held, texts, unique, failed, same = {}, {}, [], {}, {}
-        known, look = self.known, self.look
+        known, look, unsafe = self.known, self.look, UNSAFE.search
         for v in videos:
-            real, _, stem = known.get(v) or look(v)
+            real, _, _, stem = known.get(v) or look(v)
             first = held.setdefault(stem, v)
             if first != v:
                 holder = self.known[first][0]
@@ -191,9 +194,9 @@ class Names:
                 else:
                     failed[v] = collision(stem, text_path(holder))
                 continue
-            text = text_path(v)
-            # Two paths are written alike only with a backslash in both (one escaped, one verbatim).
-            if "\\" in text and texts.setdefault(text, v) != v:
+            # Two paths are written alike only with a backslash in both once written (one escaped by
+            # text_path, one verbatim): a path with neither a backslash nor what text_path escapes is unique.
+            if ("\\" in v or unsafe(v) is not None) and texts.setdefault(text := text_path(v), v) != v:
                 failed[v] = (f"its path is written as {text} in the lists, as that of another video of the list "
                              f"(a TAB, newline or bytes that are not UTF-8 in one path): rename one")
                 del held[stem]
@@ -269,25 +272,29 @@ class Verdict:
         return (False if differ else self.layout.prefix + entry.where), differ, None
 
     def matcher(self, key):
-        """``matches(stem, expected)``: ``judge``'s answer for the common case, from the index line as it is:
-        the path of ``stem``'s features when its line names a plain file of this layout that is as the line
-        says, with ``expected`` (text real path, size, mtime_ns) and the settings ``key``; else False
-        (``judge`` then decides). A closure: it runs once per video of a list of millions."""
+        """``matches(stem, real, size, mtime_ns)``: ``judge``'s answer for the common case, from the index line
+        as it is: the path of ``stem``'s features when its line names a plain file of this layout that is as
+        the line says, with the expected record (``real``: the text real path; the video's size and mtime_ns)
+        and the settings ``key``; else False (``judge`` then decides). A closure: it runs once per video of a
+        list of millions."""
         entries, suffix, prefix, tail = self.records.entries, self.layout.suffix, self.layout.prefix, "\t" + key
         if self.layout.shard_size:
-            return lambda stem, expected: False
+            return lambda stem, real, size, mtime_ns: False
 
-        def matches(stem, expected):
+        def matches(stem, real, size, mtime_ns):
             line = entries.get(stem)
-            if line.__class__ is not str:
+            if line.__class__ is not str or not line.endswith(f"\t{real}\t{size}\t{mtime_ns}{tail}"):
                 return False
             where = stem + suffix
             n = len(where)
-            if (not line.startswith(where) or line[n:n + 1] != "\t" or line.count("\t") != 6
-                    or not line.endswith(f"\t{expected[0]}\t{expected[1]}\t{expected[2]}{tail}")):
+            if not line.startswith(where) or line[n:n + 1] != "\t" or line.count("\t") != 6:
                 return False
             path = prefix + where
-            return path if line[n + 1:line.index("\t", n + 1)] == stamp(path) else False
+            try:
+                st = os.stat(path)
+            except OSError:
+                return False
+            return path if line[n + 1:line.index("\t", n + 1)] == f"{st.st_size}:{st.st_mtime_ns}" else False
 
         return matches
 
@@ -307,29 +314,30 @@ class Verdict:
         settings = split_record(settings)[1]
         key = settings_text(settings)[1]
         todo, done, failed, stale, provenance = [], set(), {}, collections.Counter(), {}
-        known, look, matches = self.names.known, self.names.look, self.matcher(key)
+        known, look, matches, found = self.names.known, self.names.look, self.matcher(key), self.found
+        unsafe = UNSAFE.search
         for v in videos:
-            real, st, stem = known.get(v) or look(v)
-            if st is None:
+            real, size, mtime_ns, stem = known.get(v) or look(v)
+            if size is None:
                 todo.append(v)
                 provenance[v] = None  # decoding will say what is wrong
                 continue
-            expected = (text_path(real), st.st_size, st.st_mtime_ns)
-            fresh = not overwrite and matches(stem, expected)
+            real_text = real if unsafe(real) is None else text_path(real)
+            fresh = not overwrite and matches(stem, real_text, size, mtime_ns)
             if fresh:
                 done.add(v)
-                self.found[v] = fresh
+                found[v] = fresh
                 continue
-            fresh, differ, reason = self.judge(v, expected, settings, key)
+            fresh, differ, reason = self.judge(v, (real_text, size, mtime_ns), settings, key)
             if reason:
                 failed[v] = reason
             elif fresh and not overwrite:
                 done.add(v)
-                self.found[v] = fresh
+                found[v] = fresh
             else:
                 todo.append(v)
                 stale.update(differ)
-                provenance[v] = video_provenance(v, settings, real, st)
+                provenance[v] = video_provenance(v, settings, real, (size, mtime_ns))
         if self.legacy:
             example = next(iter(self.legacy.values()))
             log.warning("%d video(s) have features in %s under their name from before 16-digit hashes (e.g. %s): "
@@ -625,12 +633,13 @@ class FeatureStore:
         with self.locked(), files.collector_paused():
             self.writer.flush()
             self.records.refresh()
-            outputs = {v: self.location(v) for v in videos if v in done and v not in failed}
-            texts = [text_path(v) for v in videos]
-            manifest, failures = merge_lists(
+            found, location, unsafe = self.verdict.found.get, self.location, UNSAFE.search
+            outputs = {v: found(v) or location(v) for v in videos if v in done and v not in failed}
+            texts = [v if unsafe(v) is None else text_path(v) for v in videos]
+            manifest, failures, others = merge_lists(
                 _read_rows(os.path.join(self.save_dir, "manifest.tsv")),
                 _read_rows(os.path.join(self.save_dir, "failed.list")),
-                [(t, outputs.get(v)) for t, v in zip(texts, videos)],
+                list(zip(texts, map(outputs.get, videos))),
                 {text_path(v): one_line(r) for v, r in failed.items()}, self.verdict.holder())
             self.writer.flush()  # what the verdict read from records files
 
@@ -641,7 +650,6 @@ class FeatureStore:
             write("manifest.tsv", ("\n".join(map("\t".join, manifest.items())), "\n" if manifest else ""))
             write("failed.list", (f"{v}\t{r}\n" for v, r in failures.items()))
         outputs = {v: f for v, f in outputs.items() if f is not None}
-        others = len(manifest) - sum(1 for t in texts if t in manifest)
         log.info("%d feature file(s) of this list listed in %s%s; %d failed", len(outputs),
                  os.path.join(self.save_dir, "features.list"),
                  f" (and {others} of other lists extracted into the same folder)" if others else "", len(failed))
@@ -652,20 +660,28 @@ class FeatureStore:
 
 
 def merge_lists(manifest_rows, failed_rows, mine, failed, holds):
-    """The rows of ``manifest.tsv`` and ``failed.list`` after a run: ``({video: feature}, {video: reason})``
-    in file order. ``manifest_rows``/``failed_rows``: the rows there now; ``mine``: (video, feature or None)
-    of this run's videos in list order; ``failed``: {video: reason} of this run; ``holds(video, feature)``
-    says whether an old row is still true. Rows of this run's videos are replaced; a feature is listed once."""
-    ours = {v for v, _ in mine} | set(failed)  # rows of these are replaced
+    """The rows of ``manifest.tsv`` and ``failed.list`` after a run: ``({video: feature}, {video: reason},
+    the number of rows of other lists kept)`` in file order. ``manifest_rows``/``failed_rows``: the rows there
+    now; ``mine``: (video, feature or None) of this run's videos in list order (a video listed twice has one
+    feature); ``failed``: {video: reason} of this run; ``holds(video, feature)`` says whether an old row is
+    still true. Rows of this run's videos are replaced; a feature is listed once."""
+    ours = set(map(itemgetter(0), mine))
+    ours.update(failed)  # rows of these are replaced
     manifest = {row[0]: row[1] for row in manifest_rows
                 if len(row) == 2 and row[0] not in ours and holds(row[0], row[1])}
+    kept = len(manifest)
     listed = set(manifest.values())
-    for video, feature in mine:
-        if feature is not None and feature not in listed:  # None: failed, or not done
-            manifest[video] = feature
-            listed.add(feature)
+    new = {video: feature for video, feature in mine if feature is not None}  # None: failed, or not done
+    features = set(new.values())
+    if len(features) == len(new) and listed.isdisjoint(features):
+        manifest.update(new)  # the common case, no feature twice: C loops over a list of millions
+    else:
+        for video, feature in mine:
+            if feature is not None and feature not in listed:
+                manifest[video] = feature
+                listed.add(feature)
     old_failed = {row[0]: row[1] for row in failed_rows if len(row) == 2 and row[0] not in ours}
-    return manifest, {**old_failed, **failed}
+    return manifest, {**old_failed, **failed}, kept
 
 
 def collision(stem, holder):
@@ -699,6 +715,7 @@ def _read_rows(path):
     """The tab-separated rows of one of the lists (none if it does not exist)."""
     try:
         with open(path, encoding="utf-8") as f:
-            return [line.rstrip("\n").split("\t") for line in f if line.strip()]
+            text = f.read()
     except (OSError, UnicodeDecodeError):
         return []
+    return list(map(methodcaller("split", "\t"), filter(str.strip, text.split("\n"))))

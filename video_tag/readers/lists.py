@@ -11,6 +11,7 @@ Lines may end in CRLF, the file may start with a UTF-8 BOM, blank lines are skip
 import hashlib
 import os
 import re
+import sys
 from dataclasses import dataclass, field
 
 from ..errors import UserError
@@ -143,4 +144,7 @@ _UNSAFE_IN_STEM = re.compile("[\x00-\x1f\x7f\udc80-\udcff]")
 
 def path_digest(real_path):
     """The hex sha1 of a real path's bytes (as the file system holds them, also when they are not UTF-8)."""
-    return hashlib.sha1(os.fsencode(real_path)).hexdigest()
+    return hashlib.sha1(real_path.encode(FS_ENCODING, FS_ERRORS)).hexdigest()  # os.fsencode, without its call
+
+
+FS_ENCODING, FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
