@@ -289,3 +289,30 @@ def test_the_real_path_of_a_name_in_the_root_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     real, st = Names(".npy").probe("/etc")
     assert real == "/etc" and st is not None
+
+
+def test_merge_lists_lists_a_feature_once_and_counts_the_rows_of_other_lists():
+    from video_tag.feature_store import merge_lists
+    holds = lambda video, feature: video != "gone.mp4"  # noqa: E731
+    old = [["x.mp4", "f/x.npy"], ["gone.mp4", "f/g.npy"], ["a.mp4", "f/old-a.npy"], ["bad row"]]
+    # no feature twice: this run's rows replace theirs, after the kept rows of other lists
+    manifest, failures, kept = merge_lists(old, [["a.mp4", "old reason"], ["z.mp4", "z reason"]],
+                                           [("a.mp4", "f/a.npy"), ("b.mp4", None), ("a.mp4", "f/a.npy")],
+                                           {"b.mp4": "b reason"}, holds)
+    assert list(manifest.items()) == [("x.mp4", "f/x.npy"), ("a.mp4", "f/a.npy")] and kept == 1
+    assert failures == {"z.mp4": "z reason", "b.mp4": "b reason"}
+    # a feature already listed (by a kept row, or by a video earlier in the list) is not listed again
+    manifest, _, kept = merge_lists(old, [], [("a.mp4", "f/x.npy"), ("b.mp4", "f/b.npy"), ("c.mp4", "f/b.npy")],
+                                    {}, holds)
+    assert list(manifest.items()) == [("x.mp4", "f/x.npy"), ("b.mp4", "f/b.npy")] and kept == 1
+    assert list(merge_lists(old, [], [("a.mp4", "f/x.npy")], {}, holds)[0].items()) == [("x.mp4", "f/x.npy")]
+
+
+def test_the_log_counts_the_rows_of_other_lists(tmp_path, caplog):
+    first, second = make_videos(tmp_path / "v", ["a.mp4", "b.mp4"]), make_videos(tmp_path / "w", ["c.mp4"])
+    out = str(tmp_path / "out")
+    extract(FeatureStore(out, "float32", feature_dim=4), first)
+    caplog.set_level(logging.INFO)
+    extract(FeatureStore(out, "float32", feature_dim=4), second + first[:1])
+    assert "2 feature file(s) of this list listed in" in caplog.text
+    assert "(and 1 of other lists extracted into the same folder)" in caplog.text
