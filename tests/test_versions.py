@@ -20,7 +20,7 @@ def cells(line):
     return [cell.strip() for cell in line.strip().strip("|").split("|")]
 
 
-def tested_row(text):
+def table_tested_row(text):
     """{column: value} of the "tested" row of the table whose header names ``versions.COLUMNS``; None
     when there is no such table."""
     lines = text.splitlines()
@@ -35,23 +35,23 @@ def tested_row(text):
 
 
 def test_tested_row_is_read_by_column():
-    assert tested_row(TABLE) == {"OS": "Debian 12 (Linux x86_64)", "Python": "3.11.7",
+    assert table_tested_row(TABLE) == {"OS": "Debian 12 (Linux x86_64)", "Python": "3.11.7",
                                  "Paddle": "3.3.1 CPU (`paddlepaddle`)", "OpenCV": "5.1.0 (`opencv-python-headless`)",
                                  "numpy": "2.4.6"}
-    assert tested_row(TABLE.replace("| OS |", "| System |")) is None  # another table
-    assert tested_row(TABLE.replace("| tested |", "| passed |")) is None
+    assert table_tested_row(TABLE.replace("| OS |", "| System |")) is None  # another table
+    assert table_tested_row(TABLE.replace("| tested |", "| passed |")) is None
 
 
 def test_row_is_what_the_table_reads():
-    values = tested_row(TABLE)
-    assert tested_row(TABLE.replace(versions.row(values), versions.row({**values, "numpy": "2.5.0"})))["numpy"] == "2.5.0"
+    values = table_tested_row(TABLE)
+    assert table_tested_row(TABLE.replace(versions.row(values), versions.row({**values, "numpy": "2.5.0"})))["numpy"] == "2.5.0"
     assert versions.row(values) in TABLE  # the printed row is the README's line, character for character
 
 
 def test_readme_versions_are_this_environments():
     """README's "tested" row names the OS, Python, Paddle, OpenCV and numpy this suite runs with."""
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-        readme = tested_row(f.read())
+        readme = table_tested_row(f.read())
     assert readme is not None, f"README.md has no \"Versions tested\" table with columns {versions.COLUMNS}"
     here = versions.environment()
     differ = [f"{column}: README {readme[column]!r}, here {here[column]!r}" for column in versions.COLUMNS
