@@ -56,8 +56,11 @@ def test_readme_versions_are_this_environments():
     here = versions.environment()
     differ = [f"{column}: README {readme[column]!r}, here {here[column]!r}" for column in versions.COLUMNS
               if readme[column] != here[column]]
-    assert not differ, ("README.md's \"Versions tested\" row is not this environment (" + "; ".join(differ)
-                        + "): if the suite passes here, paste this row into README.md:\n" + versions.row(here))
+    message = ("README.md's \"Versions tested\" row is not this environment (" + "; ".join(differ)
+               + "): if the suite passes here, paste this row into README.md:\n" + versions.row(here))
+    if differ and os.environ.get("CI") != "true" and not os.environ.get("VIDEOTAG_CHECK_VERSIONS"):
+        pytest.skip(message)  # a contributor's machine; CI's run (.ci/run) is the one that keeps the table true
+    assert not differ, message
 
 
 @pytest.mark.parametrize("release, expected", [
