@@ -3,7 +3,8 @@
 an error is ``{"error": "<one line>"}`` with its status, never a stack trace.
 
     POST   /v1/jobs        upload (multipart field "video") or JSON {"path": ...}; options: topk, threshold,
-                           segment_seconds, segment_stride_seconds, segment_seg_num  -> 202 {"id", "state"}
+                           segment_seconds, segment_stride_seconds, segment_seg_num, shots, min_confidence,
+                           include, exclude  -> 202 {"id", "state"}
     GET    /v1/jobs/{id}   {"id", "state", "progress", "error", "result", "video", "options", times}
     GET    /v1/jobs        ?limit=&cursor=&state= -> {"jobs": [... without results], "next": cursor or null}
     DELETE /v1/jobs/{id}   cancels a queued or running job (409 once it ended)
@@ -77,17 +78,22 @@ class Error(BaseModel):
 
 
 ERRORS = {code: {"model": Error} for code in (401, 403, 404, 409, 413, 415, 422, 503, 507)}
+CLASS_LIST = "class names or ids, as videotag.py's flag (a comma list, or a list)"
+OPTION_SCHEMAS = {
+    "topk": {"type": "integer", "minimum": 1}, "threshold": {"type": "number", "minimum": 0, "maximum": 1},
+    "segment_seconds": {"type": "number", "exclusiveMinimum": 0},
+    "segment_stride_seconds": {"type": "number", "exclusiveMinimum": 0},
+    "segment_seg_num": {"type": "integer", "minimum": 1},
+    "shots": {"type": "boolean", "description": "detect shots and tag each one (the result's shots)"},
+    "min_confidence": {"type": "number", "minimum": 0, "maximum": 1, "description": "tag ranges' threshold"},
+    "include": {"type": "array", "items": {"type": "string"}, "description": "only these classes: " + CLASS_LIST},
+    "exclude": {"type": "array", "items": {"type": "string"}, "description": "never these classes: " + CLASS_LIST}}
 SUBMISSION = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["video"], "properties": {
-        "video": {"type": "string", "format": "binary"},
-        "topk": {"type": "integer", "minimum": 1}, "threshold": {"type": "number", "minimum": 0, "maximum": 1},
-        "segment_seconds": {"type": "number", "exclusiveMinimum": 0},
-        "segment_stride_seconds": {"type": "number", "exclusiveMinimum": 0},
-        "segment_seg_num": {"type": "integer", "minimum": 1}}}},
+        "video": {"type": "string", "format": "binary"}, **OPTION_SCHEMAS}}},
     "application/json": {"schema": {"type": "object", "required": ["path"], "properties": {
         "path": {"type": "string", "description": "a file under one of the server's --allow_dir"},
-        "topk": {"type": "integer"}, "threshold": {"type": "number"}, "segment_seconds": {"type": "number"},
-        "segment_stride_seconds": {"type": "number"}, "segment_seg_num": {"type": "integer"}}}}}}}
+        **OPTION_SCHEMAS}}}}}}
 
 
 def create_app(store, labels, uploads, allow_dirs=(), token=None, limits=None, workers=None):
@@ -183,7 +189,7 @@ def create_app(store, labels, uploads, allow_dirs=(), token=None, limits=None, w
         else:
             raise Refused(415, "send multipart/form-data (field 'video') or application/json ({\"path\": ...})")
         try:
-            options = check_options(fields)
+            options = check_options(fields, labels)
             if priority and limits.sync_max_seconds:
                 seconds = video_seconds(path)
                 if seconds > limits.sync_max_seconds:

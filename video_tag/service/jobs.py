@@ -86,6 +86,12 @@ class JobStore:
             row = db.execute("SELECT path, upload FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return None if row is None else (row["path"], bool(row["upload"]))
 
+    def video(self, job_id):
+        """The video as a job shows it (the client's file name, or the path as given), or None."""
+        with self._connect() as db:
+            row = db.execute("SELECT video FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else row["video"]
+
     def page(self, limit, before=None, state=None):
         """Up to ``limit`` jobs, newest first, older than the job ``before`` (the cursor of the previous
         page); returns ``(jobs without their results, cursor of the next page or None)``."""

@@ -105,7 +105,8 @@ def tag_batch(tagger, store, batch, next_batch=None):
                     store.set_progress(job_id, claim, min(0.99, end / duration))
 
             try:
-                outcome = tagger.result(messages, options, progress, lambda: not store.holds(job_id, claim))
+                outcome = tagger.result(path, messages, options, progress, lambda: not store.holds(job_id, claim),
+                                        store.video(job_id))
             except VideoError as e:
                 _end(store, job, error=str(e))
                 continue
