@@ -19,6 +19,7 @@ import logging
 import os
 import secrets
 import signal
+import time
 from typing import Any, Dict, List, Optional
 
 from fastapi import FastAPI, Query, Request
@@ -30,13 +31,14 @@ from starlette.exceptions import HTTPException
 
 from ..errors import RunError
 from .intake import FIELD_BYTES, Refused, allowed_path, receive_form
-from .jobs import LATENCY_BUCKETS, STATES, new_id
+from .jobs import DAY, LATENCY_BUCKETS, STATES, forget_old_jobs, new_id
 from .options import check_options
 from .worker import video_seconds
 
 log = logging.getLogger(__name__)
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 WAIT_SECONDS = 0.05  # how often POST /v1/tag looks at its job
+FORGET_SECONDS = 3600.0  # how often jobs past the retention (--keep_days) are deleted
 
 
 class Limits(BaseModel):
@@ -96,18 +98,27 @@ SUBMISSION = {"requestBody": {"required": True, "content": {
         **OPTION_SCHEMAS}}}}}}
 
 
-def create_app(store, labels, uploads, allow_dirs=(), token=None, limits=None, workers=None):
+def create_app(store, labels, uploads, allow_dirs=(), token=None, limits=None, workers=None, keep_days=0):
     """The app over ``store`` (``jobs.JobStore``); ``labels`` the class names; ``uploads`` the folder uploads go
     to; ``allow_dirs`` real paths of the folders a JSON ``path`` may name; ``workers`` (``worker.Workers``, or
-    None: jobs are stored and wait) watched while the app runs."""
+    None: jobs are stored and wait) watched while the app runs; ``keep_days``: jobs that ended longer ago
+    are deleted while it runs (``jobs.forget_old_jobs``, every ``FORGET_SECONDS`` or a tenth of the
+    retention if shorter; 0 keeps them)."""
     limits = limits or Limits()
     allow_dirs = [os.path.realpath(d) for d in allow_dirs]
+    forget_every = min(FORGET_SECONDS, keep_days * DAY / 10)
 
     async def watch():
+        next_forget = time.monotonic() + forget_every  # the service forgot the old jobs as it started
         while True:
             try:
                 if workers is not None:
                     workers.check(store)
+                if keep_days and time.monotonic() >= next_forget:
+                    forgotten = forget_old_jobs(store, keep_days)
+                    if forgotten:
+                        log.info("%d job(s) that ended over %g day(s) ago deleted", forgotten, keep_days)
+                    next_forget = time.monotonic() + forget_every
                 for job_id, path in store.ended_uploads():
                     try:
                         os.remove(path)
