@@ -31,6 +31,9 @@ def main():
     p.add_argument("--max_upload_mb", type=float, default=2048, help="largest upload")
     p.add_argument("--keep_free_mb", type=float, default=256, help="refuse an upload (507) that would leave less free disk")
     p.add_argument("--sync_max_seconds", type=float, default=60, help="longest video POST /v1/tag takes")
+    p.add_argument("--keep_days", type=float, default=0,
+                   help="delete jobs (with their uploads) that ended more than this many days ago, at start "
+                        "and every hour; queued and running jobs are never deleted (default 0: keep every job)")
     cli.add_model_flags(p)  # --precision checked below, after the token (Paddle not yet imported)
     cli.add_verbose_flag(p)
     args = p.parse_args()
@@ -48,7 +51,7 @@ def main():
         raise cli.UserError(f"--precision must be one of {', '.join(PRECISIONS)}, got {args.precision}")
     if not 0 < args.port < 65536:
         raise cli.UserError(f"--port must be 1..65535, got {args.port}")
-    for name in ("workers", "max_upload_mb", "keep_free_mb", "sync_max_seconds"):
+    for name in ("workers", "max_upload_mb", "keep_free_mb", "sync_max_seconds", "keep_days"):
         if not 0 <= getattr(args, name) < float("inf"):
             raise cli.UserError(f"--{name} must be at least 0, got {getattr(args, name)}")
     if args.frame_batch < 1:
@@ -68,7 +71,7 @@ def main():
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * MB), keep_free_bytes=int(args.keep_free_mb * MB),
                     sync_max_seconds=args.sync_max_seconds)
     return server.run(args.host, args.port, args.data_dir, args.allow_dir, args.token, args.workers, models,
-                      labels, limits)
+                      labels, limits, args.keep_days)
 
 
 if __name__ == "__main__":

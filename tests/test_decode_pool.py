@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from conftest import ROOT
-from video_tag.decode_pool import CRASHED, DecodePool, returned
+from video_tag.decode_pool import CRASHED, DecodePool, LiveDecodePool, returned
 
 
 def test_a_video_that_crashes_once_is_decoded_again_and_one_that_always_crashes_fails(tmp_path):
@@ -89,3 +89,65 @@ def test_stopping_while_the_workers_are_busy_prints_nothing_but_the_error(tmp_pa
     assert result.stderr == "error: cannot write v0.npy: No space left on device\n"
     for pid in result.stdout.split():  # no worker decodes on after the run
         assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
+
+
+def live_results(videos, function, args, num_workers, parts):
+    """``videos`` decoded by one LiveDecodePool, submitted in ``parts`` (lists of indices, in order):
+    ``({job: [messages]}, worker pids before, after)``."""
+    with LiveDecodePool(function, args, num_workers) as pool:
+        before = [w.process.pid for w in pool.workers]
+        results = {}
+        for part in parts:
+            results.update({job: list(messages) for job, messages in pool.submit([videos[i] for i in part])})
+        after = [w.process.pid for w in pool.workers]
+    return results, before, after
+
+
+def test_a_live_pool_keeps_its_processes_and_decodes_jobs_as_they_come():
+    from fussy_decoder import fussy_decode
+    videos = ["a", "bb", "ccc", "dddd", "eeeee"]
+    results, before, after = live_results(videos, returned, (fussy_decode,), 2, [[0], [1, 2], [3, 4]])
+    assert {job: m[0][1][0, 0] for job, m in results.items()} == {"a": 1, "bb": 2, "ccc": 3, "dddd": 4, "eeeee": 5}
+    assert before == after and len(set(before)) == 2  # the same two processes for every submit
+
+
+def test_a_live_pool_has_the_crash_rule(tmp_path):
+    from fussy_decoder import flaky_decode, flaky_stream, fussy_decode
+    videos = ["a", "crash1", "bb", "crash2", "ccc", "zero", "dd"]
+    results, before, after = live_results(videos, returned, (fussy_decode,), 2, [[0, 1, 2, 3], [4, 5, 6]])
+    assert results.pop("crash1") == results.pop("crash2") == [("failed", CRASHED)]
+    assert results.pop("zero") == [("failed", "ZeroDivisionError: integer division or modulo by zero")]
+    assert {job: m[0][1][0, 0] for job, m in results.items()} == {"a": 1, "bb": 2, "ccc": 3, "dd": 2}
+    marker = str(tmp_path / "crashed-once")
+    results, _, _ = live_results(["a", "flaky1", "bb", "c"], returned, (flaky_decode, marker), 2, [[0, 1], [2, 3]])
+    assert os.path.exists(marker)  # flaky1 crashed its worker once, then was decoded again
+    assert {job: [m[0] for m in messages] for job, messages in results.items()} == dict.fromkeys(
+        ["a", "flaky1", "bb", "c"], ["result"])
+    marker = str(tmp_path / "stream-crashed-once")
+    results, _, _ = live_results(["a", "flaky1", "b", "c"], flaky_stream, (marker,), 1, [[0, 1, 2], [3]])
+    parts = [("part", 0), ("part", 1), ("part", 2)]
+    assert os.path.exists(marker) and results == dict.fromkeys(["a", "flaky1", "b", "c"], parts)  # none repeated
+
+
+def test_a_live_pool_takes_jobs_while_a_crashed_one_is_decoded_again(tmp_path):
+    """As the service submits its next claim before the last job of a claim is read to its end."""
+    from fussy_decoder import flaky_stream
+    marker = str(tmp_path / "crashed-once")
+    parts = [("part", 0), ("part", 1), ("part", 2)]
+    with LiveDecodePool(flaky_stream, (marker,), 1) as pool:
+        (_, first), (_, flaky) = pool.submit(["a", "flaky1"])
+        assert list(first) == parts
+        assert [next(flaky) for _ in range(3)] == parts  # the last from the worker decoding it again, alone
+        assert os.path.exists(marker)
+        (_, later), = pool.submit(["b"])  # given while that worker decodes flaky1 alone
+        assert list(later) == parts
+        (_, last), = pool.submit(["c"])
+        assert list(last) == parts
+
+
+def test_a_live_pool_consumer_may_stop_reading_a_video_at_its_last_message():
+    from fussy_decoder import big_stream
+    with LiveDecodePool(big_stream, (), 1) as pool:
+        firsts = [(job, next(messages)[:2]) for job, messages in pool.submit(["a", "b"])]
+        firsts += [(job, next(messages)[:2]) for job, messages in pool.submit(["c"])]
+    assert firsts == [("a", ("window", 0)), ("b", ("window", 0)), ("c", ("window", 0))]

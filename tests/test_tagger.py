@@ -365,7 +365,7 @@ def test_a_video_replaced_while_it_is_decoded_fails_and_is_tagged_again(setup, m
     from video_tag import tagger
     tmp = setup
     videos = sorted(write_video(tmp / "v" / f"{c}.avi", [c], 0.6) for c in ("red", "blue"))
-    real_tag_video, replaced = tagger._tag_video, []
+    real_tag_video, replaced = tagger.tag_messages, []
 
     def replaced_while_decoding(*args):
         if not replaced:  # the first video is being decoded: a user copies another over it
@@ -373,12 +373,12 @@ def test_a_video_replaced_while_it_is_decoded_fails_and_is_tagged_again(setup, m
             replaced.append(os.stat(videos[0]))
         return real_tag_video(*args)
 
-    monkeypatch.setattr(tagger, "_tag_video", replaced_while_decoding)
+    monkeypatch.setattr(tagger, "tag_messages", replaced_while_decoding)
     assert run_tag(tmp, tmp / "v", tmp / "out", save_features=str(tmp / "feat")) == 1
     assert (tmp / "out" / "failed.list").read_text(encoding="utf-8") == f"{videos[0]}\t{tagger.CHANGED}\n"
     assert [r["video"] for r in read_jsonl(tmp / "out" / "predictions.jsonl")] == [videos[1]]
     assert (tmp / "feat" / "features.list").read_text(encoding="utf-8").count("\n") == 1
-    monkeypatch.setattr(tagger, "_tag_video", real_tag_video)
+    monkeypatch.setattr(tagger, "tag_messages", real_tag_video)
     assert run_tag(tmp, tmp / "v", tmp / "out", save_features=str(tmp / "feat")) == 0
     manifest = (tmp / "feat" / "manifest.tsv").read_text(encoding="utf-8").splitlines()
     feature = dict(line.split("\t") for line in manifest)[videos[0]]

@@ -25,8 +25,9 @@ def browser(width=1000, height=1000):
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
-def tag_on_page(driver, url, video, segment_seconds=1, token=None, seconds=120):
-    """Open the page, upload ``video``, wait until its tags are shown (or the job failed): the state text."""
+def tag_on_page(driver, url, video, segment_seconds=1, token=None, seconds=120, shots=False):
+    """Open the page, upload ``video`` (``shots``: with the Shots box ticked), wait until its tags are shown
+    (or the job failed): the state text."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
@@ -36,6 +37,8 @@ def tag_on_page(driver, url, video, segment_seconds=1, token=None, seconds=120):
     segments = driver.find_element(By.ID, "segment_seconds")
     segments.clear()
     segments.send_keys(str(segment_seconds))
+    if shots:
+        driver.find_element(By.ID, "with_shots").click()
     driver.find_element(By.ID, "file").send_keys(os.path.abspath(video))
     driver.find_element(By.ID, "submit").click()
     WebDriverWait(driver, seconds, poll_frequency=0.2).until(
@@ -63,11 +66,12 @@ def main():
     p.add_argument("--video", required=True, help="a video Chromium plays (WebM, MP4)")
     p.add_argument("--out", default="docs/service.png")
     p.add_argument("--segment_seconds", type=float, default=1)
+    p.add_argument("--shots", action="store_true", help="tick the Shots box")
     p.add_argument("--token")
     args = p.parse_args()
     driver = browser()
     try:
-        state = tag_on_page(driver, args.url, args.video, args.segment_seconds, args.token)
+        state = tag_on_page(driver, args.url, args.video, args.segment_seconds, args.token, shots=args.shots)
         if state != "done":
             raise SystemExit(f"error: the job ended {state}")
         time.sleep(0.5)  # the first video frame

@@ -1,4 +1,6 @@
-"""One pool of decode worker processes, with one crash rule, for the extractor and the tagger.
+"""One pool of decode worker processes, with one crash rule, for the extractor and the tagger
+(``DecodePool``: a list of jobs known at the start), and the service's workers (``LiveDecodePool``: the
+same processes for jobs that arrive over time).
 
 Worker w (of n) decodes jobs w, w + n, w + 2n, ... in order, one at a time, calling
 ``function(job, emit, *args)`` in its own process (spawned: no Paddle, no inherited threads; one
@@ -154,6 +156,133 @@ class DecodePool:
                 worker.process.kill()
         worker.process.join()
         worker.reader.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for worker in self.workers:
+            self._stop(worker)
+
+
+def _serve(function, args, inbox, connection, buffered):
+    """A ``LiveDecodePool`` worker process: ``_work`` on the jobs ``(number, job)`` that come through
+    ``inbox``, until the pool closes it (or goes)."""
+    def jobs():
+        while True:
+            try:
+                yield inbox.recv()
+            except (EOFError, OSError):
+                return
+
+    _work(function, args, jobs(), connection, buffered)
+
+
+class _LiveWorker:
+    """A live pool's worker process: the read end of its messages, the write end of its jobs, the numbers
+    it was sent whose end has not been read (``pending``); a worker decoding one job again after a crash
+    (``alone``) keeps the jobs for its slot in ``then``, for the fresh worker that follows it."""
+
+    def __init__(self, process, reader, sender, alone=False, then=None):
+        self.process, self.reader, self.sender = process, reader, sender
+        self.pending, self.alone, self.then = [], alone, list(then or [])
+
+
+class LiveDecodePool:
+    """Decode processes that live as long as the pool and take jobs as they come (a service's jobs arrive
+    over time: its decoders start once, not once per batch). ``submit(jobs)`` returns ``[(job, messages)]``
+    as iterating a ``DecodePool`` yields them: consume them in order, each before the next, and the jobs of
+    one ``submit`` before those of the next. Job n goes to worker ``n % num_workers``, which decodes its jobs
+    in order; the crash rule, the ``buffered`` bound and the shutdown are ``DecodePool``'s (module
+    docstring). Jobs wait in a pipe (64 KiB): submit a few at a time, as a service claims them."""
+
+    def __init__(self, function, args=(), num_workers=1, buffered=1):
+        self.function, self.args, self.buffered = function, tuple(args), buffered
+        self.context = multiprocessing.get_context("spawn")
+        self.count = max(1, num_workers)
+        self.jobs, self.submitted = {}, 0  # number -> job, until its end is read
+        self.workers = [self._start([]) for _ in range(self.count)]
+
+    def _start(self, numbers, alone=False, then=None):
+        inbox, sender = self.context.Pipe(duplex=False)
+        reader, writer = self.context.Pipe(duplex=False)
+        process = self.context.Process(target=_serve, daemon=True,
+                                       args=(self.function, self.args, inbox, writer, self.buffered))
+        process.start()
+        writer.close()  # the worker holds the only writer: its end ends the pipe
+        inbox.close()
+        worker = _LiveWorker(process, reader, sender, alone, then)
+        for number in numbers:
+            worker.pending.append(number)
+            self._send(worker, number)
+        return worker
+
+    def _send(self, worker, number):
+        try:
+            worker.sender.send((number, self.jobs[number]))
+        except OSError:  # the worker died: its pipe ends, and the crash rule sends the job again
+            pass
+
+    def submit(self, jobs):
+        """Queue ``jobs`` (picklable): ``[(job, messages)]``, see the class docstring."""
+        numbers = []
+        for job in jobs:
+            number, self.submitted = self.submitted, self.submitted + 1
+            self.jobs[number] = job
+            worker = self.workers[number % self.count]
+            if worker.alone:  # decoding a crashed job again: the fresh worker after it takes this one
+                worker.then.append(number)
+            else:
+                worker.pending.append(number)
+                self._send(worker, number)
+            numbers.append(number)
+        return [(self.jobs[n], self._messages(n)) for n in numbers]
+
+    def _messages(self, number):
+        w = number % self.count
+        delivered, skip, retried = 0, 0, False
+        while True:
+            worker = self.workers[w]
+            try:
+                got, message = worker.reader.recv()
+            except (EOFError, OSError):  # the worker ended before this job's end: it died
+                self._stop(worker)
+                rest = [n for n in worker.pending + worker.then if n > number]
+                if retried:  # the job killed a worker of its own
+                    self.workers[w] = self._start(rest)
+                    self.jobs.pop(number, None)
+                    yield ("failed", CRASHED)
+                    return
+                self.workers[w] = self._start([number], alone=True, then=rest)
+                skip, retried = delivered, True
+                continue
+            if message[0] == "end":
+                if got in worker.pending:
+                    worker.pending.remove(got)
+                self.jobs.pop(got, None)
+                if worker.alone:  # the job decoded again alone is over: a fresh worker takes the rest
+                    self._stop(worker)
+                    self.workers[w] = self._start(worker.then)
+                if got == number:
+                    return
+                continue
+            if got != number:
+                continue  # the rest of an earlier job whose consumer stopped reading (at its last message)
+            if skip:
+                skip -= 1
+                continue
+            delivered += 1
+            yield message
+
+    def _stop(self, worker):
+        if worker.process.is_alive():
+            worker.process.terminate()
+            worker.process.join(5)
+            if worker.process.is_alive():
+                worker.process.kill()
+        worker.process.join()
+        worker.reader.close()
+        worker.sender.close()
 
     def __enter__(self):
         return self

@@ -193,7 +193,7 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
                 with tqdm(total=len(todo), desc="videotag", unit="video", dynamic_ncols=True,
                           disable=not dist.is_main()) as progress:
                     for index, path, messages in stream:
-                        result = _tag_video(engine, model, target, messages)
+                        result = tag_messages(engine, model, target, messages)
                         if not isinstance(result, str) and file_identity(path) != identity[index]:
                             result = CHANGED
                         if isinstance(result, str):
@@ -250,9 +250,10 @@ class Tagged:
         self.shots, self.thumbnails, self.metadata = shots, thumbnails, metadata
 
 
-def _tag_video(engine, model, target, messages):
-    """Consume one video's messages (``windows.decode_windows``): a ``Tagged``, or the reason (a string)
-    it could not be read."""
+def tag_messages(engine, model, target, messages):
+    """Consume one video's messages (``windows.stream_levels``): a ``Tagged``, or the reason (a string)
+    it could not be read. ``engine``: the TSN engine (``extractor.build_engine``); ``model``: the
+    AttentionLSTM in eval mode; ``target``: the crop size. The service's workers tag with it too."""
     windows, shot_probabilities, thumbnails, bounds = [], {}, {}, []
     cache = FeatureCache()
     for message in messages:

@@ -59,10 +59,23 @@ def write_clip(path, seed, seconds=2.0, size=(64, 48)):
     return str(path)
 
 
-def videotag_results(folder, clips, save_dir, segment_seconds=None):
-    """videotag.py's lines for ``clips`` tagged as one list (``tagger.tag``, what videotag.py calls, with
-    the models of ``make_models``): ``{path: {"tags": [...], "segments": [{"start", "end", "tags"}]}}``."""
+def write_cuts(path, lengths=(30, 12, 7, 21), seed=0):
+    """An H.264 .mp4 (160x96, 25 frames/s, tests/shot_videos.py) of textured scenes with hard cuts between
+    shots of ``lengths`` frames; returns ``(path, cut frames)``."""
+    from shot_videos import Scene, encode_decode, shot_frames
+    frames, cuts = shot_frames([(Scene(seed + k), n) for k, n in enumerate(lengths)], ["cut"] * (len(lengths) - 1))
+    encode_decode(frames, path)
+    return str(path), cuts
+
+
+def videotag_results(folder, clips, save_dir, segment_seconds=None, timeline=None):
+    """videotag.py's outputs for ``clips`` tagged as one list (``tagger.tag``, what videotag.py calls, with
+    the models of ``make_models``; ``timeline``: a ``timeline.TimelineOptions``, as --shots, --min_confidence,
+    --include, --exclude give it): ``{path: {"tags": [...], "segments": [{"start", "end", "tags"}],
+    "shots": [{"shot", "start", "end", "start_frame", "end_frame", "tags"}], "timeline": the timeline file
+    or None}}``."""
     from video_tag.config import load_config
+    from video_tag.readers.lists import output_stem
     from video_tag.tagger import tag
     folder = str(folder)
     listing = os.path.join(folder, "clips.list")
@@ -71,20 +84,29 @@ def videotag_results(folder, clips, save_dir, segment_seconds=None):
     code = tag(listing, str(save_dir), load_config(os.path.join(folder, "tsn.yaml")),
                load_config(os.path.join(folder, "lstm.yaml")), os.path.join(folder, "tsn.pdparams"),
                os.path.join(folder, "lstm.pdparams"), os.path.join(folder, "labels.txt"),
-               segment_seconds=segment_seconds, num_workers=1, frame_batch=4)
+               segment_seconds=segment_seconds, num_workers=1, frame_batch=4, timeline=timeline)
     assert code == 0
     results = {}
-    with open(os.path.join(save_dir, "predictions.jsonl"), encoding="utf-8") as f:
-        for line in f:
-            record = json.loads(line)
-            results[record["video"]] = {"tags": record["tags"], "segments": []}
+    for record in read_jsonl(os.path.join(save_dir, "predictions.jsonl")):
+        location = os.path.join(save_dir, "timelines", output_stem(record["video"]) + ".json")
+        written = None
+        if os.path.exists(location):
+            with open(location, encoding="utf-8") as f:
+                written = json.load(f)
+        results[record["video"]] = {"tags": record["tags"], "segments": [], "shots": [], "timeline": written}
     if segment_seconds:
-        with open(os.path.join(save_dir, "segments.jsonl"), encoding="utf-8") as f:
-            for line in f:
-                record = json.loads(line)
-                results[record["video"]]["segments"].append(
-                    {"start": record["start"], "end": record["end"], "tags": record["tags"]})
+        for record in read_jsonl(os.path.join(save_dir, "segments.jsonl")):
+            results[record["video"]]["segments"].append(
+                {"start": record["start"], "end": record["end"], "tags": record["tags"]})
+    if timeline is not None and timeline.shots:
+        for record in read_jsonl(os.path.join(save_dir, "shots.jsonl")):
+            results[record["video"]]["shots"].append({k: v for k, v in record.items() if k not in ("video", "source")})
     return results
+
+
+def read_jsonl(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
 
 
 def assert_same_tags(ours, reference, atol=1e-5):
@@ -95,11 +117,33 @@ def assert_same_tags(ours, reference, atol=1e-5):
 
 
 def assert_same_result(result, reference):
-    """A service result against videotag.py's lines for the same clip."""
+    """A service result against videotag.py's outputs for the same clip: tags, segments and shots (the
+    same boundaries, tags within 1e-5); with a timeline file, the result is that timeline (its ranges the
+    same, confidences within 1e-5) but for its name."""
     assert_same_tags(result["tags"], reference["tags"])
     assert [(s["start"], s["end"]) for s in result["segments"]] == [(s["start"], s["end"]) for s in reference["segments"]]
     for ours, ref in zip(result["segments"], reference["segments"]):
         assert_same_tags(ours["tags"], ref["tags"])
+    bounds = ("shot", "start", "end", "start_frame", "end_frame")
+    assert [[s[k] for k in bounds] for s in result["shots"]] == [[s[k] for k in bounds] for s in reference["shots"]]
+    for ours, ref in zip(result["shots"], reference["shots"]):
+        assert_same_tags(ours["tags"], ref["tags"])
+    if reference.get("timeline") is not None:
+        written = reference["timeline"]
+        assert set(result) == set(written) and result["metadata"] == written["metadata"]
+        assert [s["segment"] for s in result["segments"]] == [s["segment"] for s in written["segments"]]
+        key = ("class_id", "class_name", "start", "end", "level")
+        assert [[r[k] for k in key] for r in result["ranges"]] == [[r[k] for k in key] for r in written["ranges"]]
+        np.testing.assert_allclose([r["confidence"] for r in result["ranges"]],
+                                   [r["confidence"] for r in written["ranges"]], atol=1e-5)
+
+
+def validate_timeline(timeline):
+    """``timeline`` (a dict) against video_tag/timeline.schema.json (``jsonschema.ValidationError``)."""
+    import jsonschema
+    with open(os.path.join(ROOT, "video_tag", "timeline.schema.json"), encoding="utf-8") as f:
+        jsonschema.validate(timeline, json.load(f))
+    return timeline
 
 
 def child_env():

@@ -52,6 +52,34 @@ def test_an_upload_and_a_path_give_videotags_result(served):
     assert uploads_gone(root / "data" / "uploads", answer.json()["id"])  # removed once its job ended
 
 
+def test_shots_by_upload_and_by_path_give_videotags_timeline(served):
+    """Options as form fields (include given twice) and as JSON keys: the timeline videotag.py --shots
+    --include writes for the same video (shots, tags, ranges), valid against the timeline schema."""
+    from service_setup import validate_timeline, write_cuts
+    from video_tag.timeline import TimelineOptions
+    root, clips, reference, server = served
+    video, cuts = write_cuts(root / "videos" / "cuts.mp4")
+    expected = videotag_results(root / "models", [video], root / "ref_shots", timeline=TimelineOptions(
+        shots=True, min_confidence=0.45, include=["标签 0", "3,标签 5"]))[video]
+    with server.client() as client:
+        with open(video, "rb") as f:
+            answer = client.post("/v1/jobs", files={"video": ("cuts.mp4", f)},
+                                 data={"shots": "true", "min_confidence": "0.45", "include": ["标签 0", "3,标签 5"]})
+        by_path = client.post("/v1/jobs", json={"path": video, "shots": True, "min_confidence": 0.45,
+                                                "include": ["标签 0", "3,标签 5"]})
+        assert answer.status_code == 202 and by_path.status_code == 202, (answer.text, by_path.text)
+        uploaded, named = wait_done(client, answer.json()["id"]), wait_done(client, by_path.json()["id"])
+    assert uploaded["options"] == {"shots": True, "min_confidence": 0.45, "include": ["标签 0", "3,标签 5"]}
+    for job, shown in ((uploaded, "cuts.mp4"), (named, video)):
+        assert job["state"] == "done", job
+        result = validate_timeline(job["result"])
+        assert result["video"] == shown
+        assert [(s["start_frame"], s["end_frame"]) for s in result["shots"]] == list(zip([0] + cuts, cuts + [70]))
+        assert {t["class_id"] for t in result["tags"]} == {0, 3, 5}
+        assert_same_result(result, expected)
+    assert named["result"]["name"] == expected["timeline"]["name"]
+
+
 def uploads_gone(folder, job_id, seconds=5):
     """Whether the upload of ``job_id`` leaves ``folder`` within ``seconds`` (the service looks every 0.5 s)."""
     deadline = time.time() + seconds
@@ -144,6 +172,9 @@ def test_refusals_are_one_json_line(served):
             (client.post("/v1/jobs", json={"path": clips["short"], "shots": True, "nope": 1}), 422),
             (client.post("/v1/jobs", json={"path": clips["short"], "segment_stride_seconds": 2}), 422),
             (upload(client, clips["short"], threshold="nan"), 422),
+            (upload(client, clips["short"], shots="maybe"), 422),
+            (client.post("/v1/jobs", json={"path": clips["short"], "shots": True, "include": ["标签 1", "fish"]}), 422),
+            (client.post("/v1/jobs", json={"path": clips["short"], "shots": True, "min_confidence": 2}), 422),
             (client.post("/v1/jobs", json={"topk": 3}), 422),
             (client.post("/v1/jobs", content=b"{not json", headers={"content-type": "application/json"}), 400),
             (client.post("/v1/jobs", content=b"x", headers={"content-type": "text/plain"}), 415),
@@ -204,7 +235,8 @@ def test_paging_cancelling_labels_and_metrics(served):
         assert int(lines['videotag_jobs{state="done"}']) == len(done)
         assert int(lines["videotag_videos_processed_total"]) == len(done)
         assert int(lines['videotag_jobs{state="cancelled"}']) >= 1
-        assert int(lines["videotag_frames_processed_total"]) >= 6 * 13 * 5  # 12 windows + the video, 5 frames each
+        # each of the 6 jobs: the 60 frames of its 12 windows (the video's 5 among them, through the TSN once)
+        assert int(lines["videotag_frames_processed_total"]) >= 6 * 60
         assert int(lines['videotag_job_latency_seconds_bucket{le="+Inf"}']) == len(done)
         assert lines["videotag_workers_ready"] == "1"
 

@@ -96,3 +96,48 @@ def test_cancel_and_paging(tmp_path):
             break
     assert seen == ids[::-1]
     assert [j["id"] for j in store.page(10, state="cancelled")[0]] == [ids[1], running]  # newest first
+
+
+def test_forget_old_jobs_deletes_only_jobs_ended_before_the_retention(tmp_path, monkeypatch):
+    """Jobs stamped by a fake clock in a real SQLite file: those that ended more than keep_days ago go, with
+    the uploads they kept; queued and running jobs stay however old, and so does a video named by path."""
+    import os
+    import types
+    from video_tag.service import jobs
+    day, now = 86400.0, 1.8e9
+    clock = types.SimpleNamespace(time=lambda: clock.now, now=now - 30 * day)
+    monkeypatch.setattr(jobs, "time", clock)
+    store = JobStore(str(tmp_path / "jobs.sqlite3"))
+    files = {name: tmp_path / name for name in ("done.mp4", "recent.mp4", "queued.mp4", "running.mp4", "mine.mp4")}
+    for path in files.values():
+        path.write_bytes(b"video")
+
+    def ended(name, at, upload=True, how="finish"):
+        job_id = store.add(name, str(files.get(name, tmp_path / name)), {}, upload=upload, priority=1)
+        if how == "cancel":
+            clock.now = at
+            store.cancel(job_id)
+            return job_id
+        (_, _, _, claim), = store.claim("w0")
+        clock.now = at
+        assert store.finish(job_id, claim, {"tags": []}, 1) if how == "finish" else store.fail(job_id, claim, "bad")
+        return job_id
+
+    old = [ended("done.mp4", now - 10 * day), ended("mine.mp4", now - 9 * day, upload=False, how="fail"),
+           ended("gone.mp4", now - 8 * day, how="cancel")]
+    kept = [ended("recent.mp4", now - 1 * day), ended("edge.mp4", now - 7 * day)]  # exactly 7 days: kept
+    clock.now = now - 20 * day
+    running = store.add("running.mp4", str(files["running.mp4"]), {}, upload=True)
+    assert store.claim("w0", 1)[0][0] == running  # running since 20 days ago
+    queued = store.add("queued.mp4", str(files["queued.mp4"]), {}, upload=True)
+    store.add("later.mp4", "/data/later.mp4", {})
+    clock.now = now
+    assert jobs.forget_old_jobs(store, 0, now + 1000 * day) == 0  # 0 keeps every job
+    assert jobs.forget_old_jobs(store, 7, now) == 3
+    assert [store.get(j) for j in old] == [None] * 3
+    assert all(store.get(j) is not None for j in kept + [queued, running])
+    assert store.counts() == {"queued": 2, "running": 1, "done": 2, "failed": 0, "cancelled": 0}
+    videos = sorted(n for n in os.listdir(tmp_path) if n.endswith(".mp4"))
+    assert videos == ["mine.mp4", "queued.mp4", "recent.mp4", "running.mp4"]  # mine.mp4: a path job's, never removed
+    assert jobs.forget_old_jobs(store, 0.5, now) == 2  # 12 hours: the recent one and the edge one
+    assert store.counts()["done"] == 0 and store.counts()["queued"] == 2 and not files["recent.mp4"].exists()

@@ -1,5 +1,6 @@
 """The web page in headless Chromium (Selenium) against a real server: upload a generated video, wait for
-the result, the page shows videotag.py's tags and segments, and clicking a segment seeks the video."""
+the result, the page shows videotag.py's tags, segments, shots and tag ranges, and clicking one seeks the
+video."""
 import os
 import shutil
 import sys
@@ -37,7 +38,9 @@ def page(tmp_path_factory, tsn50_release):
     (root / "models").mkdir()
     flags = make_models(root / "models", tsn50_release)
     video = write_webm(root / "colours.webm")
-    reference = videotag_results(root / "models", [video], root / "ref", segment_seconds=1.0)[video]
+    from video_tag.timeline import TimelineOptions
+    reference = videotag_results(root / "models", [video], root / "ref", segment_seconds=1.0,
+                                 timeline=TimelineOptions(shots=True))[video]
     server = Server(root / "data", flags)
     driver = browser()
     try:
@@ -47,9 +50,9 @@ def page(tmp_path_factory, tsn50_release):
         server.stop()
 
 
-def test_upload_then_tags_segments_and_seeking(page):
+def test_upload_then_tags_segments_shots_and_seeking(page):
     server, driver, video, reference, By = page
-    assert tag_on_page(driver, server.url, video, segment_seconds=1) == "done"
+    assert tag_on_page(driver, server.url, video, segment_seconds=1, shots=True) == "done"
     shown = [li.text for li in driver.find_elements(By.CSS_SELECTOR, "#tags li")]
     assert shown == [f"{t['class_name']} {100 * t['probability']:.1f}%" for t in reference["tags"][:5]]  # topk 5
     segments = driver.find_elements(By.CSS_SELECTOR, "#segments li")
@@ -65,6 +68,23 @@ def test_upload_then_tags_segments_and_seeking(page):
     ranges = driver.find_elements(By.CSS_SELECTOR, "#timeline .range")
     ranges[0].click()
     WebDriverWait(driver, 10).until(lambda d: d.execute_script("return arguments[0].currentTime", player) < 1.5)
+    # the shots: listed and drawn where videotag.py --shots puts them; clicking the last one seeks to it
+    shots, blocks = (driver.find_elements(By.CSS_SELECTOR, s) for s in ("#shots li", "#shotline .shot"))
+    assert len(reference["shots"]) >= 3
+    starts = [s["start"] for s in reference["shots"]]
+    assert [float(li.get_attribute("data-start")) for li in shots] == starts
+    assert [float(b.get_attribute("data-start")) for b in blocks] == starts
+    assert shots[1].text.startswith(f"{starts[1]:.1f} s – {reference['shots'][1]['end']:.1f} s "
+                                    + reference["shots"][1]["tags"][0]["class_name"])
+    # drawn where they are in the video: left edge at start / duration of the bar's width
+    width = driver.find_element(By.ID, "shotline").size["width"]
+    duration = reference["timeline"]["metadata"]["duration"]
+    lefts = [float(b.value_of_css_property("left").rstrip("px")) for b in blocks]
+    assert lefts == pytest.approx([width * start / duration for start in starts], abs=1.5)
+    blocks[-1].click()
+    WebDriverWait(driver, 10).until(lambda d: d.execute_script("return arguments[0].currentTime", player) >= starts[-1])
+    # the tag ranges of the timeline, one line each
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#ranges li")) == len(reference["timeline"]["ranges"]) > 0
 
 
 def test_a_bad_file_shows_its_reason(page, tmp_path):

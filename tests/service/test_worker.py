@@ -97,3 +97,22 @@ def cmdline(pid):
 def parent(pid):
     with open(f"/proc/{pid}/stat") as f:
         return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def test_a_worker_keeps_its_decoders_from_job_to_job(setup):
+    """The decode processes start with the worker and serve every claim (none started per claim)."""
+    root, server, clips, reference = setup
+
+    def decoders():
+        worker, = [p for p in group_alive(server.process.pid) if parent(p) == server.process.pid
+                   and "spawn_main" in cmdline(p)]
+        return sorted(p for p in group_alive(server.process.pid) if parent(p) == worker)
+
+    with server.client() as client:
+        for clip in clips:
+            job = wait_done(client, client.post("/v1/jobs", json={"path": clip}).json()["id"])
+            assert job["state"] == "done"
+            assert_same_result(job["result"], {**reference[clip], "segments": [], "timeline": None})
+            if clip == clips[0]:
+                first = wait_for(decoders)
+        assert len(first) == 2 and decoders() == first

@@ -3,7 +3,8 @@
 an error is ``{"error": "<one line>"}`` with its status, never a stack trace.
 
     POST   /v1/jobs        upload (multipart field "video") or JSON {"path": ...}; options: topk, threshold,
-                           segment_seconds, segment_stride_seconds, segment_seg_num  -> 202 {"id", "state"}
+                           segment_seconds, segment_stride_seconds, segment_seg_num, shots, min_confidence,
+                           include, exclude  -> 202 {"id", "state"}
     GET    /v1/jobs/{id}   {"id", "state", "progress", "error", "result", "video", "options", times}
     GET    /v1/jobs        ?limit=&cursor=&state= -> {"jobs": [... without results], "next": cursor or null}
     DELETE /v1/jobs/{id}   cancels a queued or running job (409 once it ended)
@@ -18,6 +19,7 @@ import logging
 import os
 import secrets
 import signal
+import time
 from typing import Any, Dict, List, Optional
 
 from fastapi import FastAPI, Query, Request
@@ -29,13 +31,14 @@ from starlette.exceptions import HTTPException
 
 from ..errors import RunError
 from .intake import FIELD_BYTES, Refused, allowed_path, receive_form
-from .jobs import LATENCY_BUCKETS, STATES, new_id
+from .jobs import DAY, LATENCY_BUCKETS, STATES, forget_old_jobs, new_id
 from .options import check_options
 from .worker import video_seconds
 
 log = logging.getLogger(__name__)
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 WAIT_SECONDS = 0.05  # how often POST /v1/tag looks at its job
+FORGET_SECONDS = 3600.0  # how often jobs past the retention (--keep_days) are deleted
 
 
 class Limits(BaseModel):
@@ -77,31 +80,45 @@ class Error(BaseModel):
 
 
 ERRORS = {code: {"model": Error} for code in (401, 403, 404, 409, 413, 415, 422, 503, 507)}
+CLASS_LIST = "class names or ids, as videotag.py's flag (a comma list, or a list)"
+OPTION_SCHEMAS = {
+    "topk": {"type": "integer", "minimum": 1}, "threshold": {"type": "number", "minimum": 0, "maximum": 1},
+    "segment_seconds": {"type": "number", "exclusiveMinimum": 0},
+    "segment_stride_seconds": {"type": "number", "exclusiveMinimum": 0},
+    "segment_seg_num": {"type": "integer", "minimum": 1},
+    "shots": {"type": "boolean", "description": "detect shots and tag each one (the result's shots)"},
+    "min_confidence": {"type": "number", "minimum": 0, "maximum": 1, "description": "tag ranges' threshold"},
+    "include": {"type": "array", "items": {"type": "string"}, "description": "only these classes: " + CLASS_LIST},
+    "exclude": {"type": "array", "items": {"type": "string"}, "description": "never these classes: " + CLASS_LIST}}
 SUBMISSION = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["video"], "properties": {
-        "video": {"type": "string", "format": "binary"},
-        "topk": {"type": "integer", "minimum": 1}, "threshold": {"type": "number", "minimum": 0, "maximum": 1},
-        "segment_seconds": {"type": "number", "exclusiveMinimum": 0},
-        "segment_stride_seconds": {"type": "number", "exclusiveMinimum": 0},
-        "segment_seg_num": {"type": "integer", "minimum": 1}}}},
+        "video": {"type": "string", "format": "binary"}, **OPTION_SCHEMAS}}},
     "application/json": {"schema": {"type": "object", "required": ["path"], "properties": {
         "path": {"type": "string", "description": "a file under one of the server's --allow_dir"},
-        "topk": {"type": "integer"}, "threshold": {"type": "number"}, "segment_seconds": {"type": "number"},
-        "segment_stride_seconds": {"type": "number"}, "segment_seg_num": {"type": "integer"}}}}}}}
+        **OPTION_SCHEMAS}}}}}}
 
 
-def create_app(store, labels, uploads, allow_dirs=(), token=None, limits=None, workers=None):
+def create_app(store, labels, uploads, allow_dirs=(), token=None, limits=None, workers=None, keep_days=0):
     """The app over ``store`` (``jobs.JobStore``); ``labels`` the class names; ``uploads`` the folder uploads go
     to; ``allow_dirs`` real paths of the folders a JSON ``path`` may name; ``workers`` (``worker.Workers``, or
-    None: jobs are stored and wait) watched while the app runs."""
+    None: jobs are stored and wait) watched while the app runs; ``keep_days``: jobs that ended longer ago
+    are deleted while it runs (``jobs.forget_old_jobs``, every ``FORGET_SECONDS`` or a tenth of the
+    retention if shorter; 0 keeps them)."""
     limits = limits or Limits()
     allow_dirs = [os.path.realpath(d) for d in allow_dirs]
+    forget_every = min(FORGET_SECONDS, keep_days * DAY / 10)
 
     async def watch():
+        next_forget = time.monotonic() + forget_every  # the service forgot the old jobs as it started
         while True:
             try:
                 if workers is not None:
                     workers.check(store)
+                if keep_days and time.monotonic() >= next_forget:
+                    forgotten = forget_old_jobs(store, keep_days)
+                    if forgotten:
+                        log.info("%d job(s) that ended over %g day(s) ago deleted", forgotten, keep_days)
+                    next_forget = time.monotonic() + forget_every
                 for job_id, path in store.ended_uploads():
                     try:
                         os.remove(path)
@@ -183,7 +200,7 @@ def create_app(store, labels, uploads, allow_dirs=(), token=None, limits=None, w
         else:
             raise Refused(415, "send multipart/form-data (field 'video') or application/json ({\"path\": ...})")
         try:
-            options = check_options(fields)
+            options = check_options(fields, labels)
             if priority and limits.sync_max_seconds:
                 seconds = video_seconds(path)
                 if seconds > limits.sync_max_seconds:

@@ -53,8 +53,8 @@ def check_space(folder, incoming, keep_free):
 
 async def receive_form(request, folder, stem, max_bytes, keep_free):
     """Stream a multipart/form-data body: the file of field ``video`` into ``folder/stem<suffix>``, the
-    other fields as text. Returns ``(fields {name: text}, stored path, the client's file name)``; a
-    refused or broken upload leaves no file behind."""
+    other fields as text (a field given more than once: the list of its texts). Returns ``(fields {name: text},
+    stored path, the client's file name)``; a refused or broken upload leaves no file behind."""
     _, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if not boundary:
@@ -112,7 +112,12 @@ async def receive_form(request, folder, stem, max_bytes, keep_free):
             state["file"].close()
             state["file"] = None
         else:
-            state["fields"][state["name"]] = state["field"].decode("utf-8", "replace")
+            text, fields = state["field"].decode("utf-8", "replace"), state["fields"]
+            if state["name"] in fields:  # a field given again (include=a&include=b): all of its values
+                previous = fields[state["name"]]
+                fields[state["name"]] = (previous if isinstance(previous, list) else [previous]) + [text]
+            else:
+                fields[state["name"]] = text
 
     parser = MultipartParser(boundary, {"on_header_field": on_header_field, "on_header_value": on_header_value,
                                         "on_header_end": on_header_end, "on_headers_finished": on_headers_finished,

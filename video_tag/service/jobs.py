@@ -6,7 +6,8 @@ claim (``<worker>:<n>``); ``finish`` and ``fail`` take effect only for the claim
 still running, so a result is stored once: a worker that lost its job (the service restarted under it, the job
 was cancelled) cannot write over it or report it twice. ``recover`` (at start) puts the jobs a killed service
 left running back in the queue; a job that was running ``max_attempts`` times fails instead (a video that
-takes the service down must not do it forever).
+takes the service down must not do it forever). ``forget_ended`` deletes the jobs that ended before a time
+(``forget_old_jobs``: the retention rule of ``serve.py --keep_days``).
 
 Every write is a short transaction of its own on a connection of its own (WAL: readers never wait for the
 writer), so the store may be used from any thread or process.
@@ -20,6 +21,7 @@ import uuid
 STATES = ("queued", "running", "done", "failed", "cancelled")
 FINAL = ("done", "failed", "cancelled")
 LATENCY_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 300, 1800)  # seconds, for /metrics
+DAY = 86400.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -85,6 +87,12 @@ class JobStore:
         with self._connect() as db:
             row = db.execute("SELECT path, upload FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return None if row is None else (row["path"], bool(row["upload"]))
+
+    def video(self, job_id):
+        """The video as a job shows it (the client's file name, or the path as given), or None."""
+        with self._connect() as db:
+            row = db.execute("SELECT video FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else row["video"]
 
     def page(self, limit, before=None, state=None):
         """Up to ``limit`` jobs, newest first, older than the job ``before`` (the cursor of the previous
@@ -191,6 +199,19 @@ class JobStore:
         with self._connect() as db:
             db.execute("UPDATE jobs SET upload = 0 WHERE id = ?", (job_id,))
 
+    def forget_ended(self, before):
+        """Delete the jobs that ended (done, failed, cancelled) before the time ``before`` (seconds since the
+        epoch; a job without an end time counts from its creation); queued and running jobs are never
+        deleted. Returns ``(jobs deleted, paths of the uploads they still kept)``: the caller removes those."""
+        ended = "state IN (?, ?, ?) AND COALESCE(finished, created) < ?"
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            uploads = [r["path"] for r in db.execute(f"SELECT path FROM jobs WHERE {ended} AND upload = 1",
+                                                     (*FINAL, before)).fetchall()]
+            deleted = db.execute(f"DELETE FROM jobs WHERE {ended}", (*FINAL, before)).rowcount
+            db.execute("COMMIT")
+        return deleted, uploads
+
     def counts(self):
         """{state: number of jobs} for every state."""
         with self._connect() as db:
@@ -222,6 +243,21 @@ class _Closing:
         if kind is not None and self.db.in_transaction:
             self.db.execute("ROLLBACK")
         self.db.close()
+
+
+def forget_old_jobs(store, keep_days, now=None):
+    """The retention rule (``serve.py --keep_days``): delete the jobs that ended more than ``keep_days``
+    days before ``now`` (default: the time now), with the uploads they still kept; 0 keeps every job.
+    Returns the number of jobs deleted."""
+    if not keep_days:
+        return 0
+    deleted, uploads = store.forget_ended((time.time() if now is None else now) - keep_days * DAY)
+    for path in uploads:
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            pass
+    return deleted
 
 
 def public(row, with_result=True):

@@ -1,26 +1,29 @@
 """One video at a time with the models loaded once: the per-video entry point of the service's workers,
 built from the pieces ``tagger.tag`` (videotag.py) uses (the extractor's Paddle Inference engine, the
-windows decoder, the AttentionLSTM and ``predict.top_tags``), so that a video's result holds the same
-tags as videotag.py's lines for it.
+levels decoder ``windows.stream_levels``, ``tagger.tag_messages`` and ``tagger.Levels``), so that a
+video's result is what videotag.py writes for it.
 
-A result (JSON-ready)::
+A result (JSON-ready) is the video's timeline, as videotag.py writes it to ``timelines/<name>.json``
+(``timeline.py``, valid against ``timeline.schema.json``)::
 
-    {"video": "clip.mp4",
+    {"video": "clip.mp4", "name": "clip_<16 hex>",
+     "metadata": {"duration": 12.48, "fps": 25.0, "frames": 312, "width": 640, "height": 360, "codec": "avc1"},
      "tags": [{"class_id": 7, "class_name": "...", "probability": 0.93}, ...],   # predict.py's format
-     "segments": [{"segment": 0, "start": 0.0, "end": 30.0, "tags": [...]}, ...]}  # with segment_seconds
+     "shots": [{"shot": 0, "start": 0.0, "end": 4.2, "start_frame": 0, "end_frame": 105, "tags": [...]}, ...],
+     "segments": [{"segment": 0, "start": 0.0, "end": 30.0, "tags": [...]}, ...],
+     "ranges": [{"class_id": 7, "class_name": "...", "start": 0.0, "end": 8.4, "confidence": 0.91,
+                 "level": "shot"}, ...]}
 
-``segments`` is ``[]`` without ``segment_seconds`` (as in a timeline file, TIMELINE.md).
+``shots`` is ``[]`` without the ``shots`` option, ``segments`` ``[]`` without ``segment_seconds``.
 """
-import numpy as np
-import paddle
-
 from .. import extractor, weights
 from ..decode_pool import DecodePool
-from ..models import MODELS, build_model
-from ..names import shown
-from ..predict import top_tags
+from ..errors import UserError
+from ..models import build_model
 from ..readers.lists import read_label_file
-from ..readers.video_reader import crop_normalize
+from ..readers.windows import FRAMES_AT
+from ..tagger import Levels, tag_messages
+from ..timeline import TimelineOptions, allowed_classes
 from .decoding import decode_job
 
 
@@ -50,54 +53,71 @@ class Tagger:
                                              settings["weights_sha256"])
 
     def decode_args(self, options):
-        """What ``decoding.decode_job`` needs for a video tagged with ``options`` (``options.check_options``)."""
+        """What ``decoding.decode_job`` needs for a video tagged with ``options`` (``options.check_options``):
+        ``windows.stream_levels``'s settings, without thumbnails."""
         return (self.seg_num, self.short_size, self.target, options.get("segment_seconds"),
-                options.get("segment_stride_seconds"), options.get("segment_seg_num"))
+                options.get("segment_stride_seconds"), options.get("segment_seg_num"), bool(options.get("shots")),
+                False)
 
-    def result(self, messages, options, on_window=None, cancelled=None):
-        """Consume one video's decoder messages: ``(result without "video", frames run through the TSN)``;
-        ``VideoError`` if it could not be read. ``on_window(end_seconds)`` after each window;
-        ``cancelled()`` is asked before each message (True: the rest is read and dropped, returns None)."""
-        topk, threshold = int(options.get("topk") or self.topk), float(options.get("threshold", 0.0))
-        segments, frames = [], 0
-        for message in messages:
-            if cancelled is not None and cancelled():
-                for _ in messages:
-                    pass
-                return None
-            if message[0] == "failed":
-                raise VideoError(message[1])
-            if message[0] == "window":
-                _, k, start, end, window = message
-                segments.append({"segment": k, "start": start, "end": end,
-                                 "tags": self.top(self.features(window), topk, threshold)})
-                frames += len(window)
-                if on_window is not None:
-                    on_window(end)
-            elif message[0] == "video":
-                frames += len(message[1])
-                return {"tags": self.top(self.features(message[1]), topk, threshold), "segments": segments}, frames
-        raise VideoError("the decoder stopped before the end of this video")
+    def levels(self, options):
+        """``tagger.Levels`` for ``options`` (videotag.py's defaults where absent); ``VideoError`` for a class
+        the label file lacks (checked when the job was submitted: only a label file changed since)."""
+        try:
+            allowed = allowed_classes(self.names, options.get("include", ()), options.get("exclude", ()))
+        except UserError as e:
+            raise VideoError(str(e)) from None
+        return Levels(self.names, int(options.get("topk") or self.topk), float(options.get("threshold", 0.0)),
+                      allowed, float(options.get("min_confidence", TimelineOptions.min_confidence)))
+
+    def result(self, path, messages, options, on_window=None, cancelled=None, video=None):
+        """Consume the decoder messages of the video at ``path``: ``(its timeline, frames run through the
+        TSN)``; ``VideoError`` if it could not be read. ``video``: the name the timeline shows (default
+        ``names.shown(path)``). ``on_window(end_seconds)`` after each window; ``cancelled()`` is asked
+        before each message (True: the rest is read and dropped, returns None)."""
+        try:
+            levels = self.levels(options)
+        except VideoError:
+            for _ in messages:
+                pass
+            raise
+        watched = Watched(messages, on_window, cancelled)
+        tagged = tag_messages(self.engine, self.model, self.target, watched)
+        if watched.cancelled:
+            return None
+        if isinstance(tagged, str):
+            raise VideoError(tagged)
+        timeline = levels.record(path, tagged)
+        if video is not None:
+            timeline["video"] = video
+        return timeline, len(watched.numbers)
 
     def tag(self, path, options=None):
-        """Tag one video (decoded in a process of its own, as videotag.py's): its result dict."""
+        """Tag one video (decoded in a process of its own, as videotag.py's): its timeline."""
         options = options or {}
         with DecodePool([(path, self.decode_args(options))], decode_job, (), 1, buffered=2) as pool:
             for _, messages in pool:
-                result, _ = self.result(messages, options)
-        return {"video": shown(path), **result}
+                timeline, _ = self.result(path, messages, options)
+        return timeline
 
-    def features(self, frames):
-        """TSN features [len(frames), 2048] of cropped uint8 frames [N, target, target, 3]."""
-        out = []
-        for i in range(0, len(frames), self.engine.batch_size):
-            out.append(self.engine.run(crop_normalize(frames[i:i + self.engine.batch_size], "infer", self.target)))
-        return np.concatenate(out)
 
-    def top(self, features, topk, threshold):
-        """The AttentionLSTM's top-``topk`` tags (probability >= ``threshold``) for one video's features [T, 2048]."""
-        with paddle.no_grad():
-            logits = self.model(paddle.to_tensor(features[None]),
-                                paddle.to_tensor(np.array([len(features)], np.int64)))
-            probabilities = MODELS["AttentionLSTM"].probabilities(logits).numpy()[0]
-        return [t for t in top_tags(probabilities, self.names, topk) if t["probability"] >= threshold]
+class Watched:
+    """A video's decoder messages as they pass: ``on_window(end)`` once a window has been taken (and
+    tagged), ``cancelled()`` before each (True: the rest is drained, the iteration ends, ``.cancelled``);
+    ``numbers``: the frames sampled (each goes through the TSN once, ``tagger.FeatureCache``)."""
+
+    def __init__(self, messages, on_window=None, cancelled=None):
+        self.messages, self.on_window, self.is_cancelled = messages, on_window, cancelled
+        self.cancelled, self.numbers = False, set()
+
+    def __iter__(self):
+        for message in self.messages:
+            if self.is_cancelled is not None and self.is_cancelled():
+                self.cancelled = True
+                for _ in self.messages:
+                    pass
+                return
+            if message[0] in FRAMES_AT:
+                self.numbers.update(message[-1])
+            yield message
+            if message[0] == "window" and self.on_window is not None:
+                self.on_window(message[3])

@@ -1,12 +1,14 @@
 """The service's workers: one process per device, each loading the models once (``tagging.Tagger``) and
 tagging the jobs it claims from the store, until the service ends.
 
-A worker claims up to ``CLAIM`` queued jobs at a time and decodes them in one decode pool, as videotag.py
-decodes a list (the pool's processes start once per claim, not once per video, and decoding overlaps the
-network); it claims the next jobs, and starts their pool, when the last video of a claim is reached. A video that cannot be read fails its job with the reason; any other error in a job fails that job
-(its traceback in the service's log, never in the answer) and the worker goes on. A worker dies with the
-service (``PR_SET_PDEATHSIG``), and also stops claiming once its parent is gone; ``Workers`` (in the HTTP
-process) starts them, restarts one that died and gives its jobs back to the queue.
+A worker claims up to ``CLAIM`` queued jobs at a time and gives them to its decode processes
+(``decode_pool.LiveDecodePool``: started once, with the worker, and kept for its life, with the crash rule
+of videotag.py's pool), which decode them in order while the network tags; it claims the next jobs, and
+hands them to the decoders, when the last video of a claim is reached. A video that cannot be read fails
+its job with the reason; any other error in a job fails that job (its traceback in the service's log,
+never in the answer) and the worker goes on. A worker dies with the service (``PR_SET_PDEATHSIG``), and
+also stops claiming once its parent is gone; its decoders end with it. ``Workers`` (in the HTTP process)
+starts them, restarts one that died and gives its jobs back to the queue.
 """
 import ctypes
 import logging
@@ -20,8 +22,8 @@ from .jobs import JobStore
 
 log = logging.getLogger(__name__)
 
-CLAIM = 8            # jobs decoded in one pool (its decode processes start once per claim)
-DECODERS = 2         # decode processes per pool, as videotag.py's --num_workers default
+CLAIM = 8            # jobs claimed at a time (and handed to the decoders)
+DECODERS = 2         # decode processes per worker, as videotag.py's --num_workers default
 IDLE_SECONDS = 0.1   # how often an idle worker looks for jobs
 MAX_ATTEMPTS = 3     # a job whose worker (or service) died under it this many times fails
 
@@ -55,24 +57,25 @@ def run(name, models, db_path, ready, parent):
     reuse_freed_memory()
     tagger = Tagger(**{**models, "use_gpu": gpu})
     store = JobStore(db_path)
-    ready.set()
-    log.info("worker %s ready (%s)", name, f"GPU {models['device_id']}" if gpu else "CPU")
-    batch = None
-    while os.getppid() == parent:
-        batch = batch or open_batch(tagger, store, store.claim(name, CLAIM))
-        if batch is None:
-            time.sleep(IDLE_SECONDS)
-            continue
-        # the next claim's decoders start while this claim's last video is tagged (a pool's processes take
-        # a while to start: the network does not wait for them)
-        batch = tag_batch(tagger, store, batch, lambda: open_batch(tagger, store, store.claim(name, CLAIM)))
-
-
-def open_batch(tagger, store, jobs):
-    """Claimed jobs ``[(id, path, options, claim)]`` with their decode pool started: ``(jobs, pool)``; None
-    when none is left (a missing file fails its job at once)."""
-    from ..decode_pool import DecodePool
+    from ..decode_pool import LiveDecodePool
     from .decoding import decode_job
+    with LiveDecodePool(decode_job, (), DECODERS, buffered=2) as pool:
+        ready.set()
+        log.info("worker %s ready (%s)", name, f"GPU {models['device_id']}" if gpu else "CPU")
+        batch = None
+        while os.getppid() == parent:
+            batch = batch or open_batch(tagger, store, pool, store.claim(name, CLAIM))
+            if batch is None:
+                time.sleep(IDLE_SECONDS)
+                continue
+            # the next claim goes to the decoders while this claim's last video is tagged: they decode on
+            batch = tag_batch(tagger, store, batch, lambda: open_batch(tagger, store, pool, store.claim(name, CLAIM)))
+
+
+def open_batch(tagger, store, pool, jobs):
+    """Claimed jobs ``[(id, path, options, claim)]`` handed to the decoders (``pool``, a
+    ``decode_pool.LiveDecodePool``): ``(jobs, [(decode job, messages)])``; None when none is left (a
+    missing file fails its job at once)."""
     todo = []
     for job in jobs:
         if os.path.isfile(job[1]):
@@ -81,9 +84,7 @@ def open_batch(tagger, store, jobs):
             _end(store, job, error="file not found")
     if not todo:
         return None
-    pool = DecodePool([(path, tagger.decode_args(options)) for _, path, options, _ in todo], decode_job, (),
-                      min(DECODERS, len(todo)), buffered=2)
-    return todo, pool
+    return todo, pool.submit([(path, tagger.decode_args(options)) for _, path, options, _ in todo])
 
 
 def tag_batch(tagger, store, batch, next_batch=None):
@@ -91,34 +92,34 @@ def tag_batch(tagger, store, batch, next_batch=None):
     last job, ``next_batch()`` opens the next batch, which is returned (None without it)."""
     from ..errors import failure_reason
     from .tagging import VideoError
-    todo, pool = batch
+    todo, decoded = batch
     following = None
-    with pool:
-        for number, (job, (_, messages)) in enumerate(zip(todo, pool)):
-            if number == len(todo) - 1 and next_batch is not None:
-                following = next_batch()
-            job_id, path, options, claim = job
-            duration = video_seconds(path)
+    for number, (job, (_, messages)) in enumerate(zip(todo, decoded)):
+        if number == len(todo) - 1 and next_batch is not None:
+            following = next_batch()
+        job_id, path, options, claim = job
+        duration = video_seconds(path)
 
-            def progress(end):
-                if duration:
-                    store.set_progress(job_id, claim, min(0.99, end / duration))
+        def progress(end):
+            if duration:
+                store.set_progress(job_id, claim, min(0.99, end / duration))
 
-            try:
-                outcome = tagger.result(messages, options, progress, lambda: not store.holds(job_id, claim))
-            except VideoError as e:
-                _end(store, job, error=str(e))
-                continue
-            except Exception as e:  # a bug or an out-of-memory: this job fails, the worker goes on
-                log.exception("job %s (%s) failed", job_id, path)
-                for _ in messages:  # the rest of this video's messages, before the next video's
-                    pass
-                _end(store, job, error=f"internal error ({failure_reason(e)})")
-                continue
-            if outcome is None:
-                log.info("job %s cancelled", job_id)
-                continue
-            _end(store, job, result=outcome)
+        try:
+            outcome = tagger.result(path, messages, options, progress, lambda: not store.holds(job_id, claim),
+                                    store.video(job_id))
+        except VideoError as e:
+            _end(store, job, error=str(e))
+            continue
+        except Exception as e:  # a bug or an out-of-memory: this job fails, the worker goes on
+            log.exception("job %s (%s) failed", job_id, path)
+            for _ in messages:  # the rest of this video's messages, before the next video's
+                pass
+            _end(store, job, error=f"internal error ({failure_reason(e)})")
+            continue
+        if outcome is None:
+            log.info("job %s cancelled", job_id)
+            continue
+        _end(store, job, result=outcome)
     return following
 
 

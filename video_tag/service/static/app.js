@@ -1,5 +1,6 @@
 // The service's page: submit a video (upload or server path), follow its job, then show the video with its
-// tags and segment tags; clicking a segment (list or timeline) seeks the video there. No build step.
+// timeline: tags, segments, shots and tag ranges; clicking one (list or timeline) seeks the video there.
+// No build step.
 "use strict";
 const $ = (id) => document.getElementById(id);
 let localVideo = null;
@@ -36,44 +37,64 @@ function seek(start) {
   player.play().catch(() => {});
 }
 
+function when(item) { return seconds(item.start) + " – " + seconds(item.end); }
+
+function names(tags, count) { return tags.slice(0, count).map((t) => t.class_name).join(", "); }
+
+// A clickable element for a time range (a segment, a shot, a tag range): data-start/data-end, seeks on click.
+function timed(tag, className, item) {
+  const el = document.createElement(tag);
+  el.className = className;
+  el.dataset.start = item.start;
+  el.dataset.end = item.end;
+  el.addEventListener("click", () => seek(item.start));
+  return el;
+}
+
+function listItem(className, item, text) {
+  const li = timed("li", className, item);
+  li.innerHTML = '<span class="when"></span> ';
+  li.firstChild.textContent = when(item);
+  li.append(text);
+  return li;
+}
+
+function block(className, item, end, label) {
+  const div = timed("div", className, item);
+  div.style.left = (100 * item.start / end) + "%";
+  div.style.width = (100 * (item.end - item.start) / end) + "%";
+  div.textContent = label;
+  div.title = when(item) + ": " + names(item.tags, item.tags.length);
+  return div;
+}
+
+// The result is the video's timeline (videotag.py's timelines/<name>.json): tags, segments, shots, ranges.
 function show(job) {
   const result = job.result, player = $("player");
   if (localVideo) player.src = localVideo;
   else player.src = "/v1/jobs/" + job.id + "/video" + ($("token").value ? "?token=" + encodeURIComponent($("token").value) : "");
   $("tags").replaceChildren(...result.tags.map(tagItem));
-  const segments = result.segments || [];
-  const end = segments.length ? segments[segments.length - 1].end : 0;
-  $("segments").replaceChildren(...segments.map((s) => {
-    const li = document.createElement("li");
-    li.className = "segment";
-    li.dataset.start = s.start;
-    li.innerHTML = '<span class="when"></span> ';
-    li.firstChild.textContent = seconds(s.start) + " – " + seconds(s.end);
-    li.append(s.tags.slice(0, 3).map((t) => t.class_name).join(", "));
-    li.addEventListener("click", () => seek(s.start));
-    return li;
-  }));
-  $("timeline").replaceChildren(...segments.map((s) => {
-    const div = document.createElement("div");
-    div.className = "range";
-    div.dataset.start = s.start;
-    div.style.left = (100 * s.start / end) + "%";
-    div.style.width = (100 * (s.end - s.start) / end) + "%";
-    div.textContent = s.tags.length ? s.tags[0].class_name : "";
-    div.title = seconds(s.start) + " – " + seconds(s.end) + ": " + s.tags.map((t) => t.class_name).join(", ");
-    div.addEventListener("click", () => seek(s.start));
-    return div;
-  }));
+  const segments = result.segments || [], shots = result.shots || [], ranges = result.ranges || [];
+  const last = segments.concat(shots).reduce((end, item) => Math.max(end, item.end), 0);
+  const end = (result.metadata && result.metadata.duration) || last;
+  $("segments").replaceChildren(...segments.map((s) => listItem("segment", s, names(s.tags, 3))));
+  $("timeline").replaceChildren(...segments.map((s) => block("range", s, end, s.tags.length ? s.tags[0].class_name : "")));
   $("timeline").hidden = !segments.length;
+  $("shots").replaceChildren(...shots.map((s) => listItem("shot", s, names(s.tags, 3))));
+  $("shotline").replaceChildren(...shots.map((s) => block("shot", s, end, s.tags.length ? s.tags[0].class_name : "")));
+  $("shotline").hidden = !shots.length;
+  $("ranges").replaceChildren(...ranges.map((r) => listItem("tagrange", r,
+    r.class_name + " (" + r.level + ", " + (100 * r.confidence).toFixed(0) + "%)")));
+  $("segments-column").hidden = !segments.length;
+  $("shots-column").hidden = !shots.length;
+  $("ranges-column").hidden = !ranges.length;
   $("result").hidden = false;
 }
 
 function playing() {
   const t = $("player").currentTime;
-  for (const el of document.querySelectorAll("#segments li, #timeline .range")) {
-    const next = el.nextElementSibling;
-    const start = parseFloat(el.dataset.start), stop = next ? parseFloat(next.dataset.start) : Infinity;
-    el.classList.toggle("playing", t >= start && t < stop);
+  for (const el of document.querySelectorAll("#segments li, #timeline .range, #shots li, #shotline .shot, #ranges li")) {
+    el.classList.toggle("playing", t >= parseFloat(el.dataset.start) && t < parseFloat(el.dataset.end));
   }
 }
 
@@ -97,6 +118,7 @@ async function submit(event) {
   $("progress").value = 0;
   const options = { topk: $("topk").value };
   if (parseFloat($("segment_seconds").value) > 0) options.segment_seconds = $("segment_seconds").value;
+  if ($("with_shots").checked) options.shots = "true";
   let request;
   const file = $("file").files[0];
   if (file) {
@@ -110,6 +132,7 @@ async function submit(event) {
     localVideo = null;
     const body = { path: $("path").value.trim(), topk: Number(options.topk) };
     if (options.segment_seconds) body.segment_seconds = Number(options.segment_seconds);
+    if (options.shots) body.shots = true;
     request = { method: "POST", headers: { ...headers(), "Content-Type": "application/json" }, body: JSON.stringify(body) };
   } else {
     $("state").textContent = "";
