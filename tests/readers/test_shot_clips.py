@@ -72,7 +72,7 @@ def test_windows_and_shots_together(video, monkeypatch):
             assert m[4] == [decoded[first + p] for p in sample_indices(count, 6, "infer")]
 
 
-@pytest.mark.parametrize("seconds", [1.0, None])
+@pytest.mark.parametrize("seconds", [1.0, 6.0, None])  # 6 s: shots end and are final long before their window
 def test_shared_shots_take_the_frames_the_video_and_the_windows_sample(video, seconds):
     path, decoded, cuts = video
     messages, made = [], []
@@ -82,17 +82,17 @@ def test_shared_shots_take_the_frames_the_video_and_the_windows_sample(video, se
     assert len(made) < len(decoded) // 2
     (bounds,) = [m[1] for m in messages if m[0] == "shots"]
     assert [b[0] for b in bounds[1:]] == cuts
-    # the union, worked out here: the video's sample (4 frames) and each 1-second window's (6 of its 25 frames;
-    # the last window, 150..163, is sampled on the second pass: the video ends inside it)
-    total = len(decoded)
-    windows = [(a, min(total, a + 25)) for a in range(0, total, 25)] if seconds else []
+    # the union, worked out here: the video's sample (4 frames) and each window's (6 of its 25 or 150 frames;
+    # the last window, from frame 150 on, is sampled on the second pass: the video ends inside it)
+    total, width = len(decoded), round(25 * (seconds or 0))
+    windows = [(a, min(total, a + width)) for a in range(0, total, width)] if seconds else []
     union = sorted(set(sample_indices(total, 4, "infer")) |
                    {a + p for a, b in windows for p in sample_indices(b - a, 6, "infer")})
     sent = {}  # frame index -> the position of the first window message that carried it
     for at, m in enumerate(messages):
         if m[0] == "window":
-            first = 25 * m[1]
-            for p in sample_indices(min(25, total - first), 6, "infer"):
+            first = width * m[1]
+            for p in sample_indices(min(width, total - first), 6, "infer"):
                 sent.setdefault(first + p, at)
     shared = {m[1]: (at, m) for at, m in enumerate(messages) if m[0] == "shared_shot"}
     redone = {m[1]: m[2] for m in messages if m[0] == "shot"}  # second pass: the frames themselves
