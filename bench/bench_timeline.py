@@ -3,7 +3,7 @@ shared frames: ``--shot_frames shared``) against ``videotag.py`` alone and ``vid
 30``, on one generated video (issue 16: time <= 1.15x, peak <= 2.5 GB).
 
     python bench/bench_timeline.py [--minutes 10] [--size 640x360] [--shot_seconds 10] [--seg_num 300] [--repeat 1]
-                                   [--skip_own_shots]
+                                   [--skip_own_shots] [--shots_alone]
 
 A first run on a 2-second clip builds the exported backbone (cached) and is not timed. The video (``--minutes`` long, 25 frames/s, MPEG-4 Part 2 via ``cv2.VideoWriter``): shots of textured
 scenes panning at their own speed with a moving disc, ``--shot_seconds`` long on average (uniform over
@@ -114,6 +114,8 @@ def main():
     p.add_argument("--num_workers", type=int, default=2)
     p.add_argument("--repeat", type=int, default=1, help="rounds of the four runs; the best time of each counts")
     p.add_argument("--skip_own_shots", action="store_true", help="leave out --shots of own frames (the slowest)")
+    p.add_argument("--shots_alone", action="store_true",
+                   help="also --shots --shot_frames shared without windows (its shots share the video's frames)")
     args = p.parse_args()
     import yaml
     from video_tag import weights
@@ -160,11 +162,13 @@ def main():
                                                                   "--segment_seconds=30"]))
     if args.skip_own_shots:
         runs = runs[:2] + runs[3:]
+    if args.shots_alone:
+        runs += (("--shots --shot_frames shared", ["--shots", "--shot_frames=shared"]),)
     times = {name: [] for name, _ in runs}
     cpus = {name: [] for name, _ in runs}
     for round_ in range(args.repeat):  # the runs in turn, round after round: a load that drifts hits them alike
-        for name, flags in runs:
-            save_dir = os.path.join(work, f"out{round_}_{len(flags)}_{flags and flags[0][2:5]}")
+        for number, (name, flags) in enumerate(runs):
+            save_dir = os.path.join(work, f"out{round_}_{number}")
             before = resource.getrusage(resource.RUSAGE_CHILDREN)
             seconds, rss, _ = run_extractor(common + flags + [f"--save_dir={save_dir}"], script="videotag.py")
             usage = resource.getrusage(resource.RUSAGE_CHILDREN)
