@@ -37,7 +37,8 @@ setup(
         "test": ["pytest", "pytest-xdist>=3.2", "matplotlib", "scikit-learn", "av", "scenedetect-headless==0.7.2", "paddle2onnx>=2.1; python_version < '3.13'", "onnxruntime",
                  "selenium",  # the report page and the service's page, tested in headless Chromium
                  "fastapi", "uvicorn", "python-multipart", "httpx",  # the service's tests (a real server)
-                 "jsonschema"],  # the timeline files checked against their schema
+                 "jsonschema",  # the timeline files checked against their schema
+                 "setuptools>=70.1"],  # a wheel of videotag built and installed: older ones need the wheel package
         "serve": ["fastapi", "uvicorn", "python-multipart"],  # serve.py
         "plot": ["matplotlib"],  # training curves (curves.png); without it, no PNG and a one-line note
         "visualdl": ["visualdl"],  # train.py --visualdl
@@ -45,11 +46,11 @@ setup(
     },
     # The scripts of the project root, from any folder (video_tag/commands).
     entry_points={"console_scripts": [
-        "videotag = video_tag.commands.scripts:videotag",
+        "videotag = video_tag.commands.tag:run",
         "videotag-extract = video_tag.commands.extract:run",
-        "videotag-train = video_tag.commands.scripts:train",
-        "videotag-eval = video_tag.commands.scripts:evaluate",
-        "videotag-predict = video_tag.commands.scripts:predict",
+        "videotag-train = video_tag.commands.train:run",
+        "videotag-eval = video_tag.commands.evaluate:run",
+        "videotag-predict = video_tag.commands.predict:run",
         "videotag-export = video_tag.commands.export:run",
         "videotag-frames = video_tag.commands.frames:run",
         "videotag-make-lists = video_tag.commands.make_lists:run",

@@ -287,8 +287,8 @@ def test_the_real_path_of_a_name_in_the_root_folder(tmp_path, monkeypatch):
     hash would then depend on where the run starts)."""
     from video_tag.feature_store import Names
     monkeypatch.chdir(tmp_path)
-    real, st = Names(".npy").probe("/etc")
-    assert real == "/etc" and st is not None
+    real, size, _, _ = Names(".npy").look("/etc")
+    assert real == "/etc" and size is not None
 
 
 def test_merge_lists_lists_a_feature_once_and_counts_the_rows_of_other_lists():

@@ -1,8 +1,10 @@
 """Every shell command of README.md and of the pages in docs/ runs, in order (README first, then
 ``DOCS``), in a folder laid out as the commands expect, as a new user would run them from a fresh clone.
 
-The folder holds generated videos, lists and release-format weights of small models in the places README
-documents (where ``./run fetch`` puts the release files); each command runs as written, with ``-o``
+The folder is a copy of the files a clone has (``clone_files``: what git tracks, as the working tree has
+it, and the untracked files git does not ignore), the commands import its video_tag, and it holds generated
+videos, lists and release-format weights of small models in the places README documents (where
+``./run fetch`` puts the release files); each command runs as written, with ``-o``
 (``-t`` for videotag.py's TSN) options appended that shrink the models and frame sizes. Commands that need
 GPUs, several machines, the network or an installation are listed in ``NOT_RUN`` with the reason; a
 command that is neither run nor listed fails the test. The other tests check what a reader follows
@@ -14,6 +16,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 
@@ -130,11 +133,54 @@ def release_weights(model_name, config, overrides, path, seed):
     write_state(state, path)
 
 
+def clone_files(root=ROOT):
+    """The paths (relative to ``root``) a fresh clone of it has, as the working tree has them now: the
+    files git tracks (deleted ones left out) and the untracked ones it does not ignore (a new file counts
+    before its commit). Skips without git, or when ``root`` is not the top of a git checkout."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed: README's commands run in a copy of the files git tracks")
+    top = subprocess.run(["git", "-C", root, "rev-parse", "--show-toplevel"], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    if top.returncode != 0 or os.path.realpath(top.stdout.strip()) != os.path.realpath(root):
+        pytest.skip(f"{root} is not a git checkout ({top.stdout.strip()}): README's commands run in a copy of "
+                    f"the files git tracks")
+    listed = subprocess.run(["git", "-C", root, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            stdout=subprocess.PIPE, text=True, encoding="utf-8", check=True).stdout
+    return sorted({name for name in listed.split("\0") if name and os.path.lexists(os.path.join(root, name))})
+
+
+def test_clone_files(tmp_path):
+    """Tracked files as they are now, untracked ones git does not ignore; not ignored or deleted ones."""
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True,
+                       stdout=subprocess.DEVNULL)
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    with pytest.raises(pytest.skip.Exception, match="is not a git checkout"):
+        clone_files(str(tmp_path))
+    git("init", "-q")
+    for name in ("kept.py", "changed.py", "deleted.py", ".gitignore", "sub/dir/tracked.txt"):
+        os.makedirs(os.path.dirname(tmp_path / name), exist_ok=True)
+        (tmp_path / name).write_text("*.log\n" if name == ".gitignore" else name, encoding="utf-8")
+    git("add", ".")
+    git("commit", "-q", "-m", "files")
+    (tmp_path / "changed.py").write_text("changed", encoding="utf-8")
+    (tmp_path / "deleted.py").unlink()
+    (tmp_path / "new file.py").write_text("new", encoding="utf-8")
+    (tmp_path / "run.log").write_text("ignored", encoding="utf-8")
+    assert clone_files(str(tmp_path)) == [".gitignore", "changed.py", "kept.py", "new file.py", "sub/dir/tracked.txt"]
+    with pytest.raises(pytest.skip.Exception, match="is not a git checkout"):  # a folder inside a checkout
+        clone_files(str(tmp_path / "sub"))
+
+
 def workspace(root):
-    """The project's scripts and configs, and every file README's commands name."""
-    for name in ("train.py", "eval.py", "predict.py", "tsn_extractor.py", "videotag.py", "export_model.py",
-                 "tools", "configs", "video_tag"):
-        os.symlink(os.path.join(ROOT, name), os.path.join(root, name))
+    """A fresh clone, as files (``clone_files``, copied: the working tree's versions, uncommitted changes
+    included; copies, not links, so that no command can write into the checkout), plus every file README's
+    commands name in its documented place: generated release-format weights and labels where ``./run fetch``
+    puts them, videos and lists. ``python`` on the PATH of ``root/bin`` is this interpreter."""
+    for name in clone_files():
+        os.makedirs(os.path.dirname(os.path.join(root, name)), exist_ok=True)
+        shutil.copy2(os.path.join(ROOT, name), os.path.join(root, name), follow_symlinks=False)
     os.makedirs(os.path.join(root, "bin"))
     with open(os.path.join(root, "bin", "python"), "w", encoding="utf-8") as f:  # `python` is this interpreter
         f.write(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
@@ -167,8 +213,12 @@ def test_readme_commands_run(tmp_path):
     assert len(commands) >= 15 and commands[:2] == ["./run demo", "./run test"], commands
     root = str(tmp_path)
     workspace(root)
+    # The clone's video_tag, as `pip install -e .` of README's install gives it (not this checkout's).
     env = {**os.environ, "PATH": os.path.join(root, "bin") + os.pathsep + os.environ["PATH"],
-           "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
+           "PYTHONPATH": root, "OMP_NUM_THREADS": "1"}
+    where = subprocess.run(["python", "-c", "import video_tag; print(video_tag.__file__)"], cwd=os.path.join(root, "data"),
+                           env=env, stdout=subprocess.PIPE, text=True, check=True).stdout  # from data/: by PYTHONPATH
+    assert where == os.path.join(root, "video_tag", "__init__.py") + "\n", where
     ran, checked = 0, set()
     for command in commands:
         if any(command.startswith(prefix) for prefix in NOT_RUN):

@@ -140,36 +140,34 @@ class Names:
         self.suffix = suffix
         self.known, self.dirs = {}, {}  # video -> what ``look`` found; folder -> its real path + "/"
 
-    def probe(self, video):
-        """``(real path, os.stat_result or None)`` of ``video``: one ``lstat`` when it is not a link (the real
-        paths of folders are cached)."""
+    def look(self, video):
+        """``(real path, size, mtime_ns, stem)`` of ``video``, looked at once per run (size and mtime_ns None
+        when it cannot be stat'ed): one ``lstat`` when it is not a link (the real paths of folders are
+        cached)."""
+        hit = self.known.get(video)
+        if hit is not None:
+            return hit
         head, sep, tail = video.rpartition(os.sep)
-        if sep and not head:
-            head = sep  # "/clip.mp4": the root, not "" (which would be the working folder)
         try:
             st = os.lstat(video)
         except OSError:
-            return os.path.realpath(video), None
-        if stat.S_ISLNK(st.st_mode) or tail in ("", ".", ".."):
-            try:
-                st = os.stat(video)
-            except OSError:
-                st = None
-            return os.path.realpath(video), st
-        folder = self.dirs.get(head)
-        if folder is None:
-            folder = self.dirs[head] = os.path.join(os.path.realpath(head or "."), "")
-        return folder + tail, st
-
-    def look(self, video):
-        """``(real path, size, mtime_ns, stem)`` of ``video``, looked at once per run (size and mtime_ns None
-        when it cannot be stat'ed)."""
-        hit = self.known.get(video)
-        if hit is None:
-            real, st = self.probe(video)
-            stem = output_stem(video, path_digest(real))
-            hit = self.known[video] = ((real, None, None, stem) if st is None else
-                                       (real, st.st_size, st.st_mtime_ns, stem))
+            st = None
+        if st is None or stat.S_ISLNK(st.st_mode) or tail in ("", ".", ".."):
+            if st is not None:
+                try:
+                    st = os.stat(video)
+                except OSError:
+                    st = None
+            real = os.path.realpath(video)
+        else:
+            if sep and not head:
+                head = sep  # "/clip.mp4": the root, not "" (which would be the working folder)
+            folder = self.dirs.get(head)
+            if folder is None:
+                folder = self.dirs[head] = os.path.join(os.path.realpath(head or "."), "")
+            real = folder + tail
+        stem = output_stem(video, path_digest(real))
+        hit = self.known[video] = (real, None, None, stem) if st is None else (real, st.st_size, st.st_mtime_ns, stem)
         return hit
 
     def stem(self, video):

@@ -152,28 +152,40 @@ def _copy(response, part, start, total, name):
         f.seek(start)
     except OSError as e:
         raise WriteError(f"cannot write {part}: {e.strerror or e}", e.errno) from None
+
+    def read():
+        try:
+            return response.read1(BLOCK)  # what has arrived: a Ctrl-C keeps every byte received
+        except (OSError, http.client.HTTPException) as e:  # reset, timeout, IncompleteRead
+            raise _Transient(_reason(e)) from None
+
     with f, tqdm(total=total, initial=start, desc=name, unit="B", unit_scale=True, unit_divisor=1024,
                  dynamic_ncols=True, mininterval=0.5) as progress:
-        got = start
-        while True:
-            try:
-                block = response.read1(BLOCK)  # what has arrived: a Ctrl-C keeps every byte received
-            except (OSError, http.client.HTTPException) as e:  # reset, timeout, IncompleteRead
-                raise _Transient(_reason(e)) from None
-            if not block:
-                break
-            try:
-                f.write(block)
-            except OSError as e:
-                raise WriteError(f"cannot write {part}: {e.strerror or e}", e.errno) from None
-            got += len(block)
-            progress.update(len(block))
+        return start + _pour(read, f, part, progress)
+
+
+def _pour(read, f, target, progress=None):
+    """Write the blocks ``read()`` returns to the open file ``f`` until an empty one, then flush and fsync
+    it; returns the number of bytes written. A read error propagates; a write error (a full disk) is a
+    WriteError naming ``target``."""
+    written = 0
+    while True:
+        block = read()
+        if not block:
+            break
         try:
-            f.flush()
-            os.fsync(f.fileno())
+            f.write(block)
         except OSError as e:
-            raise WriteError(f"cannot write {part}: {e.strerror or e}", e.errno) from None
-    return got
+            raise WriteError(f"cannot write {target}: {e.strerror or e}", e.errno) from None
+        written += len(block)
+        if progress is not None:
+            progress.update(len(block))
+    try:
+        f.flush()
+        os.fsync(f.fileno())
+    except OSError as e:
+        raise WriteError(f"cannot write {target}: {e.strerror or e}", e.errno) from None
+    return written
 
 
 def _reason(error):
@@ -230,18 +242,9 @@ def _extract_to(tar, member, target):
     try:
         source = tar.extractfile(member)
         with f:
-            while True:
-                block = source.read(BLOCK)
-                if not block:
-                    break
-                try:
-                    f.write(block)
-                except OSError as e:
-                    raise WriteError(f"cannot write {target}: {e.strerror or e}", e.errno) from None
-            if f.tell() != member.size:
-                raise EOFError(f"member {member.name} ends after {f.tell()} of {member.size} bytes")
-            f.flush()
-            os.fsync(f.fileno())
+            written = _pour(lambda: source.read(BLOCK), f, target)
+        if written != member.size:
+            raise EOFError(f"member {member.name} ends after {written} of {member.size} bytes")
     except BaseException:
         _remove(tmp)
         raise

@@ -38,7 +38,7 @@ from .errors import UserError, failure_reason
 from .files import write_text
 from .names import shown, text_path
 from .readers.lists import output_stem, read_lines, split_labels
-from .readers.video_reader import decoded_frames, open_capture
+from .readers.video_reader import decoded_frames, with_video
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +72,16 @@ def decode_to_folder(video, folder, jpeg_quality=95):
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     identity = _identity(video)  # what the folder is recorded as made from: the video before decoding
-    cap = open_capture(video)
-    try:
-        if not cap.isOpened():
-            raise ValueError("cannot open video")
+
+    def write_frames(cap):
         count = 0
         for index, frame in decoded_frames(cap, lambda index: True, int(cap.get(cv2.CAP_PROP_FRAME_COUNT))):
             count = index + 1
             write_jpeg(os.path.join(tmp, f"img_{count:05d}.jpg"), frame, jpeg_quality)
+        return count
+
+    try:
+        count = with_video(video, write_frames)
         if count == 0:
             raise ValueError("no frames decoded")
         with open(os.path.join(tmp, RECORD), "w", encoding="utf-8") as f:
@@ -87,8 +89,6 @@ def decode_to_folder(video, folder, jpeg_quality=95):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    finally:
-        cap.release()
     if os.path.isdir(folder):  # a directory cannot be renamed over a non-empty one: move it aside first
         os.replace(folder, tmp + ".old")
         shutil.rmtree(tmp + ".old", ignore_errors=True)
