@@ -132,7 +132,8 @@ def test_segment_tags_follow_the_content(setup):
     assert run_tag(tmp, listing, tmp / "refs") == 0
     *expected, late = [{t["class_id"]: t["probability"] for t in r["tags"]}
                        for r in read_jsonl(tmp / "refs" / "predictions.jsonl")]
-    assert max(abs(expected[0][c] - late[c]) for c in late) > 1e-3  # a sample one frame late is told apart
+    # a sample one frame late is told apart by the 1e-4 check below (the gap varies with the random model: 2.5e-4 seen)
+    assert max(abs(expected[0][c] - late[c]) for c in late) > 1e-4
     for segment, reference in zip(segments, expected):
         got = {t["class_id"]: t["probability"] for t in segment["tags"]}
         assert max(abs(got[c] - reference[c]) for c in reference) < 1e-4, segment
