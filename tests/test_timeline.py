@@ -65,6 +65,12 @@ def test_options_are_checked_before_any_work(tmp_path):
         with pytest.raises(UserError, match="/proc is not writable"):
             check_writable("/proc/videotag_report")
     check_options(TimelineOptions(), "/proc/videotag_report")  # without --report: not checked
+    # shots of shared frames need shots; what a shot is tagged from is one of two
+    with pytest.raises(UserError, match="^--shot_frames shared needs --shots$"):
+        check_options(TimelineOptions(shot_frames="shared"), str(tmp_path))
+    with pytest.raises(UserError, match="--shot_frames must be one of own, shared, got 'mine'"):
+        check_options(TimelineOptions(shots=True, shot_frames="mine"), str(tmp_path))
+    check_options(TimelineOptions(shots=True, shot_frames="shared"), str(tmp_path))
 
 
 def test_the_schema_is_valid_and_refuses_a_broken_timeline():

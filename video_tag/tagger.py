@@ -124,6 +124,8 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
               "segment_stride": segment_stride, "window_seg_num": window_seg_num, "videotag": __version__,
               "shots": timeline.shots, "min_confidence": timeline.min_confidence, "report": timeline.report,
               "classes": None if allowed is None else allowed.tolist()}
+    if timeline.shot_frames != "own":  # absent for own: the resume key of runs made before the flag holds
+        inputs["shot_frames"] = timeline.shot_frames
     predictions = PartialJsonl(save_dir, "predictions.jsonl", inputs)
     segments = PartialJsonl(save_dir, "segments.jsonl", inputs) if segment_seconds else None
     shots = PartialJsonl(save_dir, "shots.jsonl", inputs) if timeline.shots else None
@@ -182,7 +184,7 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
     todo = [i for i in todo if identity[i] is not None and (store is None or i in provenance)]
     if todo:
         decode = (seg_num, short_size, target, segment_seconds, segment_stride, window_seg_num, timeline.shots,
-                  timeline.report)
+                  timeline.report, timeline.shot_frames == "shared")
         with _Streams([(i, videos[i]) for i in todo], decode, num_workers) as stream:
             engine = extractor.build_engine(tsn_cfg, tsn_weights, precision, use_gpu, frame_batch,
                                             paddle.distributed.ParallelEnv().device_id if use_gpu else 0,
@@ -193,7 +195,7 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
                 with tqdm(total=len(todo), desc="videotag", unit="video", dynamic_ncols=True,
                           disable=not dist.is_main()) as progress:
                     for index, path, messages in stream:
-                        result = tag_messages(engine, model, target, messages)
+                        result = tag_messages(engine, model, target, messages, timeline.shot_frames == "shared")
                         if not isinstance(result, str) and file_identity(path) != identity[index]:
                             result = CHANGED
                         if isinstance(result, str):
@@ -250,26 +252,34 @@ class Tagged:
         self.shots, self.thumbnails, self.metadata = shots, thumbnails, metadata
 
 
-def tag_messages(engine, model, target, messages):
+def tag_messages(engine, model, target, messages, shared_frames=False):
     """Consume one video's messages (``windows.stream_levels``): a ``Tagged``, or the reason (a string)
     it could not be read. ``engine``: the TSN engine (``extractor.build_engine``); ``model``: the
-    AttentionLSTM in eval mode; ``target``: the crop size. The service's workers tag with it too."""
+    AttentionLSTM in eval mode; ``target``: the crop size; ``shared_frames``: shots of shared frames
+    (``SharedShots``). The service's workers tag with it too."""
     windows, shot_probabilities, thumbnails, bounds = [], {}, {}, []
     cache = FeatureCache()
+    shared = SharedShots(engine, model, target, cache, shot_probabilities) if shared_frames else None
     for message in messages:
         kind = message[0]
         if kind == "failed":
             return message[1]
         if kind == "window":
             _, k, start, end, frames, numbers = message
-            windows.append((k, start, end, _probabilities(model, _features(engine, frames, target, numbers, cache))))
+            features = (shared.features(frames, numbers) if shared is not None
+                        else _features(engine, frames, target, numbers, cache))
+            windows.append((k, start, end, _probabilities(model, features)))
         elif kind == "shot":
             _, k, frames, numbers = message
             shot_probabilities[k] = _probabilities(model, _features(engine, frames, target, numbers, cache))
+        elif kind == "shared_shot":
+            shared.add(*message[1:])
         elif kind == "thumbnail":
             thumbnails[message[1]] = message[2]
         elif kind == "shots":
             bounds = message[1]
+            if shared is not None:
+                shared.finish()
         elif kind == "video":
             features = _features(engine, message[1], target, message[4], cache)
             if sorted(shot_probabilities) != list(range(len(bounds))):  # a bug, not a bad video
@@ -278,6 +288,66 @@ def tag_messages(engine, model, target, messages):
             return Tagged(_probabilities(model, features), features, sorted(windows, key=lambda w: w[0]), shots,
                           thumbnails, message[3])
     return "the decoder stopped before the end of this video"
+
+
+class SharedShots:
+    """The shots of ``--shot_frames shared`` as the tagger consumes them (``readers.shot_clips``: "shared_shot"
+    messages name their frames by index, which is their number on the first pass; a shot that needs frames
+    of the second pass comes as a "shot"). Every window's features go through ``features``, which holds
+    those from the first frame of the first shot not tagged yet on (a shot names them, its frames sent as
+    None); a shot's own frames (the video's sample's, a first frame) wait in ``pending`` and go through TSN
+    with the next window's frames (one set of batches), or once a batch is full, or once every shot is
+    sent. A shot is tagged (``probabilities[k]``) once its features are in hand: the AttentionLSTM over its
+    frames, as many as it has. Memory: features [2048] of the windows' sampled frames from the first shot
+    not tagged on, and fewer than ``engine.batch_size`` frames pending."""
+
+    def __init__(self, engine, model, target, cache, probabilities):
+        self.engine, self.model, self.target, self.cache = engine, model, target, cache
+        self.probabilities = probabilities
+        self.held = {}      # frame index -> features [2048]
+        self.pending = {}   # frame index -> transformed frame, not through TSN yet
+        self.waiting = collections.deque()  # (k, end_frame, [frame indices]) not tagged yet, in k order
+        self.floor = 0      # the first frame of the first shot not tagged yet
+        self.done = False   # every shot tagged: hold nothing more
+
+    def add(self, k, start, end, frames, indices):
+        for frame, i in zip(frames, indices):
+            if frame is not None and i not in self.held:
+                self.pending[i] = frame
+        self.waiting.append((k, end, indices))
+        if len(self.pending) >= self.engine.batch_size:
+            self.features([], [])
+
+    def features(self, frames, numbers):
+        """TSN features [len(frames), 2048] of a window's frames (``_features``), computed together with
+        the pending frames; held for the shots waiting and to come, who are then tagged."""
+        ahead = list(self.pending.items())
+        self.pending = {}
+        if not frames and not ahead:
+            return np.zeros((0, FEATURE_DIM), np.float32)
+        numbers = list(numbers) + [i for i, _ in ahead]
+        out = _features(self.engine, list(frames) + [f for _, f in ahead], self.target, numbers, self.cache)
+        if not self.done:
+            for i, row in zip(numbers, out):
+                if i >= self.floor:
+                    self.held[i] = row.copy()  # not a view: it would hold the whole array
+            self._tag()
+        return out[:len(frames)]
+
+    def _tag(self):
+        while self.waiting and all(i in self.held for i in self.waiting[0][2]):
+            k, end, indices = self.waiting.popleft()
+            self.probabilities[k] = _probabilities(self.model, np.stack([self.held[i] for i in indices]))
+            self.floor = end
+            for i in [i for i in self.held if i < end]:
+                del self.held[i]
+
+    def finish(self):
+        """Every shot has been sent: tag those still waiting."""
+        self.features([], [])
+        if self.waiting:  # a bug, not a bad video
+            raise RuntimeError(f"shot {self.waiting[0][0]}: frames {self.waiting[0][2]} not sent")
+        self.done, self.held = True, {}
 
 
 class FeatureCache:

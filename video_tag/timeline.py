@@ -37,19 +37,29 @@ class TimelineOptions:
     """What ``videotag.py`` writes beyond predictions.jsonl and segments.jsonl: ``shots`` (shots.jsonl and
     a tagged shot level), ``report`` (thumbnails and report.html); timelines are written with either, or
     with windows. ``include`` / ``exclude``: class ids or names (a list of str or int; items may be comma
-    lists) that every level keeps (drops); ``min_confidence``: the tag ranges' threshold, in [0, 1]."""
+    lists) that every level keeps (drops); ``min_confidence``: the tag ranges' threshold, in [0, 1];
+    ``shot_frames``: what a shot is tagged from, ``"own"`` (its own frames, sampled as a whole video's) or
+    ``"shared"`` (the frames of the video's and the windows' samples inside it: ``readers.shot_clips``)."""
     shots: bool = False
     min_confidence: float = 0.5
     include: tuple = ()
     exclude: tuple = ()
     report: bool = False
+    shot_frames: str = "own"
+
+
+SHOT_FRAMES = ("own", "shared")
 
 
 def check_options(options, save_dir):
     """Refuse (``UserError``) options that cannot work, before any work: ``min_confidence`` outside
-    [0, 1], ``report`` into a folder that cannot be written."""
+    [0, 1], ``report`` into a folder that cannot be written, ``shot_frames`` other than own without shots."""
     if not 0.0 <= options.min_confidence <= 1.0:
         raise UserError(f"--min_confidence must be between 0 and 1, got {options.min_confidence}")
+    if options.shot_frames not in SHOT_FRAMES:
+        raise UserError(f"--shot_frames must be one of {', '.join(SHOT_FRAMES)}, got {options.shot_frames!r}")
+    if options.shot_frames != "own" and not options.shots:
+        raise UserError(f"--shot_frames {options.shot_frames} needs --shots")
     if options.report:
         check_writable(save_dir)
 

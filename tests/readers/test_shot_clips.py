@@ -72,6 +72,54 @@ def test_windows_and_shots_together(video, monkeypatch):
             assert m[4] == [decoded[first + p] for p in sample_indices(count, 6, "infer")]
 
 
+@pytest.mark.parametrize("seconds", [1.0, 6.0, None])  # 6 s: shots end and are final long before their window
+def test_shared_shots_take_the_frames_the_video_and_the_windows_sample(video, seconds):
+    path, decoded, cuts = video
+    messages, made = [], []
+    decode_windows(path, 4, lambda f: made.append(digest(f)) or made[-1], messages.append, seconds=seconds,
+                   window_seg_num=6, shots=True, shared=True)
+    # the detector sees every frame, but only the frames sampled are transformed (the costly part)
+    assert len(made) < len(decoded) // 2
+    (bounds,) = [m[1] for m in messages if m[0] == "shots"]
+    assert [b[0] for b in bounds[1:]] == cuts
+    # the union, worked out here: the video's sample (4 frames) and each window's (6 of its 25 or 150 frames;
+    # the last window, from frame 150 on, is sampled on the second pass: the video ends inside it)
+    total, width = len(decoded), round(25 * (seconds or 0))
+    windows = [(a, min(total, a + width)) for a in range(0, total, width)] if seconds else []
+    union = sorted(set(sample_indices(total, 4, "infer")) |
+                   {a + p for a, b in windows for p in sample_indices(b - a, 6, "infer")})
+    sent = {}  # frame index -> the position of the first window message that carried it
+    for at, m in enumerate(messages):
+        if m[0] == "window":
+            first = width * m[1]
+            for p in sample_indices(min(width, total - first), 6, "infer"):
+                sent.setdefault(first + p, at)
+    shared = {m[1]: (at, m) for at, m in enumerate(messages) if m[0] == "shared_shot"}
+    redone = {m[1]: m[2] for m in messages if m[0] == "shot"}  # second pass: the frames themselves
+    assert sorted(list(shared) + list(redone)) == list(range(len(bounds)))
+    for k, (a, b, _, _) in enumerate(bounds):
+        inside = [i for i in union if a <= i < b]
+        if len(inside) > 6:
+            inside = [inside[p] for p in sample_indices(len(inside), 6, "infer")]
+        inside = inside or [a]
+        if k in redone:  # holds a frame of the last window
+            assert any(i >= 150 for i in inside) and redone[k] == [decoded[i] for i in inside], k
+            continue
+        at, m = shared[k]
+        assert m[2:4] == (a, b) and m[5] == inside, k
+        # a frame a window's message carried before is named only; the others come with the message
+        assert m[4] == [None if sent.get(i, at) < at else decoded[i] for i in inside], k
+        # every window holding a frame of the shot came first
+        assert all(sent[i] < at for i in range(a, b) if i in sent), k
+    if seconds:
+        assert sorted(redone) == [4]
+        assert any(f is None for _, m in shared.values() for f in m[4])
+        assert any(f is not None for _, m in shared.values() for f in m[4])
+    else:  # without windows: the video's sample alone (shots 1 and 3 hold none of it: their first frame)
+        assert not redone and [shared[k][1][5] for k in range(5)] == [[20, 61], [90], [102], [132], [143]]
+    assert messages[-1][0] == "video"
+
+
 def test_thumbnails_near_each_shots_middle(video, monkeypatch, tmp_path):
     path, decoded, _ = video
     monkeypatch.setattr(shot_clips, "CANDIDATES", 4)  # decimated candidates on the 90-frame shot

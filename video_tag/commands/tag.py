@@ -18,7 +18,7 @@ def main():
     from video_tag.inference import PRECISIONS
     from video_tag.models import model_arguments
     from video_tag.tagger import tag
-    from video_tag.timeline import TimelineOptions
+    from video_tag.timeline import SHOT_FRAMES, TimelineOptions
     from video_tag import weights
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
@@ -35,6 +35,10 @@ def main():
     p.add_argument("--segment_stride_seconds", type=float, help="start a window every R seconds (default: S)")
     p.add_argument("--segment_seg_num", type=int, help="frames sampled per window and per shot (default: INFER.seg_num)")
     p.add_argument("--shots", action="store_true", help="detect shot changes and tag each shot (shots.jsonl)")
+    p.add_argument("--shot_frames", choices=SHOT_FRAMES, default="own",
+                   help="with --shots, what each shot is tagged from: own (its own frames, sampled with seg_num "
+                        "as a whole video; exact) or shared (the frames of the video's and the windows' samples "
+                        "inside it: no extra frames through TSN but one for a shot holding none; fast)")
     p.add_argument("--min_confidence", type=float, default=0.5, help="tag ranges: shots or segments at least this probable")
     p.add_argument("--include", action="append", default=[], metavar="CLASSES",
                    help="list only these classes (ids or names, comma-separated; repeatable)")
@@ -79,7 +83,8 @@ def main():
                args.label_file, args.topk, threshold, args.save_features, args.segment_seconds,
                args.segment_stride_seconds, args.segment_seg_num, args.precision, args.use_gpu,
                args.frame_batch, args.num_workers, args.overwrite,
-               TimelineOptions(args.shots, args.min_confidence, args.include, args.exclude, args.report))
+               TimelineOptions(args.shots, args.min_confidence, args.include, args.exclude, args.report,
+                               args.shot_frames))
 
 
 def run():

@@ -107,8 +107,10 @@ class _FirstPass:
     """Every frame grabbed once, in order; windows opened, filled and closed on the frames' times; a
     closed window whose real sample is at hand is emitted, the others are left for the second pass."""
 
-    def __init__(self, cap, seg_num, window_seg_num, seconds, stride, transform, emit, shots=None):
+    def __init__(self, cap, seg_num, window_seg_num, seconds, stride, transform, emit, shots=None, renumber=None):
         self.cap, self.transform, self.emit, self.shots = cap, transform, emit, shots
+        # shots of shared frames: transform only the frames sampled (``renumber`` told of each one's index)
+        self.lazy, self.renumber = shots is not None and shots.shared, renumber
         self.window_seg_num = window_seg_num
         self.size = round(seconds * US) if seconds else None
         self.step = round(stride * US) if seconds else None
@@ -143,9 +145,13 @@ class _FirstPass:
         return self.gap or self.clock.frame_us
 
     def wanted(self, index):
-        """Is frame ``index`` (just grabbed) sampled by the video or by a window it falls in? Changes nothing:
-        a frame whose retrieve fails is skipped and the next one asked again under the same index."""
-        if index in self.video_indices or self.shots is not None:  # the shot detector sees every frame
+        """Is frame ``index`` (just grabbed) to be retrieved? Changes nothing: a frame whose retrieve fails
+        is skipped and the next one asked again under the same index."""
+        return self.shots is not None or self.sampled(index)  # the shot detector sees every frame
+
+    def sampled(self, index):
+        """Is frame ``index`` (just grabbed) sampled by the video or by a window it falls in?"""
+        if index in self.video_indices:
             return True
         if not self.size:
             return False
@@ -160,13 +166,17 @@ class _FirstPass:
     def add(self, index, frame):
         """Frame ``index`` decoded (``frame``: RGB, or None where not retrieved)."""
         time = self.clock.time(self.cap.get(cv2.CAP_PROP_POS_MSEC))
-        small = None if frame is None else self.transform(frame)
+        small = None
+        if frame is not None and (not self.lazy or self.sampled(index)):
+            if self.lazy and self.renumber is not None:
+                self.renumber(index)
+            small = self.transform(frame)
         if index in self.video_indices:
             self.video[index] = small
         if self.size:
             self._place(index, time, small)
-        if self.shots is not None:
-            self.shots.add(index, time / US, frame, small)
+        if self.shots is not None:  # after _place: the windows this frame closed have been emitted
+            self.shots.add(index, time / US, frame, small, min((w.first for w in self.open), default=None))
         if self.clock.last is not None and time > self.clock.last:
             self.gap = time - self.clock.last
         self.clock.tick(time)
@@ -195,8 +205,12 @@ class _FirstPass:
         positions = sample_indices(window.count, self.window_seg_num, "infer")
         if all(p in window.kept for p in positions):
             self.emit(window_head(window.k, window.start, end) + ([window.kept[p] for p in positions],))
+            if self.shots is not None and self.shots.shared:
+                self.shots.sampled([window.first + p for p in positions])
         else:
             self.redo.append((window_head(window.k, window.start, end), window.first, window.count))
+            if self.shots is not None and self.shots.shared:
+                self.shots.sampled([window.first + p for p in positions], later=True)
 
     def finish(self):
         """The end of the stream: close the open windows up to the first that holds the last frame; the
@@ -204,15 +218,15 @@ class _FirstPass:
         if self.last_index < 0:
             return
         video_end = self.video_end()
-        if self.shots is not None:
-            self.shots.finish(video_end / US)
-        if not self.size:
-            return
-        for window in self.open:
+        for window in self.open if self.size else ():
             if window.k == 0 or self.start_of(window.k - 1) + self.size <= self.clock.last:
                 self._close(window, min(window.end, video_end))
             # else: the window before it holds the last frame already
         self.open = []
+        if self.shots is not None:  # after the windows: a shot of shared frames waits for them
+            self.shots.finish(video_end / US)
+        if self.lazy and self.renumber is not None:
+            self.renumber(self.last_index + 1)  # the second pass's frames after every index
 
     def video_end(self):
         """The end of the last frame (us): its time plus the gap before it."""
@@ -240,25 +254,34 @@ def to_seconds(us):
 
 
 def decode_windows(path, seg_num, transform, emit, seconds=None, stride=None, window_seg_num=None, shots=False,
-                   thumbnails=False):
+                   thumbnails=False, shared=False, renumber=None):
     """Decode ``path``; call ``emit`` for each window (by time, see the module docstring), for each shot
     (with ``shots``, see ``shot_clips``), then for the whole video.
 
     emit(("window", k, start_seconds, end_seconds, frames)) once for each window (only with ``seconds``),
     in order of k except that the windows left to the second pass come after the first pass's;
-    with ``shots``: emit(("shot", k, frames)) once for each shot, emit(("thumbnail", k, jpeg bytes)) for
-    each shot with ``thumbnails``, and emit(("shots", [(start_frame, end_frame, start_seconds,
-    end_seconds)])) once the first pass is over; emit(("video", frames, num_frames, metadata)) last
-    (``_FirstPass.metadata``). ``frames``: lists of ``transform(RGB uint8 frame)``, ``window_seg_num``
-    (default ``seg_num``) per window and per shot, ``seg_num`` for the video, as ``sample_indices`` picks
-    them (infer mode) from the window's (shot's, video's) frames. Raises ``ValueError``.
+    with ``shots``: emit(("shot", k, frames)) once for each shot (with ``shared``, emit(("shared_shot", k,
+    start_frame, end_frame, frames, indices)) instead: ``shot_clips.ShotClips``), emit(("thumbnail", k,
+    jpeg bytes)) for each shot with ``thumbnails``, and emit(("shots", [(start_frame, end_frame,
+    start_seconds, end_seconds)])) once the first pass is over (after the last windows); emit(("video",
+    frames, num_frames, metadata)) last (``_FirstPass.metadata``). ``frames``: lists of ``transform(RGB
+    uint8 frame)``, ``window_seg_num`` (default ``seg_num``) per window and per shot, ``seg_num`` for the
+    video, as ``sample_indices`` picks them (infer mode) from the window's (shot's, video's) frames.
+    Raises ``ValueError``.
+
+    With ``shared`` the first pass transforms only the frames the video's and the windows' samples take
+    (and the first frame of a shot that holds none of them); ``renumber(index)`` (``Numbered.renumber``)
+    is called before each of those is transformed, and with the frame count at the end of the first pass.
     """
     window_seg_num = window_seg_num or seg_num
     stride = stride or seconds
 
     def first_pass(cap):
-        clips = ShotClips(window_seg_num, nominal_fps(cap), emit, thumbnails) if shots else None
-        state = _FirstPass(cap, seg_num, window_seg_num, seconds, stride, transform, emit, clips)
+        clips = ShotClips(window_seg_num, nominal_fps(cap), emit, thumbnails, transform if shared else None) \
+            if shots else None
+        state = _FirstPass(cap, seg_num, window_seg_num, seconds, stride, transform, emit, clips, renumber)
+        if shared and clips is not None:
+            clips.share(state.video_indices)
         for index, frame in decoded_frames(cap, state.wanted, state.claimed):
             state.add(index, frame)
         state.finish()
@@ -294,7 +317,8 @@ def decode_windows(path, seg_num, transform, emit, seconds=None, stride=None, wi
 
 class _SecondPass:
     """The windows and shots the first pass could not sample (``redo``: ``(head, first index, count)``,
-    ``head`` the message without its frames, e.g. ``("window", k, start, end)``) and the whole video's
+    ``head`` the message without its frames, e.g. ``("window", k, start, end)``; ``count``: a frame count,
+    sampled by ``sample_indices``, or the list of the frame indices to take) and the whole video's
     sample where ``kept`` lacks it, retrieved in one pass up to the last frame they need. A window (shot)
     is emitted as soon as its last sampled frame is decoded; ``kept`` holds the sampled frames of the
     windows open at the current frame and the video's (index -> frame)."""
@@ -309,7 +333,8 @@ class _SecondPass:
     def _activate(self, index):
         while self.pending and self.pending[0][1] <= index:
             head, first, count = self.pending.popleft()
-            indices = [first + p for p in sample_indices(count, self.window_seg_num, "infer")]
+            indices = (list(count) if isinstance(count, list)
+                       else [first + p for p in sample_indices(count, self.window_seg_num, "infer")])
             self.active.append((head, indices, set(indices)))
 
     def wanted(self, index):
@@ -359,16 +384,22 @@ def stream_levels(path, emit, decode):
     gets one more element, the frames' numbers (``Numbered``): a frame in several samples (a window's
     and a shot's) has one number, so that the consumer computes its features once.
 
-    decode: ``stream_video``'s and ``(shots, thumbnails)`` (see ``decode_windows``).
+    decode: ``stream_video``'s and ``(shots, thumbnails, shared)`` (see ``decode_windows``). With shots, a
+    frame's number on the first pass is its index (every frame is transformed, in order; with ``shared``
+    only those sampled, renumbered): "shared_shot" messages name their frames by index.
     """
-    seg_num, short_size, target_size, seconds, stride, window_seg_num, shots, thumbnails = decode
+    seg_num, short_size, target_size, seconds, stride, window_seg_num, shots, thumbnails, shared = decode
     numbered = Numbered(functools.partial(_resize_crop, short_size, target_size))
 
     def emit_numbered(message):
+        if message[0] == "shared_shot":  # its frames are named by index
+            emit(message)
+            return
         frames = message[FRAMES_AT[message[0]]] if message[0] in FRAMES_AT else None
         emit(message if frames is None else message + ([numbered.number(f) for f in frames],))
 
-    decode_windows(path, seg_num, numbered, emit_numbered, seconds, stride, window_seg_num, shots, thumbnails)
+    decode_windows(path, seg_num, numbered, emit_numbered, seconds, stride, window_seg_num, shots, thumbnails,
+                   shared, numbered.renumber)
 
 
 FRAMES_AT = {"window": 4, "shot": 2, "video": 1}  # where each message of decode_windows holds its frames
@@ -388,6 +419,10 @@ class Numbered:
         self.numbers[key] = (weakref.ref(out, lambda _: self.numbers.pop(key, None)), self.count)
         self.count += 1
         return out
+
+    def renumber(self, number):
+        """The next frame made is numbered ``number``, those after it on from there."""
+        self.count = number
 
     def number(self, out):
         ref, number = self.numbers.get(id(out), (None, None))

@@ -54,10 +54,11 @@ class Tagger:
 
     def decode_args(self, options):
         """What ``decoding.decode_job`` needs for a video tagged with ``options`` (``options.check_options``):
-        ``windows.stream_levels``'s settings, without thumbnails."""
+        ``windows.stream_levels``'s settings, without thumbnails; shots of their own frames (videotag.py's
+        default ``--shot_frames own``)."""
         return (self.seg_num, self.short_size, self.target, options.get("segment_seconds"),
                 options.get("segment_stride_seconds"), options.get("segment_seg_num"), bool(options.get("shots")),
-                False)
+                False, False)
 
     def levels(self, options):
         """``tagger.Levels`` for ``options`` (videotag.py's defaults where absent); ``VideoError`` for a class
