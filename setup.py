@@ -54,5 +54,6 @@ setup(
         "videotag-export = video_tag.commands.export:run",
         "videotag-frames = video_tag.commands.frames:run",
         "videotag-make-lists = video_tag.commands.make_lists:run",
+        "videotag-serve = video_tag.commands.serve:run",
     ]},
 )

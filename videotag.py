@@ -9,7 +9,7 @@ Its main is video_tag.commands.tag.main, also the console script videotag.
 from video_tag import cli
 
 cli.setup_process()  # first: quiet output and CPU environment, before Paddle or OpenCV is imported
-from video_tag.commands.tag import RELEASE, main  # noqa: E402, F401  (RELEASE: for serve.py)
+from video_tag.commands.tag import main  # noqa: E402
 
 if __name__ == "__main__":
     cli.main(main)

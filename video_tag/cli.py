@@ -85,6 +85,26 @@ def add_model_flags(p, precisions=None):
     p.add_argument("--use_gpu", type=str2bool, default=True, help="run on GPU if Paddle has CUDA")
 
 
+RELEASE = ("get the VideoTag release with ./run fetch (or python tools/fetch_release.py): it puts "
+           "tsn.pdparams and attention_lstm.pdparams in ./weights and label_3396.txt in the project root; "
+           "or pass --tsn_weights / --lstm_weights / --label_file")
+
+
+def load_model_flags(args):
+    """What ``add_model_flags`` names, checked and read: ``(AttentionLSTM config, TSN config)`` with their
+    overrides; a missing weight file or a bad config is a UserError naming it (before Paddle is needed)."""
+    from .models import model_arguments
+    from . import weights
+    for path in (args.tsn_weights, args.lstm_weights):
+        try:
+            weights.resolve(path)
+        except UserError:
+            raise UserError(f"weight file not found: {path} ({RELEASE})") from None
+    lstm_cfg = load_config(args.config, args.override)
+    model_arguments("AttentionLSTM", lstm_cfg["MODEL"], f"config {args.config}")
+    return lstm_cfg, load_config(args.tsn_config, args.tsn_override)
+
+
 def parser(description, run_flags=True):
     """An ArgumentParser with the flags every script has.
 

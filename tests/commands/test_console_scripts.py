@@ -67,7 +67,7 @@ def test_predict_console_script_reads_the_release_labels_of_home(home, tmp_path,
 @pytest.mark.parametrize("script, module", [("videotag.py", "tag"), ("tsn_extractor.py", "extract"),
                                             ("train.py", "train"), ("eval.py", "evaluate"), ("predict.py", "predict"),
                                             ("export_model.py", "export"), ("tools/video2frames.py", "frames"),
-                                            ("tools/make_lists.py", "make_lists")])
+                                            ("tools/make_lists.py", "make_lists"), ("serve.py", "serve")])
 def test_root_scripts_run_the_package_main(script, module):
     import importlib
     names = runpy.run_path(os.path.join(ROOT, script), run_name="not_main")
@@ -81,7 +81,7 @@ def test_setup_declares_every_console_script():
     import re
     with open(os.path.join(ROOT, "setup.py"), encoding="utf-8") as f:
         entries = re.findall(r'"(videotag[\w-]*) = ([\w.]+):(\w+)"', f.read())
-    assert len(entries) == 8
+    assert len(entries) == 9
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
         assert "docs/reference.md#console-scripts" in f.read()
     with open(os.path.join(ROOT, "docs", "reference.md"), encoding="utf-8") as f:
@@ -103,7 +103,7 @@ def can_build_wheels():
 
 
 WHEEL_SCRIPTS = {"videotag": "videotag.py", "videotag-train": "train.py", "videotag-eval": "eval.py",
-                 "videotag-predict": "predict.py"}
+                 "videotag-predict": "predict.py", "videotag-serve": "serve.py"}
 
 
 def test_a_wheel_install_runs_the_console_scripts_from_any_folder(tmp_path, capfd, monkeypatch):

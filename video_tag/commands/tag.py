@@ -8,18 +8,11 @@ import argparse
 
 from video_tag import cli
 
-RELEASE = ("get the VideoTag release with ./run fetch (or python tools/fetch_release.py): it puts "
-           "tsn.pdparams and attention_lstm.pdparams in ./weights and label_3396.txt in the project root; "
-           "or pass --tsn_weights / --lstm_weights / --label_file")
-
 
 def main():
-    from video_tag.config import load_config
     from video_tag.inference import PRECISIONS
-    from video_tag.models import model_arguments
     from video_tag.tagger import tag
     from video_tag.timeline import SHOT_FRAMES, TimelineOptions
-    from video_tag import weights
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=cli.HelpFormatter)
     p.add_argument("source", metavar="VIDEO_OR_DIR_OR_LIST", help="a video, a folder (recursive) or a list file")
@@ -63,14 +56,7 @@ def main():
         value = getattr(args, name)
         if value is not None and not 0 < value < float("inf"):
             raise cli.UserError(f"--{name} must be a number of seconds > 0, got {value}")
-    for path in (args.tsn_weights, args.lstm_weights):
-        try:
-            weights.resolve(path)
-        except cli.UserError:
-            raise cli.UserError(f"weight file not found: {path} ({RELEASE})") from None
-    lstm_cfg = load_config(args.config, args.override)
-    model_arguments("AttentionLSTM", lstm_cfg["MODEL"], f"config {args.config}")
-    tsn_cfg = load_config(args.tsn_config, args.tsn_override)
+    lstm_cfg, tsn_cfg = cli.load_model_flags(args)
     cli.set_feature_dtype(tsn_cfg, args.feature_dtype)
     cli.set_shard_size(tsn_cfg, args.shard_size)
     threshold = args.threshold
