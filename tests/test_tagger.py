@@ -468,6 +468,12 @@ def test_threshold_keeps_the_tags_at_or_above_it():
     assert top(4, 0.6) == ["a", "d"]
 
 
+def test_the_record_says_what_its_shots_were_tagged_from():
+    from video_tag import tagger
+    tagged = tagger.Tagged(np.array([0.9, 0.1]), None, [], [], {}, {"duration": 1.0})
+    record = lambda *shot_frames: tagger.Levels(list("ab"), 2, 0.0, None, 0.5, *shot_frames).record("v.mp4", tagged)  # noqa: E731
+    assert "shot_frames" not in record() and record("shared")["shot_frames"] == "shared"
+
 
 def test_save_features_keeps_a_name_that_is_not_utf8(setup):
     """features.list, manifest.tsv and the provenance records are UTF-8 text that names the video: a video
@@ -625,7 +631,7 @@ def test_each_shot_is_tagged_as_a_video_of_its_own_frames(setup, monkeypatch):
     from video_tag.readers.lists import output_stem
     timeline = validate_timeline(tmp / "out" / "timelines" / f"{output_stem(video)}.json")
     segments = read_jsonl(tmp / "out" / "segments.jsonl")
-    assert timeline["video"] == video and timeline["name"] == output_stem(video)
+    assert timeline["video"] == video and timeline["name"] == output_stem(video) and timeline["shot_frames"] == "own"
     assert timeline["metadata"] == {"duration": sum(SHOT_LENGTHS) / 25, "fps": 25.0, "frames": sum(SHOT_LENGTHS),
                                     "width": 160, "height": 96, "codec": "h264"}
     assert timeline["tags"] == read_jsonl(tmp / "out" / "predictions.jsonl")[0]["tags"]
@@ -706,6 +712,7 @@ def test_shared_shots_are_tagged_from_the_frames_the_video_and_windows_sample(se
     assert max(gaps) > 1e-5, gaps  # not the own-frames tags (per shot the gap varies with the random model)
     timeline = validate_timeline(tmp / "out" / "timelines" / f"{output_stem(video)}.json")
     assert timeline["shots"] == [{k: v for k, v in s.items() if k != "video"} for s in shots]
+    assert timeline["shot_frames"] == "shared"  # the timeline says what its shots were tagged from
 
 
 def test_a_run_of_own_shot_frames_killed_is_not_resumed_as_shared(setup, monkeypatch):

@@ -106,7 +106,8 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
     names = read_label_file(label_file, num_classes)
     topk = int(topk or lstm_cfg["MODEL"]["topk"])
     allowed = tl.allowed_classes(names, timeline.include, timeline.exclude)
-    levels = Levels(names, topk, threshold, allowed, timeline.min_confidence)
+    levels = Levels(names, topk, threshold, allowed, timeline.min_confidence,
+                    timeline.shot_frames if timeline.shots else None)
     seg_num = int(tsn_cfg["INFER"]["seg_num"])
     short_size, target = int(tsn_cfg["INFER"]["short_size"]), int(tsn_cfg["INFER"]["target_size"])
     if segment_stride and not segment_seconds:
@@ -416,11 +417,12 @@ def _probabilities(model, features):
 class Levels:
     """Turns a ``Tagged`` into the video's record (the timeline dict, ``timeline.py``): its top tags at
     every level (``topk`` of the ``allowed`` classes with probability >= ``threshold``) and the tag ranges
-    of its shots and windows (``min_confidence``)."""
+    of its shots and windows (``min_confidence``). ``shot_frames``: what the shots were tagged from
+    (``--shot_frames``), recorded with them; None without shots."""
 
-    def __init__(self, names, topk, threshold, allowed, min_confidence):
+    def __init__(self, names, topk, threshold, allowed, min_confidence, shot_frames=None):
         self.names, self.topk, self.threshold = names, topk, threshold
-        self.allowed, self.min_confidence = allowed, min_confidence
+        self.allowed, self.min_confidence, self.shot_frames = allowed, min_confidence, shot_frames
 
     def tags(self, probabilities):
         return tl.top_tags(probabilities, self.names, self.topk, self.threshold, self.allowed)
@@ -439,9 +441,12 @@ class Levels:
         ranges = (tl.tag_ranges([s[3:] for s in tagged.shots], self.names, self.min_confidence, "shot", self.allowed)
                   + tl.tag_ranges([w[1:] for w in tagged.windows], self.names, self.min_confidence, "segment",
                                   self.allowed))
-        return {"video": shown(path), "name": name, "metadata": tagged.metadata,
-                "tags": self.tags(tagged.probabilities), "shots": shots, "segments": segments,
-                "ranges": tl.sort_ranges(ranges)}
+        record = {"video": shown(path), "name": name, "metadata": tagged.metadata,
+                  "tags": self.tags(tagged.probabilities), "shots": shots, "segments": segments,
+                  "ranges": tl.sort_ranges(ranges)}
+        if self.shot_frames is not None:
+            record["shot_frames"] = self.shot_frames
+        return record
 
 
 def thumbnail_path(name, k):

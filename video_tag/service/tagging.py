@@ -68,7 +68,8 @@ class Tagger:
         except UserError as e:
             raise VideoError(str(e)) from None
         return Levels(self.names, int(options.get("topk") or self.topk), float(options.get("threshold", 0.0)),
-                      allowed, float(options.get("min_confidence", TimelineOptions.min_confidence)))
+                      allowed, float(options.get("min_confidence", TimelineOptions.min_confidence)),
+                      "own" if options.get("shots") else None)
 
     def result(self, path, messages, options, on_window=None, cancelled=None, video=None):
         """Consume the decoder messages of the video at ``path``: ``(its timeline, frames run through the
