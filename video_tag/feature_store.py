@@ -54,7 +54,7 @@ except ImportError:  # Windows: no advisory locks; concurrent extractors into on
 
 from . import feature_files, files, shards
 from .errors import RunError, UserError
-from .names import UNSAFE, text_path
+from .names import text_path
 from .readers.lists import output_stem, path_digest
 from .record_index import RecordIndex, settings_text, split_record
 
@@ -181,7 +181,7 @@ class Names:
         hash collision), or its path is written in the lists (``names.text_path``) as another's (a TAB in
         one, the characters ``\\t`` in the other); {other spelling: the first}."""
         held, texts, unique, failed, same = {}, {}, [], {}, {}
-        known, look, unsafe = self.known, self.look, UNSAFE.search
+        known, look = self.known, self.look
         for v in videos:
             real, _, _, stem = known.get(v) or look(v)
             first = held.setdefault(stem, v)
@@ -192,9 +192,9 @@ class Names:
                 else:
                     failed[v] = collision(stem, text_path(holder))
                 continue
-            # Two paths are written alike only with a backslash in both once written (one escaped by
-            # text_path, one verbatim): a path with neither a backslash nor what text_path escapes is unique.
-            if ("\\" in v or unsafe(v) is not None) and texts.setdefault(text := text_path(v), v) != v:
+            text = text_path(v)
+            # Two paths are written alike only with a backslash in both (one escaped, one verbatim).
+            if "\\" in text and texts.setdefault(text, v) != v:
                 failed[v] = (f"its path is written as {text} in the lists, as that of another video of the list "
                              f"(a TAB, newline or bytes that are not UTF-8 in one path): rename one")
                 del held[stem]
@@ -288,11 +288,7 @@ class Verdict:
             if not line.startswith(where) or line[n:n + 1] != "\t" or line.count("\t") != 6:
                 return False
             path = prefix + where
-            try:
-                st = os.stat(path)
-            except OSError:
-                return False
-            return path if line[n + 1:line.index("\t", n + 1)] == f"{st.st_size}:{st.st_mtime_ns}" else False
+            return path if line[n + 1:line.index("\t", n + 1)] == stamp(path) else False
 
         return matches
 
@@ -313,14 +309,13 @@ class Verdict:
         key = settings_text(settings)[1]
         todo, done, failed, stale, provenance = [], set(), {}, collections.Counter(), {}
         known, look, matches, found = self.names.known, self.names.look, self.matcher(key), self.found
-        unsafe = UNSAFE.search
         for v in videos:
             real, size, mtime_ns, stem = known.get(v) or look(v)
             if size is None:
                 todo.append(v)
                 provenance[v] = None  # decoding will say what is wrong
                 continue
-            real_text = real if unsafe(real) is None else text_path(real)
+            real_text = text_path(real)
             fresh = not overwrite and matches(stem, real_text, size, mtime_ns)
             if fresh:
                 done.add(v)
@@ -631,9 +626,9 @@ class FeatureStore:
         with self.locked(), files.collector_paused():
             self.writer.flush()
             self.records.refresh()
-            found, location, unsafe = self.verdict.found.get, self.location, UNSAFE.search
+            found, location = self.verdict.found.get, self.location
             outputs = {v: found(v) or location(v) for v in videos if v in done and v not in failed}
-            texts = [v if unsafe(v) is None else text_path(v) for v in videos]
+            texts = [text_path(v) for v in videos]
             manifest, failures, others = merge_lists(
                 _read_rows(os.path.join(self.save_dir, "manifest.tsv")),
                 _read_rows(os.path.join(self.save_dir, "failed.list")),

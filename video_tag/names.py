@@ -16,7 +16,7 @@ name; backslashes of Windows paths included):
 import os
 import re
 
-UNSAFE = re.compile("[\t\r\n\udc80-\udcff]")  # what text_path changes (None: the path as it is)
+_UNSAFE = re.compile("[\t\r\n\udc80-\udcff]")
 
 
 def shown(name):
@@ -30,6 +30,6 @@ def shown(name):
 
 def text_path(path):
     """``path`` as one field of a UTF-8 list: ``shown(path)`` with TAB, CR and newline as ``\\t``, ``\\r``, ``\\n``."""
-    if UNSAFE.search(path) is None:
+    if _UNSAFE.search(path) is None:
         return path
     return shown(path).replace("\t", "\\t").replace("\r", "\\r").replace("\n", "\\n")
