@@ -89,11 +89,36 @@ class _Worker:
     """A worker process, the read end of its pipe, the job numbers it decodes, and for a worker decoding
     one job alone (after a crash) the numbers a fresh worker takes after it (``then``)."""
 
+    sender = None  # its jobs were given at its start: no pipe to send more
+
     def __init__(self, process, reader, numbers, then=None):
         self.process, self.reader, self.numbers, self.then = process, reader, numbers, then
 
 
-class DecodePool:
+class _Processes:
+    """What both pools do with their ``workers``: stop one (terminated, joined, its pipes closed), and stop
+    them all when the ``with`` block is left."""
+
+    def _stop(self, worker):
+        if worker.process.is_alive():
+            worker.process.terminate()
+            worker.process.join(5)
+            if worker.process.is_alive():
+                worker.process.kill()
+        worker.process.join()
+        worker.reader.close()
+        if worker.sender is not None:
+            worker.sender.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for worker in self.workers:
+            self._stop(worker)
+
+
+class DecodePool(_Processes):
     """``jobs`` (picklable) decoded by ``function(job, emit, *args)`` (a module-level function) in
     ``num_workers`` processes, each holding up to ``buffered`` messages ready beyond the one in its pipe;
     see the module docstring. Use as a context manager."""
@@ -148,22 +173,6 @@ class DecodePool:
             delivered += 1
             yield message
 
-    def _stop(self, worker):
-        if worker.process.is_alive():
-            worker.process.terminate()
-            worker.process.join(5)
-            if worker.process.is_alive():
-                worker.process.kill()
-        worker.process.join()
-        worker.reader.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        for worker in self.workers:
-            self._stop(worker)
-
 
 def _serve(function, args, inbox, connection, buffered):
     """A ``LiveDecodePool`` worker process: ``_work`` on the jobs ``(number, job)`` that come through
@@ -188,7 +197,7 @@ class _LiveWorker:
         self.pending, self.alone, self.then = [], alone, list(then or [])
 
 
-class LiveDecodePool:
+class LiveDecodePool(_Processes):
     """Decode processes that live as long as the pool and take jobs as they come (a service's jobs arrive
     over time: its decoders start once, not once per batch). ``submit(jobs)`` returns ``[(job, messages)]``
     as iterating a ``DecodePool`` yields them: consume them in order, each before the next, and the jobs of
@@ -273,20 +282,3 @@ class LiveDecodePool:
                 continue
             delivered += 1
             yield message
-
-    def _stop(self, worker):
-        if worker.process.is_alive():
-            worker.process.terminate()
-            worker.process.join(5)
-            if worker.process.is_alive():
-                worker.process.kill()
-        worker.process.join()
-        worker.reader.close()
-        worker.sender.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        for worker in self.workers:
-            self._stop(worker)
