@@ -46,11 +46,12 @@ def make_models(folder, tsn50_release):
             "--use_gpu=False", "--frame_batch=4"]
 
 
-def write_clip(path, seed, seconds=2.0, size=(64, 48)):
-    """An MJPG .avi at FPS frames/s of random plain colours, a new one every 5 frames (seeded)."""
+def write_clip(path, seed, seconds=2.0, size=(64, 48), fourcc="MJPG", fps=FPS):
+    """An MJPG .avi (or another ``fourcc``) at ``fps`` frames/s of random plain colours, a new one every 5
+    frames (seeded)."""
     rng = np.random.default_rng(seed)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, size)
-    for i in range(int(seconds * FPS)):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
+    for i in range(int(seconds * fps)):
         if i % 5 == 0:
             frame = np.empty((size[1], size[0], 3), np.uint8)
             frame[:] = rng.integers(0, 256, 3)

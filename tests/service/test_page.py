@@ -5,11 +5,9 @@ import os
 import shutil
 import sys
 
-import cv2
-import numpy as np
 import pytest
 
-from service_setup import ROOT, Server, make_models, videotag_results
+from service_setup import ROOT, Server, make_models, videotag_results, write_clip
 
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 from service_screenshot import CHROMEDRIVER, browser, tag_on_page  # noqa: E402
@@ -20,15 +18,7 @@ pytestmark = pytest.mark.skipif(not shutil.which("chromium") and not os.path.exi
 
 def write_webm(path, seconds=4, fps=10, size=(64, 48)):
     """A VP8 WebM (Chromium plays it): a new plain colour every half second."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"VP80"), fps, size)
-    rng = np.random.default_rng(7)
-    for i in range(seconds * fps):
-        if i % 5 == 0:
-            frame = np.empty((size[1], size[0], 3), np.uint8)
-            frame[:] = rng.integers(0, 256, 3)
-        writer.write(frame)
-    writer.release()
-    return str(path)
+    return write_clip(path, 7, seconds, size, fourcc="VP80", fps=fps)
 
 
 @pytest.fixture(scope="module")

@@ -61,7 +61,6 @@ def main():
                       labels, limits, args.keep_days)
 
 
-
 def run():
     """``videotag-serve``: as ``python serve.py``."""
     cli.setup_process()  # first: quiet output and CPU environment, before Paddle or OpenCV is imported
