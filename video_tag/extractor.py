@@ -56,7 +56,7 @@ from .errors import RunError, UserError
 from .feature_store import FeatureStore
 from .inference import InferenceEngine, check_device, export_layer
 from .models.tsn import FEATURE_DIM, TSN
-from .readers.lists import read_list, read_lines
+from .readers.lists import read_list, read_texts
 from .readers.video_reader import crop_normalize, decode_cropped
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ log = logging.getLogger(__name__)
 
 def read_video_list(list_path):
     """The videos of an extractor list, in order, duplicates removed: ``[path, ...]``."""
-    paths = [text for _, text in read_lines(list_path)]
+    paths = read_texts(list_path)
     if not paths:
         raise UserError(f"list file {list_path} has no entries")
     return list(dict.fromkeys(paths))

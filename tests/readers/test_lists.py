@@ -4,7 +4,7 @@ import os
 import pytest
 
 from video_tag.errors import UserError
-from video_tag.readers.lists import read_label_file, read_list, split_labels
+from video_tag.readers.lists import read_label_file, read_lines, read_list, read_texts, split_labels
 
 RELEASE_LABELS = "/work/shared/label_3396.txt"
 
@@ -122,6 +122,25 @@ def test_missing_list_file(tmp_path):
 def test_labels_unchecked_without_num_classes(tmp_path):
     entries = read_list(write(tmp_path, "a.npy 4000\n"), check_files=False)
     assert entries[0].labels == [4000]
+
+
+def test_read_texts_is_read_lines_without_numbers(tmp_path):
+    data = "\ufeff a b.mp4 \r\n\n \t\r\n视频\t1.mp4\r\r\nlast.mp4".encode("utf-8")
+    path = write(tmp_path, data)
+    assert read_texts(path) == [t for _, t in read_lines(path)] == [" a b.mp4 ", "视频\t1.mp4", "last.mp4"]
+    assert [n for n, _ in read_lines(path)] == [1, 4, 5]
+    assert read_texts(write(tmp_path, "x\ny\n")) == read_texts(write(tmp_path, "x\r\ny\r\n")) == ["x", "y"]
+
+
+@pytest.mark.parametrize("line", [3, 4])
+def test_line_not_utf8_is_named_by_its_number(tmp_path, line):
+    lines = ["a.mp4", "海边.mp4", "b.mp4", "c.mp4"]
+    data = [t.encode("utf-8") for t in lines]
+    data[line - 1] = "海边".encode("utf-8")[:4] + b".mp4"  # a character cut in two
+    path = write(tmp_path, b"\n".join(data) + b"\n")
+    for read in (read_texts, lambda p: list(read_lines(p))):
+        with pytest.raises(UserError, match=f"^{path}:{line}: line is not valid UTF-8$"):
+            read(path)
 
 
 # --- label files --------------------------------------------------------------------------------

@@ -27,6 +27,20 @@ class Entry:
 
 def read_lines(list_path, keep_blank=False):
     """Yield ``(line_number, text)`` for the non-blank (or all) lines of a UTF-8 list file."""
+    for number, text in enumerate(_lines(list_path), 1):
+        if keep_blank or text.strip():
+            yield number, text
+
+
+def read_texts(list_path):
+    """The non-blank lines of a UTF-8 list file, in order: ``read_lines`` without line numbers, in C loops
+    (a list of millions of videos)."""
+    return list(filter(str.strip, _lines(list_path)))
+
+
+def _lines(list_path):
+    """Every line of a UTF-8 list file (BOM and line-end CRs removed); ``UserError`` naming the file, and the
+    line when one is not UTF-8."""
     try:
         with open(list_path, "rb") as f:
             data = f.read()
@@ -34,13 +48,13 @@ def read_lines(list_path, keep_blank=False):
         raise UserError(f"cannot read list file {list_path}: {e.strerror}") from None
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
-    for number, raw in enumerate(data.split(b"\n"), 1):
-        try:
-            text = raw.decode("utf-8").rstrip("\r")
-        except UnicodeDecodeError:
-            raise UserError(f"{list_path}:{number}: line is not valid UTF-8") from None
-        if keep_blank or text.strip():
-            yield number, text
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:  # a newline is never inside a UTF-8 sequence: the line holding e.start
+        number = data.count(b"\n", 0, e.start) + 1
+        raise UserError(f"{list_path}:{number}: line is not valid UTF-8") from None
+    lines = text.split("\n")
+    return [line.rstrip("\r") for line in lines] if "\r" in text else lines
 
 
 def split_labels(text):
