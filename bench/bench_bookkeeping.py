@@ -21,8 +21,8 @@ video to ``store.save`` as the network would (features [2, 4]):
 ``--code`` runs the same on another checkout (e.g. ``--code /work/main`` for the code before the records
 index): its ``video_tag`` is imported instead of this one's. Prints seconds per step: the bookkeeping (the
 whole ``extract`` call less the time in ``store.save``, i.e. writing the new videos' files, which a run
-does whatever the folder holds) and the saving; and the CPU time of the whole call (user + system: on a
-loaded machine, a steadier figure than the seconds).
+does whatever the folder holds) and the saving; and the CPU time of the whole call (user + system, with
+its helper processes': on a loaded machine, a steadier figure than the seconds).
 """
 import argparse
 import json
@@ -136,9 +136,9 @@ def timed(extractor, cfg, weights_file, videos, list_path, save_dir):
     with open(list_path, "w", encoding="utf-8") as f:
         f.writelines(v + "\n" for v in videos)
     SAVING[0] = 0.0
-    start, cpu = time.perf_counter(), time.process_time()
+    start, cpu = time.perf_counter(), sum(os.times()[:4])  # with the helper processes' (video_tag/stats.py)
     code = extractor.extract(cfg, weights_file, list_path, save_dir, num_workers=1)
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    seconds, cpu = time.perf_counter() - start, sum(os.times()[:4]) - cpu
     with open(os.path.join(save_dir, "manifest.tsv"), encoding="utf-8") as f:
         rows = sum(1 for _ in f)
     return seconds, cpu, SAVING[0], code, rows

@@ -306,6 +306,9 @@ def test_merge_lists_lists_a_feature_once_and_counts_the_rows_of_other_lists():
                                     {}, holds)
     assert list(manifest.items()) == [("x.mp4", "f/x.npy"), ("b.mp4", "f/b.npy")] and kept == 1
     assert list(merge_lists(old, [], [("a.mp4", "f/x.npy")], {}, holds)[0].items()) == [("x.mp4", "f/x.npy")]
+    # one text for two videos (a TAB in one, backslash-t in the other): the second is refused, not the first
+    manifest, _, _ = merge_lists([], [], [("a\\tb.mp4", "f/a.npy"), ("a\\tb.mp4", None)], {"a\\tb.mp4": "r"}, holds)
+    assert manifest == {"a\\tb.mp4": "f/a.npy"}
 
 
 def test_the_log_counts_the_rows_of_other_lists(tmp_path, caplog):

@@ -1,7 +1,7 @@
 """names.py: names that are not UTF-8, or hold a TAB or a newline, in text outputs."""
 import os
 
-from video_tag.names import shown, text_path
+from video_tag.names import shown, text_path, text_paths
 
 NAMES = ["plain.mp4", "海边 日落.mp4", "a\tb.mp4", "two\nlines\r.mp4", "back\\slash\\x41.mp4",
          os.fsdecode("视频".encode("gbk") + b".avi"), os.fsdecode(b"\xff\\xff\t\x80.avi")]
@@ -26,3 +26,8 @@ def test_text_path_is_one_utf8_field_and_leaves_plain_names_alone():
     # distinct names stay distinct, except the one ambiguity the store refuses (a real TAB vs backslash-t)
     assert len({text_path(n) for n in NAMES}) == len(NAMES)
     assert text_path("a\tb") == text_path("a\\tb")
+
+
+def test_text_paths_is_text_path_of_each():
+    for names in (NAMES, NAMES[:2], NAMES[:1] * 3, [NAMES[1]], [NAMES[0], os.fsdecode(b"\xff.avi")], []):
+        assert text_paths(names) == [text_path(n) for n in names], names

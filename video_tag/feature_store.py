@@ -41,6 +41,7 @@ second of them in a run is refused, with the reason, into ``failed.list``.
 import collections
 import contextlib
 import io
+import itertools
 import json
 import logging
 import os
@@ -52,9 +53,9 @@ try:
 except ImportError:  # Windows: no advisory locks; concurrent extractors into one folder are unsupported there
     fcntl = None
 
-from . import feature_files, files, shards
+from . import feature_files, files, shards, stats
 from .errors import RunError, UserError
-from .names import text_path
+from .names import text_path, text_paths
 from .readers.lists import output_stem, path_digest
 from .record_index import RecordIndex, settings_text, split_record
 
@@ -114,11 +115,12 @@ class Layout:
 
 def stamp(path):
     """``"size:mtime_ns"`` of a file (None when it is missing)."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return f"{st.st_size}:{st.st_mtime_ns}"
+    return stamp_of(stats.stat_many([path])[0])
+
+
+def stamp_of(st):
+    """``stamp`` from a ``stats.stat_many`` tuple (or None)."""
+    return None if st is None else f"{st[1]}:{st[2]}"
 
 
 def compare(expected, settings, entry, stored_settings):
@@ -147,17 +149,20 @@ class Names:
         hit = self.known.get(video)
         if hit is not None:
             return hit
+        return self.enter(video, stats.stat_many([video], follow_symlinks=False)[0])
+
+    def look_all(self, videos):
+        """``look`` at each video of ``videos`` not looked at yet, their ``lstat`` calls on two cores."""
+        new = [v for v in videos if v not in self.known]
+        for video, st in zip(new, stats.stat_many(new, follow_symlinks=False)):
+            self.enter(video, st)
+
+    def enter(self, video, st):
+        """What ``look`` finds of ``video`` given its ``lstat`` (``stats.stat_many``' tuple, or None)."""
         head, sep, tail = video.rpartition(os.sep)
-        try:
-            st = os.lstat(video)
-        except OSError:
-            st = None
-        if st is None or stat.S_ISLNK(st.st_mode) or tail in ("", ".", ".."):
+        if st is None or stat.S_ISLNK(st[0]) or tail in ("", ".", ".."):
             if st is not None:
-                try:
-                    st = os.stat(video)
-                except OSError:
-                    st = None
+                st = stats.stat_many([video])[0]
             real = os.path.realpath(video)
         else:
             if sep and not head:
@@ -167,7 +172,7 @@ class Names:
                 folder = self.dirs[head] = os.path.join(os.path.realpath(head or "."), "")
             real = folder + tail
         stem = output_stem(video, path_digest(real))
-        hit = self.known[video] = (real, None, None, stem) if st is None else (real, st.st_size, st.st_mtime_ns, stem)
+        hit = self.known[video] = (real, None, None, stem) if st is None else (real, st[1], st[2], stem)
         return hit
 
     def stem(self, video):
@@ -181,9 +186,10 @@ class Names:
         hash collision), or its path is written in the lists (``names.text_path``) as another's (a TAB in
         one, the characters ``\\t`` in the other); {other spelling: the first}."""
         held, texts, unique, failed, same = {}, {}, [], {}, {}
-        known, look = self.known, self.look
-        for v in videos:
-            real, _, _, stem = known.get(v) or look(v)
+        self.look_all(videos)
+        known = self.known
+        for v, text in zip(videos, text_paths(videos)):
+            real, _, _, stem = known[v]
             first = held.setdefault(stem, v)
             if first != v:
                 holder = self.known[first][0]
@@ -192,7 +198,6 @@ class Names:
                 else:
                     failed[v] = collision(stem, text_path(holder))
                 continue
-            text = text_path(v)
             # Two paths are written alike only with a backslash in both (one escaped, one verbatim).
             if "\\" in text and texts.setdefault(text, v) != v:
                 failed[v] = (f"its path is written as {text} in the lists, as that of another video of the list "
@@ -270,16 +275,14 @@ class Verdict:
         return (False if differ else self.layout.prefix + entry.where), differ, None
 
     def matcher(self, key):
-        """``matches(stem, real, size, mtime_ns)``: ``judge``'s answer for the common case, from the index line
-        as it is: the path of ``stem``'s features when its line names a plain file of this layout that is as
-        the line says, with the expected record (``real``: the text real path; the video's size and mtime_ns)
-        and the settings ``key``; else False (``judge`` then decides). A closure: it runs once per video of a
-        list of millions."""
-        entries, suffix, prefix, tail = self.records.entries, self.layout.suffix, self.layout.prefix, "\t" + key
-        if self.layout.shard_size:
-            return lambda stem, real, size, mtime_ns: False
+        """``matches(stem, real, size, mtime_ns, feature)``: ``judge``'s answer for the common case, from the
+        index line as it is: True when ``stem``'s line names its plain file of this layout with the stamp
+        ``feature`` (what that file's ``stamp`` is), the expected record (``real``: the text real path; the
+        video's size and mtime_ns) and the settings ``key``; else False (``judge`` then decides). A closure:
+        it runs once per video of a list of millions."""
+        entries, suffix, tail = self.records.entries, self.layout.suffix, "\t" + key
 
-        def matches(stem, real, size, mtime_ns):
+        def matches(stem, real, size, mtime_ns, feature):
             line = entries.get(stem)
             if line.__class__ is not str or not line.endswith(f"\t{real}\t{size}\t{mtime_ns}{tail}"):
                 return False
@@ -287,8 +290,7 @@ class Verdict:
             n = len(where)
             if not line.startswith(where) or line[n:n + 1] != "\t" or line.count("\t") != 6:
                 return False
-            path = prefix + where
-            return path if line[n + 1:line.index("\t", n + 1)] == stamp(path) else False
+            return line[n + 1:line.index("\t", n + 1)] == feature
 
         return matches
 
@@ -308,18 +310,24 @@ class Verdict:
         settings = split_record(settings)[1]
         key = settings_text(settings)[1]
         todo, done, failed, stale, provenance = [], set(), {}, collections.Counter(), {}
-        known, look, matches, found = self.names.known, self.names.look, self.matcher(key), self.found
-        for v in videos:
-            real, size, mtime_ns, stem = known.get(v) or look(v)
+        self.names.look_all(videos)
+        looks = list(map(self.names.known.__getitem__, videos))
+        if self.layout.shard_size or overwrite:
+            paths = features = itertools.repeat(None)
+        else:  # the stamps of the plain feature files the videos would have, for the fast verdict
+            prefix, suffix = self.layout.prefix, self.layout.suffix
+            paths = [prefix + look[3] + suffix for look in looks]
+            features = map(stamp_of, stats.stat_many(paths))
+        matches, found = self.matcher(key), self.found
+        reals = text_paths([look[0] for look in looks])
+        for v, (real, size, mtime_ns, stem), real_text, path, feature in zip(videos, looks, reals, paths, features):
             if size is None:
                 todo.append(v)
                 provenance[v] = None  # decoding will say what is wrong
                 continue
-            real_text = text_path(real)
-            fresh = not overwrite and matches(stem, real_text, size, mtime_ns)
-            if fresh:
+            if feature is not None and matches(stem, real_text, size, mtime_ns, feature):
                 done.add(v)
-                found[v] = fresh
+                found[v] = path
                 continue
             fresh, differ, reason = self.judge(v, (real_text, size, mtime_ns), settings, key)
             if reason:
@@ -613,6 +621,15 @@ class FeatureStore:
                 if fcntl is not None:
                     fcntl.flock(f, fcntl.LOCK_UN)
 
+    def features_of(self, videos, failed, done):
+        """[where each video's features are, or None when it is not in ``done`` or is in ``failed``]."""
+        found = self.verdict.found
+        if found.keys() == done:  # the videos ``plan`` found done and no other (the common case): C loops
+            features = list(map(found.get, videos))
+        else:
+            features = [found.get(v) or self.location(v) if v in done else None for v in videos]
+        return [None if v in failed else f for v, f in zip(videos, features)] if failed else features
+
     def write_lists(self, videos, failed, done):
         """Update ``features.list``, ``manifest.tsv`` and ``failed.list`` with this run's ``videos``
         (``failed`` {video: reason}, ``done`` the set of videos complete here). Returns {video: feature
@@ -626,13 +643,11 @@ class FeatureStore:
         with self.locked(), files.collector_paused():
             self.writer.flush()
             self.records.refresh()
-            found, location = self.verdict.found.get, self.location
-            outputs = {v: found(v) or location(v) for v in videos if v in done and v not in failed}
-            texts = [text_path(v) for v in videos]
+            features = self.features_of(videos, failed, done)
             manifest, failures, others = merge_lists(
                 _read_rows(os.path.join(self.save_dir, "manifest.tsv")),
                 _read_rows(os.path.join(self.save_dir, "failed.list")),
-                list(zip(texts, map(outputs.get, videos))),
+                list(zip(text_paths(videos), features)),
                 {text_path(v): one_line(r) for v, r in failed.items()}, self.verdict.holder())
             self.writer.flush()  # what the verdict read from records files
 
@@ -642,7 +657,9 @@ class FeatureStore:
             write("features.list", ("\n".join(manifest.values()), "\n" if manifest else ""))
             write("manifest.tsv", ("\n".join(map("\t".join, manifest.items())), "\n" if manifest else ""))
             write("failed.list", (f"{v}\t{r}\n" for v, r in failures.items()))
-        outputs = {v: f for v, f in outputs.items() if f is not None}
+        outputs = dict(zip(videos, features))
+        if None in features:
+            outputs = {v: f for v, f in outputs.items() if f is not None}
         log.info("%d feature file(s) of this list listed in %s%s; %d failed", len(outputs),
                  os.path.join(self.save_dir, "features.list"),
                  f" (and {others} of other lists extracted into the same folder)" if others else "", len(failed))
@@ -664,7 +681,10 @@ def merge_lists(manifest_rows, failed_rows, mine, failed, holds):
                 if len(row) == 2 and row[0] not in ours and holds(row[0], row[1])}
     kept = len(manifest)
     listed = set(manifest.values())
-    new = {video: feature for video, feature in mine if feature is not None}  # None: failed, or not done
+    if all(map(itemgetter(1), mine)):  # no None (failed, or not done): C loops
+        new = dict(mine)
+    else:
+        new = {video: feature for video, feature in mine if feature is not None}
     features = set(new.values())
     if len(features) == len(new) and listed.isdisjoint(features):
         manifest.update(new)  # the common case, no feature twice: C loops over a list of millions
