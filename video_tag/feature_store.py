@@ -147,33 +147,31 @@ class Names:
         when it cannot be stat'ed): one ``lstat`` when it is not a link (the real paths of folders are
         cached)."""
         hit = self.known.get(video)
-        if hit is not None:
-            return hit
-        return self.enter(video, stats.stat_many([video], follow_symlinks=False)[0])
+        if hit is None:
+            self.look_all([video])
+            hit = self.known[video]
+        return hit
 
     def look_all(self, videos):
-        """``look`` at each video of ``videos`` not looked at yet, their ``lstat`` calls on two cores."""
-        new = [v for v in videos if v not in self.known]
+        """``look`` at each video of ``videos`` not looked at yet, their ``lstat`` calls on two cores
+        (``stats.stat_many``)."""
+        known, dirs, sep, S_ISLNK = self.known, self.dirs, os.sep, stat.S_ISLNK
+        new = [v for v in videos if v not in known]
         for video, st in zip(new, stats.stat_many(new, follow_symlinks=False)):
-            self.enter(video, st)
-
-    def enter(self, video, st):
-        """What ``look`` finds of ``video`` given its ``lstat`` (``stats.stat_many``' tuple, or None)."""
-        head, sep, tail = video.rpartition(os.sep)
-        if st is None or stat.S_ISLNK(st[0]) or tail in ("", ".", ".."):
-            if st is not None:
-                st = stats.stat_many([video])[0]
-            real = os.path.realpath(video)
-        else:
-            if sep and not head:
-                head = sep  # "/clip.mp4": the root, not "" (which would be the working folder)
-            folder = self.dirs.get(head)
-            if folder is None:
-                folder = self.dirs[head] = os.path.join(os.path.realpath(head or "."), "")
-            real = folder + tail
-        stem = output_stem(video, path_digest(real))
-        hit = self.known[video] = (real, None, None, stem) if st is None else (real, st[1], st[2], stem)
-        return hit
+            head, found, tail = video.rpartition(sep)
+            if st is None or S_ISLNK(st[0]) or tail in ("", ".", ".."):
+                if st is not None:
+                    st = stats.stat_many([video])[0]
+                real = os.path.realpath(video)
+            else:
+                if found and not head:
+                    head = sep  # "/clip.mp4": the root, not "" (which would be the working folder)
+                folder = dirs.get(head)
+                if folder is None:
+                    folder = dirs[head] = os.path.join(os.path.realpath(head or "."), "")
+                real = folder + tail
+            stem = output_stem(video, path_digest(real))
+            known[video] = (real, None, None, stem) if st is None else (real, st[1], st[2], stem)
 
     def stem(self, video):
         """``video``'s name (``lists.output_stem``)."""
