@@ -62,3 +62,6 @@ def test_short_lists_and_one_core_stay_in_this_process(paths, monkeypatch):
     monkeypatch.setattr(stats, "PARALLEL", 4)
     monkeypatch.setattr(stats, "_cores", lambda: 1)
     assert stats.stat_many(paths) == expected(paths, True)
+    monkeypatch.setattr(stats, "_cores", lambda: 2)
+    monkeypatch.setattr(sys, "frozen", True, raising=False)  # sys.executable is the application itself
+    assert stats.stat_many(paths) == expected(paths, True)

@@ -24,7 +24,7 @@ PARALLEL = 100_000  # below this, starting the helper (~0.05 s) costs more than 
 
 def stat_many(paths, follow_symlinks=True):
     """``[(st_mode, st_size, st_mtime_ns) or None, ...]`` of ``paths`` (a list of str)."""
-    if len(paths) < PARALLEL or _cores() < 2 or not sys.executable or not os.path.isfile(__file__):
+    if len(paths) < PARALLEL or _cores() < 2 or not _can_help():
         return _stat_part(paths, follow_symlinks)
     half = len(paths) // 2
     with tempfile.TemporaryFile() as job:
@@ -45,6 +45,12 @@ def stat_many(paths, follow_symlinks=True):
         theirs = _stat_part(paths[half:], follow_symlinks)
     mine += theirs
     return mine
+
+
+def _can_help():
+    """Whether this file can be run as a script by this Python (not in a frozen application, whose executable
+    is the application itself)."""
+    return bool(sys.executable) and not getattr(sys, "frozen", False) and os.path.isfile(__file__)
 
 
 def _cores():
