@@ -273,22 +273,15 @@ class Verdict:
         return (False if differ else self.layout.prefix + entry.where), differ, None
 
     def matcher(self, key):
-        """``matches(stem, real, size, mtime_ns, feature)``: ``judge``'s answer for the common case, from the
-        index line as it is: True when ``stem``'s line names its plain file of this layout with the stamp
-        ``feature`` (what that file's ``stamp`` is), the expected record (``real``: the text real path; the
-        video's size and mtime_ns) and the settings ``key``; else False (``judge`` then decides). A closure:
-        it runs once per video of a list of millions."""
-        entries, suffix, tail = self.records.entries, self.layout.suffix, "\t" + key
+        """``matches(stem, video, real, size, mtime_ns, feature)``: ``judge``'s answer for the common case, from
+        the index line as it is: True when ``stem``'s line is the very line a run of the settings ``key`` writes
+        for the video (``video``, ``real``: the text paths as listed and real; its size and mtime_ns) stored
+        in this layout's plain file, whose ``stamp`` is ``feature``; else False (``judge`` then decides). A
+        closure: it runs once per video of a list of millions."""
+        entries, suffix = self.records.entries, self.layout.suffix
 
-        def matches(stem, real, size, mtime_ns, feature):
-            line = entries.get(stem)
-            if line.__class__ is not str or not line.endswith(f"\t{real}\t{size}\t{mtime_ns}{tail}"):
-                return False
-            where = stem + suffix
-            n = len(where)
-            if not line.startswith(where) or line[n:n + 1] != "\t" or line.count("\t") != 6:
-                return False
-            return line[n + 1:line.index("\t", n + 1)] == feature
+        def matches(stem, video, real, size, mtime_ns, feature):
+            return entries.get(stem) == f"{stem}{suffix}\t{feature}\t{video}\t{real}\t{size}\t{mtime_ns}\t{key}"
 
         return matches
 
@@ -318,12 +311,13 @@ class Verdict:
             features = map(stamp_of, stats.stat_many(paths))
         matches, found = self.matcher(key), self.found
         reals = text_paths([look[0] for look in looks])
-        for v, (real, size, mtime_ns, stem), real_text, path, feature in zip(videos, looks, reals, paths, features):
+        for v, text, (real, size, mtime_ns, stem), real_text, path, feature in zip(
+                videos, text_paths(videos), looks, reals, paths, features):
             if size is None:
                 todo.append(v)
                 provenance[v] = None  # decoding will say what is wrong
                 continue
-            if feature is not None and matches(stem, real_text, size, mtime_ns, feature):
+            if feature is not None and matches(stem, text, real_text, size, mtime_ns, feature):
                 done.add(v)
                 found[v] = path
                 continue
