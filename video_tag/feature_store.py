@@ -20,7 +20,9 @@ name and the old copy removed, with a warning.
 What is done is read from the records index (``record_index.py``: one file, read once per run), checked
 against the features it names (one stat of a plain feature file; a shard that is still there); the
 per-video records stay the truth when the index is missing or stale. A save_dir of a million videos costs
-a run about a stat and a few microseconds of Python per video of its list (bench/bench_bookkeeping.py).
+a run two system calls (a ``lstat`` of the video, a ``stat`` of its feature file; on a long list half of
+them in a helper process, ``stats.py``) and a few microseconds of Python per video of its list
+(bench/bench_bookkeeping.py).
 
 A video's own write error (a name the file system refuses: ENAMETOOLONG, EILSEQ...) fails that video into
 ``failed.list``; an error that every next write would meet too (ENOSPC, EDQUOT, EROFS, EIO, EACCES, EPERM:
