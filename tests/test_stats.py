@@ -2,6 +2,7 @@
 import os
 import stat
 import sys
+import time
 
 import pytest
 
@@ -54,6 +55,18 @@ def test_a_helper_that_cannot_start_or_answer_costs_only_time(paths, executable,
     monkeypatch.setattr(stats, "_cores", lambda: 2)
     monkeypatch.setattr(sys, "executable", executable)
     assert stats.stat_many(paths, False) == expected(paths, False)
+
+
+def test_a_helper_that_closes_its_output_and_lingers_is_not_waited_for(paths, tmp_path, monkeypatch):
+    lingering = tmp_path / "lingering"
+    lingering.write_text("#!/bin/sh\nexec 1>&-\nsleep 60\n")
+    lingering.chmod(0o755)
+    monkeypatch.setattr(stats, "PARALLEL", 4)
+    monkeypatch.setattr(stats, "_cores", lambda: 2)
+    monkeypatch.setattr(sys, "executable", str(lingering))
+    start = time.monotonic()
+    assert stats.stat_many(paths, False) == expected(paths, False)
+    assert time.monotonic() - start < 30
 
 
 def test_short_lists_and_one_core_stay_in_this_process(paths, monkeypatch):

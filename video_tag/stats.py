@@ -41,6 +41,7 @@ def stat_many(paths, follow_symlinks=True):
             theirs = marshal.loads(helper.stdout.read())
         except (OSError, EOFError, ValueError, TypeError):  # the helper died, or wrote something else
             theirs = None
+        helper.kill()  # its output is read to the end: nothing more to wait for, whatever the program was
     if not isinstance(theirs, list) or len(theirs) != len(paths) - half:
         theirs = _stat_part(paths[half:], follow_symlinks)
     mine += theirs
