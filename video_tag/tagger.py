@@ -150,7 +150,7 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
     for output in outputs:
         output.resume(None if overwrite else valid)
     done = {k[0] for k in predictions.previous}
-    store, clashes, spelling_of = None, {}, {}
+    store, clashes, spelling_of, stored = None, {}, {}, set()
     if save_features:
         store = FeatureStore(save_features, settings["feature_dtype"], extractor.shard_size(tsn_cfg))
         if dist.is_main():
@@ -237,8 +237,10 @@ def tag(source, save_dir, tsn_cfg, lstm_cfg, tsn_weights, lstm_weights, label_fi
         write_failed_list(save_dir, failed)
         if timeline.report:
             _write_report(save_dir, videos, {i for i, _, _ in failed})
-        if store is not None:
-            store.write_lists(videos, {p: r for _, p, r in failed}, store.done(videos, settings, seg_num, FEATURE_DIM))
+        if store is not None:  # as the extractor: what was done at the start, and a look at the rest only
+            fresh = [v for v in videos if v not in stored]
+            store.write_lists(videos, {p: r for _, p, r in failed},
+                              stored | store.done(fresh, settings, seg_num, FEATURE_DIM))
     dist.barrier()  # the other ranks end after rank 0 has written everything; rank 0 carries the exit code
     return 1 if failed and dist.is_main() else 0
 
