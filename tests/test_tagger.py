@@ -945,3 +945,30 @@ def test_thresholds_per_tag_keep_each_tag_at_or_above_its_own(tmp_path, capfd):
         f"error: thresholds file {tmp_path}/t.csv has 3 classes, the label file 3396: it was made for another "
         f"label set (run eval.py --calibrate again)"]
     assert not (tmp_path / "out").exists()
+
+
+def test_shared_shots_hold_the_features_from_the_first_shot_not_tagged_on(monkeypatch):
+    """SharedShots, unit: the features of frames from the first frame of the first shot not tagged yet on
+    are held (that frame's own included, also when it comes after the shot before was tagged), none below."""
+    from video_tag import tagger
+
+    monkeypatch.setattr(tagger, "_features", lambda engine, frames, target, numbers, cache: np.array(
+        [np.full(tagger.FEATURE_DIM, n, np.float32) for n in numbers]).reshape(len(numbers), tagger.FEATURE_DIM))
+    monkeypatch.setattr(tagger, "_probabilities", lambda model, features: features[:, 0].tolist())
+    engine = type("Engine", (), {"batch_size": 8})()
+    probabilities = {}
+    shots = tagger.SharedShots(engine, None, 8, None, probabilities)
+    for k in range(3):  # shot k: frames 10k..10k+9, sampled at 10k and 10k+5 (sent by the windows)
+        shots.add(k, float(k), 10 * k + 10, [None, None], [10 * k, 10 * k + 5])
+    shots.features(["f0", "f10"], [0, 10])
+    assert probabilities == {} and set(shots.held) == {0, 10}
+    shots.features(["f5"], [5])
+    assert probabilities == {0: [0.0, 5.0]} and shots.floor == 10 and set(shots.held) == {10}
+    shots.features(["f3"], [3])  # a window's frame below the floor
+    assert set(shots.held) == {10}
+    shots.features(["f15"], [15])
+    assert probabilities[1] == [10.0, 15.0] and shots.floor == 20 and not shots.held
+    shots.features(["f20"], [20])  # the new floor's own frame, after the shot before was tagged
+    shots.features(["f25"], [25])
+    shots.finish()
+    assert probabilities[2] == [20.0, 25.0] and not shots.held
