@@ -2,11 +2,28 @@
 shutdown that prints nothing. (Its use by the extractor and the tagger: tests/test_extractor.py and
 tests/test_tagger.py, the crash tests.)"""
 import os
+import signal
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 from video_tag.decode_pool import CRASHED, DecodePool, LiveDecodePool, returned
+
+
+@pytest.fixture(autouse=True)
+def no_hang():
+    """A pool that waits or retries for ever (e.g. a crash rule without its end) fails its test after 60 s
+    instead of hanging the suite (SIGALRM, also during a blocking read)."""
+    def fail(*_):  # not TimeoutError: an OSError, which the pool takes for a dead worker
+        pytest.fail("the test ran past 60 s: the decode pool hangs")
+
+    old = signal.signal(signal.SIGALRM, fail)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
 
 
 def test_a_video_that_crashes_once_is_decoded_again_and_one_that_always_crashes_fails(tmp_path):
